@@ -1,0 +1,4 @@
+//! Tandem: two-way sync between a CRM and a finance system.
+//!
+//! The engine is laid out as ports and adapters: the pure sync decision in [`domain`],
+//! and the edges (store, bus, connectors, HTTP) behind traits.
