@@ -2,3 +2,5 @@
 //!
 //! The engine is laid out as ports and adapters: the pure sync decision in [`domain`],
 //! and the edges (store, bus, connectors, HTTP) behind traits.
+
+pub mod domain;
