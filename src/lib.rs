@@ -3,4 +3,6 @@
 //! The engine is laid out as ports and adapters: the pure sync decision in [`domain`],
 //! and the edges (store, bus, connectors, HTTP) behind traits.
 
+pub mod config;
 pub mod domain;
+pub mod secret;

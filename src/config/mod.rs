@@ -1,0 +1,193 @@
+//! Settings: compiled-in defaults, then `tandem.toml` (path in `TANDEM_CONFIG`), then
+//! `TANDEM_*` environment variables, then validation of the whole.
+//!
+//! Nested keys use `__` in environment variables: `[pairs.acme.finance] webhook_key`
+//! is `TANDEM_PAIRS__ACME__FINANCE__WEBHOOK_KEY`. Any key can instead be read from a
+//! file by adding `_file` (`TANDEM_ADMIN_TOKEN_FILE=/run/secrets/admin_token`), which
+//! is how container secrets are usually mounted.
+
+mod load;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+pub use load::{load, load_from, SettingsSource};
+pub use validate::SettingsError;
+
+/// The whole of Tandem's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `postgres://...` in production; `sqlite://tandem.db?mode=rwc` is the embedded
+    /// default.
+    pub database_url: String,
+    /// `amqp://...` for RabbitMQ; `memory` for the in-process bus (not durable).
+    pub amqp_url: String,
+    /// Address of the HTTP server (webhooks, admin API, dashboard, health).
+    pub listen: String,
+    /// Bearer token for the admin API. Required when `listen` is not a loopback address.
+    pub admin_token: Option<Secret>,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    pub bus: BusSettings,
+    pub orchestrator: OrchestratorSettings,
+    pub webhooks: WebhookSettings,
+    /// The pairs that sync, by name: `[pairs.acme]`.
+    pub pairs: BTreeMap<String, PairSettings>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://tandem.db?mode=rwc".into(),
+            amqp_url: "memory".into(),
+            listen: "127.0.0.1:8080".into(),
+            admin_token: None,
+            log_format: LogFormat::Text,
+            bus: BusSettings::default(),
+            orchestrator: OrchestratorSettings::default(),
+            webhooks: WebhookSettings::default(),
+            pairs: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusSettings {
+    /// Prefix of every exchange and queue name, so several deployments (or test runs)
+    /// can share one broker.
+    pub prefix: String,
+    /// Unacknowledged messages a consumer may hold at once.
+    pub prefetch: u16,
+    /// Deliveries of one message before it is parked for a person.
+    pub max_attempts: u32,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            prefix: "tandem".into(),
+            prefetch: 64,
+            max_attempts: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrchestratorSettings {
+    /// Changes handled at once by one process.
+    pub workers: usize,
+    /// How long in-flight work may take to finish after a stop signal.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for OrchestratorSettings {
+    fn default() -> Self {
+        Self {
+            workers: 8,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Largest webhook body accepted; larger ones get 413 and change nothing.
+    pub max_body_bytes: usize,
+    /// How far a signed timestamp may be from now before the delivery is refused.
+    pub tolerance_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            tolerance_secs: 300,
+        }
+    }
+}
+
+/// One CRM connection and one finance connection that sync with each other.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairSettings {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    pub crm: Option<ConnectionSettings>,
+    pub finance: Option<ConnectionSettings>,
+    /// Seconds between polls of each entity type on each side; 0 turns polling off.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_secs: u64,
+    /// How far each poll looks back before its cursor, so a record written while the
+    /// previous poll ran is never missed.
+    #[serde(default = "default_poll_overlap")]
+    pub poll_overlap_secs: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_poll_interval() -> u64 {
+    60
+}
+
+fn default_poll_overlap() -> u64 {
+    30
+}
+
+/// Which service a connection talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectorKind {
+    Hubspot,
+    Xero,
+}
+
+impl ConnectorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorKind::Hubspot => "hubspot",
+            ConnectorKind::Xero => "xero",
+        }
+    }
+}
+
+/// How to reach one system of a pair.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSettings {
+    pub kind: ConnectorKind,
+    /// The API's base URL: the real service in production, `tandem sim` in trials.
+    pub base_url: String,
+    /// OAuth2 token endpoint; defaults to the service's own.
+    pub token_url: Option<String>,
+    /// A HubSpot private-app token (no OAuth refresh needed).
+    pub access_token: Option<Secret>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    /// The first refresh token; rotated ones are kept in the store.
+    pub refresh_token: Option<Secret>,
+    /// Xero organisation (`xero-tenant-id` on every call).
+    pub tenant_id: Option<String>,
+    /// Webhook signing secrets; several are accepted at once so keys can be rotated.
+    #[serde(default)]
+    pub webhook_secrets: Vec<Secret>,
+}
+
+#[cfg(test)]
+mod tests;

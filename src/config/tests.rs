@@ -1,0 +1,190 @@
+use std::io::Write;
+
+use figment::providers::Serialized;
+use figment::Figment;
+
+use super::*;
+
+fn with(pairs: &[(&str, serde_json::Value)]) -> Figment {
+    pairs.iter().fold(Figment::new(), |figment, (key, value)| {
+        figment.merge(Serialized::default(key, value.clone()))
+    })
+}
+
+fn toml_file(contents: &str) -> tempfile_like::TempToml {
+    tempfile_like::TempToml::new(contents)
+}
+
+/// A TOML file in the system temp directory, removed on drop.
+mod tempfile_like {
+    use std::path::PathBuf;
+
+    pub struct TempToml(pub PathBuf);
+
+    impl TempToml {
+        pub fn new(contents: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("tandem-{}.toml", uuid::Uuid::new_v4()));
+            std::fs::write(&path, contents).expect("write temp settings");
+            Self(path)
+        }
+    }
+
+    impl Drop for TempToml {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+const PAIR: &str = r#"
+[pairs.acme.crm]
+kind = "hubspot"
+base_url = "https://api.hubapi.com"
+access_token = "pat-na1-secret"
+webhook_secrets = ["client-secret"]
+
+[pairs.acme.finance]
+kind = "xero"
+base_url = "https://api.xero.com"
+tenant_id = "tenant-1"
+webhook_secrets = ["xero-key"]
+"#;
+
+#[test]
+fn defaults_are_the_embedded_setup() {
+    let settings = load_from(None, Figment::new()).expect("defaults are valid");
+    assert!(settings.database_url.starts_with("sqlite:"));
+    assert_eq!(settings.amqp_url, "memory");
+    assert_eq!(settings.listen, "127.0.0.1:8080");
+    assert!(settings.pairs.is_empty());
+}
+
+#[test]
+fn file_then_overrides() {
+    let file = toml_file(&format!(
+        "listen = \"127.0.0.1:9000\"\n[bus]\nprefetch = 10\n{PAIR}"
+    ));
+    let settings = load_from(
+        Some(&file.0),
+        with(&[("bus", serde_json::json!({"prefetch": 20}))]),
+    )
+    .expect("valid");
+    assert_eq!(
+        settings.listen, "127.0.0.1:9000",
+        "the file sets what it names"
+    );
+    assert_eq!(settings.bus.prefetch, 20, "overrides win over the file");
+    assert_eq!(
+        settings.bus.prefix, "tandem",
+        "defaults fill what neither names"
+    );
+    let pair = &settings.pairs["acme"];
+    assert_eq!(pair.poll_interval_secs, 60);
+    assert_eq!(
+        pair.finance
+            .as_ref()
+            .and_then(|f| f.tenant_id.clone())
+            .as_deref(),
+        Some("tenant-1")
+    );
+}
+
+#[test]
+fn secrets_can_come_from_files() {
+    let mut secret = std::env::temp_dir();
+    secret.push(format!("tandem-secret-{}", uuid::Uuid::new_v4()));
+    let mut f = std::fs::File::create(&secret).expect("create secret file");
+    writeln!(f, "0123456789abcdef0123").expect("write secret");
+    let settings = load_from(
+        None,
+        with(&[(
+            "admin_token_file",
+            serde_json::json!(secret.to_string_lossy()),
+        )]),
+    )
+    .expect("valid");
+    let _ = std::fs::remove_file(&secret);
+    let token = settings.admin_token.expect("token read from the file");
+    assert_eq!(
+        token.expose(),
+        "0123456789abcdef0123",
+        "trailing newline trimmed"
+    );
+    assert_eq!(format!("{token:?}"), "***");
+}
+
+#[test]
+fn a_missing_secret_file_names_the_key() {
+    let err = load_from(
+        None,
+        with(&[("admin_token_file", serde_json::json!("/nonexistent/x"))]),
+    )
+    .expect_err("must fail");
+    assert_eq!(err.key, "admin_token_file");
+    assert!(err.problem.contains("/nonexistent/x"), "{err}");
+}
+
+#[test]
+fn bad_database_url_names_the_key_and_its_variable() {
+    let err = load_from(
+        None,
+        with(&[("database_url", serde_json::json!("mysql//nope"))]),
+    )
+    .expect_err("must fail");
+    assert_eq!(err.key, "database_url");
+    assert!(err.to_string().contains("TANDEM_DATABASE_URL"), "{err}");
+}
+
+#[test]
+fn pair_without_finance_is_refused() {
+    let file =
+        toml_file("[pairs.acme.crm]\nkind = \"hubspot\"\nbase_url = \"https://api.hubapi.com\"\n");
+    let err = load_from(Some(&file.0), Figment::new()).expect_err("must fail");
+    assert_eq!(err.key, "pairs.acme.finance");
+    assert_eq!(err.env_var(), "TANDEM_PAIRS__ACME__FINANCE");
+}
+
+#[test]
+fn unknown_keys_are_refused_not_ignored() {
+    let file = toml_file("databse_url = \"sqlite::memory:\"\n");
+    let err = load_from(Some(&file.0), Figment::new()).expect_err("a typo must not pass");
+    assert!(err.problem.contains("databse_url"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_the_nested_key() {
+    let err = load_from(
+        None,
+        with(&[("bus", serde_json::json!({"prefetch": "lots"}))]),
+    )
+    .expect_err("must fail");
+    assert_eq!(err.key, "bus.prefetch");
+}
+
+#[test]
+fn open_listen_address_needs_an_admin_token() {
+    let err = load_from(None, with(&[("listen", serde_json::json!("0.0.0.0:8080"))]))
+        .expect_err("must fail");
+    assert_eq!(err.key, "admin_token");
+    let ok = load_from(
+        None,
+        with(&[
+            ("listen", serde_json::json!("0.0.0.0:8080")),
+            ("admin_token", serde_json::json!("0123456789abcdef")),
+        ]),
+    );
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let file = toml_file(PAIR);
+    let settings = load_from(Some(&file.0), Figment::new()).expect("valid");
+    let printed = format!("{settings:?}");
+    for secret in ["pat-na1-secret", "client-secret", "xero-key"] {
+        assert!(
+            !printed.contains(secret),
+            "`{secret}` leaked into {printed}"
+        );
+    }
+}

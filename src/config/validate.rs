@@ -1,0 +1,227 @@
+//! Validation of the whole of the settings, with errors that name the key and say how
+//! to set it.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::{ConnectionSettings, ConnectorKind, Settings};
+
+/// An invalid setting: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl SettingsError {
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+
+    pub(super) fn from_figment(err: figment::Error) -> Self {
+        let key = err.path.join(".");
+        let problem = err.kind.to_string();
+        Self::new(if key.is_empty() { "(settings)" } else { &key }, problem)
+    }
+
+    /// The environment variable that sets this key.
+    pub fn env_var(&self) -> String {
+        if self.key.starts_with("TANDEM_") {
+            return self.key.clone();
+        }
+        format!("TANDEM_{}", self.key.replace('.', "__").to_uppercase())
+    }
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.starts_with("TANDEM_") {
+            write!(f, "invalid setting `{}`: {}", self.key, self.problem)
+        } else {
+            write!(
+                f,
+                "invalid setting `{}` ({}): {}",
+                self.key,
+                self.env_var(),
+                self.problem
+            )
+        }
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+impl Settings {
+    /// Checks the settings as a whole; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        validate_database_url(&self.database_url)?;
+        validate_amqp_url(&self.amqp_url)?;
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            SettingsError::new(
+                "listen",
+                format!("`{}` is not an address such as 127.0.0.1:8080", self.listen),
+            )
+        })?;
+        match &self.admin_token {
+            Some(token) if token.expose().len() < 16 => {
+                return Err(SettingsError::new(
+                    "admin_token",
+                    "must be at least 16 characters (generate one with `openssl rand -hex 32`)",
+                ))
+            }
+            None if !listen.ip().is_loopback() => {
+                return Err(SettingsError::new(
+                    "admin_token",
+                    format!(
+                        "required when listening on {listen}, which is not a loopback address: \
+                         the admin API would be open to the network"
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        validate_bus(self)?;
+        if !(1..=1024).contains(&self.orchestrator.workers) {
+            return Err(SettingsError::new(
+                "orchestrator.workers",
+                "must be between 1 and 1024",
+            ));
+        }
+        if self.webhooks.max_body_bytes == 0 {
+            return Err(SettingsError::new(
+                "webhooks.max_body_bytes",
+                "must be more than 0",
+            ));
+        }
+        for (name, pair) in &self.pairs {
+            let key = format!("pairs.{name}");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                return Err(SettingsError::new(
+                    &key,
+                    "a pair name may hold only a-z, 0-9, `-` and `_` (it appears in webhook URLs)",
+                ));
+            }
+            let crm = pair
+                .crm
+                .as_ref()
+                .ok_or_else(|| missing_connection(&key, "crm"))?;
+            let finance = pair
+                .finance
+                .as_ref()
+                .ok_or_else(|| missing_connection(&key, "finance"))?;
+            validate_connection(&format!("{key}.crm"), crm, ConnectorKind::Hubspot)?;
+            validate_connection(&format!("{key}.finance"), finance, ConnectorKind::Xero)?;
+        }
+        Ok(())
+    }
+}
+
+fn missing_connection(pair_key: &str, side: &str) -> SettingsError {
+    SettingsError::new(
+        format!("{pair_key}.{side}"),
+        format!("the pair has no {side} connection: add a `[{pair_key}.{side}]` table with at least `kind` and `base_url`"),
+    )
+}
+
+fn validate_database_url(url: &str) -> Result<(), SettingsError> {
+    let bad = |why: &str| SettingsError::new("database_url", why.to_string());
+    if url.starts_with("sqlite:") {
+        return Ok(());
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|err| bad(&format!("not a valid PostgreSQL URL ({err})")))?;
+        if parsed.host_str().is_none_or(str::is_empty) && !url.contains("host=") {
+            return Err(bad("the PostgreSQL URL names no host"));
+        }
+        return Ok(());
+    }
+    Err(bad(
+        "expected `postgres://user@host:5432/db` or `sqlite://path/to/tandem.db?mode=rwc`",
+    ))
+}
+
+fn validate_amqp_url(url: &str) -> Result<(), SettingsError> {
+    if url == "memory" {
+        return Ok(());
+    }
+    if url.starts_with("amqp://") || url.starts_with("amqps://") {
+        reqwest::Url::parse(url).map_err(|err| {
+            SettingsError::new("amqp_url", format!("not a valid AMQP URL ({err})"))
+        })?;
+        return Ok(());
+    }
+    Err(SettingsError::new(
+        "amqp_url",
+        "expected `amqp://user:password@host:5672/%2f`, or `memory` for the in-process bus",
+    ))
+}
+
+fn validate_bus(settings: &Settings) -> Result<(), SettingsError> {
+    let bus = &settings.bus;
+    if bus.prefix.is_empty()
+        || !bus
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(SettingsError::new(
+            "bus.prefix",
+            "must be non-empty and hold only letters, digits, `-`, `_` and `.`",
+        ));
+    }
+    if bus.prefetch == 0 {
+        return Err(SettingsError::new("bus.prefetch", "must be more than 0"));
+    }
+    if bus.max_attempts == 0 {
+        return Err(SettingsError::new("bus.max_attempts", "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn validate_connection(
+    key: &str,
+    connection: &ConnectionSettings,
+    expected: ConnectorKind,
+) -> Result<(), SettingsError> {
+    if connection.kind != expected {
+        return Err(SettingsError::new(
+            format!("{key}.kind"),
+            format!(
+                "`{}` is not supported on this side yet; use `{}`",
+                connection.kind.as_str(),
+                expected.as_str()
+            ),
+        ));
+    }
+    let url_ok = reqwest::Url::parse(&connection.base_url)
+        .map(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
+        .unwrap_or(false);
+    if !url_ok {
+        return Err(SettingsError::new(
+            format!("{key}.base_url"),
+            format!("`{}` is not an http(s) URL", connection.base_url),
+        ));
+    }
+    if connection.webhook_secrets.iter().any(|s| s.is_empty()) {
+        return Err(SettingsError::new(
+            format!("{key}.webhook_secrets"),
+            "an empty secret would accept forged webhooks; remove it",
+        ));
+    }
+    if expected == ConnectorKind::Xero && connection.tenant_id.as_deref().is_none_or(str::is_empty)
+    {
+        return Err(SettingsError::new(
+            format!("{key}.tenant_id"),
+            "Xero needs the organisation's tenant id (sent as `xero-tenant-id` on every call)",
+        ));
+    }
+    Ok(())
+}
