@@ -6,3 +6,6 @@
 pub mod config;
 pub mod domain;
 pub mod secret;
+pub mod api;
+pub mod cli;
+pub mod telemetry;

@@ -1,1 +1,65 @@
-fn main() {}
+//! The `tandem` binary: parses the command line, loads settings and hands over to the
+//! library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tandem::cli::{Cli, Command};
+use tandem::config::{self, Settings};
+use tandem::{service, telemetry};
+
+/// Exit code for invalid settings (sysexits' EX_CONFIG), so a supervisor can tell a
+/// configuration mistake from a crash.
+const EXIT_CONFIG: u8 = 78;
+/// Exit code for a command that this build does not carry yet.
+const EXIT_UNAVAILABLE: u8 = 69;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match config::load() {
+        Ok((settings, _source)) => settings,
+        Err(err) => {
+            eprintln!("tandem: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(settings.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tandem: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "tandem stopped on an error");
+            eprintln!("tandem: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => {
+            service::serve(settings, args, service::shutdown_on_signals()).await?;
+        }
+        Command::Migrate => service::migrate(&settings).await?,
+        Command::Config => print!("{}", service::describe(&settings)),
+        Command::Demo
+        | Command::Resync
+        | Command::Replay
+        | Command::Status
+        | Command::Sim
+        | Command::Bench => {
+            eprintln!(
+                "tandem: this command is not in this build yet; `tandem serve` runs the engine \
+                 (see README.md for what is available)"
+            );
+            return Ok(ExitCode::from(EXIT_UNAVAILABLE));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,138 @@
+//! Assembles the engine from settings and runs it: `tandem serve`, `tandem migrate`.
+//!
+//! One `CancellationToken` is cancelled on SIGINT or SIGTERM; every component watches
+//! it, stops taking new work and lets what is in flight finish, so a stopped process
+//! loses nothing: what it had not acknowledged is redelivered.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, HttpState, ReadinessProbe};
+use crate::cli::ServeArgs;
+use crate::config::Settings;
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stop signal received: finishing in-flight work");
+        cancel.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops Tandem");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A summary of the settings for `tandem config`, secrets hidden.
+pub fn describe(settings: &Settings) -> String {
+    let mut out = String::new();
+    let hidden = |set: bool| if set { "(set, hidden)" } else { "(not set)" };
+    let _ = writeln!(out, "database_url = {}", redact_url(&settings.database_url));
+    let _ = writeln!(out, "amqp_url = {}", redact_url(&settings.amqp_url));
+    let _ = writeln!(out, "listen = {}", settings.listen);
+    let _ = writeln!(out, "admin_token = {}", hidden(settings.admin_token.is_some()));
+    let _ = writeln!(out, "orchestrator.workers = {}", settings.orchestrator.workers);
+    let _ = writeln!(out, "bus.prefix = {}", settings.bus.prefix);
+    for (name, pair) in &settings.pairs {
+        let _ = writeln!(out, "pair {name}: enabled = {}, poll every {}s", pair.enabled, pair.poll_interval_secs);
+        for (side, connection) in [("crm", &pair.crm), ("finance", &pair.finance)] {
+            if let Some(c) = connection {
+                let _ = writeln!(
+                    out,
+                    "  {side}: {} at {}, webhook secrets: {}",
+                    c.kind.as_str(),
+                    c.base_url,
+                    c.webhook_secrets.len()
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A URL with any password replaced, for logs and `tandem config`.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Binds the HTTP listener; returns the acceptor and the address actually bound (the
+/// port is chosen by the OS when the setting asks for port 0).
+async fn bind(listen: &str) -> anyhow::Result<(impl Acceptor, SocketAddr)> {
+    let acceptor = TcpListener::bind(listen.to_string())
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = acceptor
+        .local_addr()
+        .into_iter()
+        .find_map(|addr| addr.as_socket_addr().copied())
+        .context("the listener has no socket address")?;
+    Ok((acceptor, addr))
+}
+
+/// Runs the HTTP server until `shutdown` is cancelled, then stops accepting and gives
+/// open requests a moment to finish.
+async fn run_http(
+    acceptor: impl Acceptor + 'static,
+    state: HttpState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            api::routes(state),
+            async move { shutdown.cancelled().await },
+            Some(Duration::from_secs(10)),
+        )
+        .await
+        .context("the HTTP server failed")
+}
+
+pub(crate) fn spawn_http(
+    tracker: &TaskTracker,
+    acceptor: impl Acceptor + 'static,
+    probes: Vec<Arc<dyn ReadinessProbe>>,
+    shutdown: CancellationToken,
+) {
+    let stop_all = shutdown.clone();
+    tracker.spawn(async move {
+        if let Err(err) = run_http(acceptor, HttpState { probes }, shutdown).await {
+            tracing::error!(error = format!("{err:#}"), "HTTP server stopped");
+            stop_all.cancel();
+        }
+    });
+}
