@@ -3,9 +3,11 @@
 //! The engine is laid out as ports and adapters: the pure sync decision in [`domain`],
 //! and the edges (store, bus, connectors, HTTP) behind traits.
 
+pub mod api;
+pub mod bus;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod secret;
-pub mod api;
-pub mod cli;
+pub mod service;
 pub mod telemetry;

@@ -59,11 +59,23 @@ pub fn describe(settings: &Settings) -> String {
     let _ = writeln!(out, "database_url = {}", redact_url(&settings.database_url));
     let _ = writeln!(out, "amqp_url = {}", redact_url(&settings.amqp_url));
     let _ = writeln!(out, "listen = {}", settings.listen);
-    let _ = writeln!(out, "admin_token = {}", hidden(settings.admin_token.is_some()));
-    let _ = writeln!(out, "orchestrator.workers = {}", settings.orchestrator.workers);
+    let _ = writeln!(
+        out,
+        "admin_token = {}",
+        hidden(settings.admin_token.is_some())
+    );
+    let _ = writeln!(
+        out,
+        "orchestrator.workers = {}",
+        settings.orchestrator.workers
+    );
     let _ = writeln!(out, "bus.prefix = {}", settings.bus.prefix);
     for (name, pair) in &settings.pairs {
-        let _ = writeln!(out, "pair {name}: enabled = {}, poll every {}s", pair.enabled, pair.poll_interval_secs);
+        let _ = writeln!(
+            out,
+            "pair {name}: enabled = {}, poll every {}s",
+            pair.enabled, pair.poll_interval_secs
+        );
         for (side, connection) in [("crm", &pair.crm), ("finance", &pair.finance)] {
             if let Some(c) = connection {
                 let _ = writeln!(
@@ -135,4 +147,45 @@ pub(crate) fn spawn_http(
             stop_all.cancel();
         }
     });
+}
+
+/// Applies pending migrations.
+pub async fn migrate(_settings: &Settings) -> anyhow::Result<()> {
+    anyhow::bail!("the store is not in this build yet")
+}
+
+/// `tandem serve`: runs until `shutdown` is cancelled, then stops taking work, lets
+/// in-flight work finish and returns.
+pub async fn serve(
+    settings: Settings,
+    args: ServeArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let bus = crate::bus::connect(&crate::bus::BusConfig::from_settings(&settings))
+        .await
+        .with_context(|| format!("cannot reach the bus at {}", redact_url(&settings.amqp_url)))?;
+    let tracker = TaskTracker::new();
+    if !args.no_http {
+        let (acceptor, addr) = bind(&settings.listen).await?;
+        tracing::info!(%addr, "listening");
+        let probes: Vec<Arc<dyn ReadinessProbe>> = vec![Arc::new(BusProbe(bus.clone()))];
+        spawn_http(&tracker, acceptor, probes, shutdown.clone());
+    }
+    tracker.close();
+    shutdown.cancelled().await;
+    tracker.wait().await;
+    Ok(())
+}
+
+struct BusProbe(Arc<dyn crate::bus::Bus>);
+
+#[async_trait::async_trait]
+impl ReadinessProbe for BusProbe {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|err| err.to_string())
+    }
 }

@@ -40,7 +40,12 @@ pub async fn ready(state: Data<&HttpState>) -> Response {
     .await;
     let failing: Vec<_> = checks
         .iter()
-        .filter_map(|(name, outcome)| outcome.as_ref().err().map(|err| json!({"name": name, "error": err})))
+        .filter_map(|(name, outcome)| {
+            outcome
+                .as_ref()
+                .err()
+                .map(|err| json!({"name": name, "error": err}))
+        })
         .collect();
     if failing.is_empty() {
         let names: Vec<_> = checks.iter().map(|(name, _)| *name).collect();

@@ -1,0 +1,655 @@
+//! The RabbitMQ bus (lapin): durable, for production.
+//!
+//! Topology, declared idempotently on every (re)connect:
+//! - `{prefix}.events`, a durable topic exchange; `{prefix}.live` and `{prefix}.bulk`,
+//!   quorum queues bound to it by lane name;
+//! - `{prefix}.retry.{lane}.{ms}`, one queue per delay tier with `x-message-ttl`, that
+//!   dead-letters back to its lane. A per-message TTL in one queue would wait behind the
+//!   head of the queue; fixed tiers never do;
+//! - `{prefix}.parked`, for messages that used their attempts or cannot be decoded.
+//!
+//! Attempts are counted in a header: RabbitMQ 3.10 quorum queues only count deliveries
+//! when `x-delivery-limit` is set, and a count of redeliveries is not a count of retries.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+
+use super::{
+    now_ms, Bus, BusConfig, BusError, BusMessage, Consumer, Delivery, DeliveryHandle, Lane,
+    Outgoing, RetryOutcome,
+};
+
+const HEADER_ATTEMPT: &str = "x-tandem-attempt";
+const HEADER_LAST_ERROR: &str = "x-tandem-last-error";
+const HEADER_NOT_BEFORE: &str = "x-tandem-not-before";
+const HEADER_LANE: &str = "x-tandem-lane";
+/// How long to wait for the broker to connect or to confirm before calling it down.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Queue and exchange names under one prefix.
+#[derive(Debug, Clone)]
+struct Names {
+    prefix: String,
+}
+
+impl Names {
+    fn exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    fn work(&self, lane: Lane) -> String {
+        format!("{}.{}", self.prefix, lane.as_str())
+    }
+
+    fn retry(&self, lane: Lane, tier: Duration) -> String {
+        format!(
+            "{}.retry.{}.{}",
+            self.prefix,
+            lane.as_str(),
+            tier.as_millis()
+        )
+    }
+
+    fn parked(&self) -> String {
+        format!("{}.parked", self.prefix)
+    }
+}
+
+struct Link {
+    connection: std::sync::Arc<Connection>,
+    channel: Channel,
+}
+
+impl Link {
+    fn is_open(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+}
+
+pub struct RabbitBus {
+    config: BusConfig,
+    names: Names,
+    publisher: Mutex<Option<Link>>,
+}
+
+impl RabbitBus {
+    /// Connects and declares the topology; fails if the broker cannot be reached now.
+    /// Later losses of the connection are repaired on the next use.
+    pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
+        let names = Names {
+            prefix: config.prefix.clone(),
+        };
+        let link = open(&config, &names).await?;
+        Ok(Self {
+            config,
+            names,
+            publisher: Mutex::new(Some(link)),
+        })
+    }
+
+    /// Deletes every exchange and queue under this bus's prefix: for tests, and for
+    /// taking a deployment down for good.
+    pub async fn delete_topology(&self) -> Result<(), BusError> {
+        let channel = self.channel().await?;
+        let mut queues = vec![self.names.parked()];
+        for lane in Lane::ALL {
+            queues.push(self.names.work(lane));
+            for tier in &self.config.retry_tiers {
+                queues.push(self.names.retry(lane, *tier));
+            }
+        }
+        for queue in queues {
+            channel
+                .queue_delete(&queue, QueueDeleteOptions::default())
+                .await
+                .map_err(unavailable)?;
+        }
+        channel
+            .exchange_delete(&self.names.exchange(), ExchangeDeleteOptions::default())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The publishing channel, reconnecting when the last one was lost.
+    async fn channel(&self) -> Result<Channel, BusError> {
+        let mut publisher = self.publisher.lock().await;
+        if let Some(link) = publisher.as_ref().filter(|link| link.is_open()) {
+            return Ok(link.channel.clone());
+        }
+        *publisher = None;
+        let link = open(&self.config, &self.names).await?;
+        tracing::info!(prefix = %self.names.prefix, "connected to RabbitMQ");
+        let channel = link.channel.clone();
+        *publisher = Some(link);
+        Ok(channel)
+    }
+
+    fn consumer(&self, queue: String, lane: Lane, max_attempts: u32) -> Box<dyn Consumer> {
+        Box::new(RabbitConsumer {
+            config: self.config.clone(),
+            names: self.names.clone(),
+            queue,
+            lane,
+            max_attempts,
+            link: None,
+            backoff: Duration::from_millis(100),
+        })
+    }
+}
+
+#[async_trait]
+impl Bus for RabbitBus {
+    async fn publish(&self, lane: Lane, message: &BusMessage) -> Result<(), BusError> {
+        self.publish_batch(lane, std::slice::from_ref(message))
+            .await
+    }
+
+    async fn publish_batch(&self, lane: Lane, messages: &[BusMessage]) -> Result<(), BusError> {
+        let channel = self.channel().await?;
+        let exchange = self.names.exchange();
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in messages {
+            let fresh = Outgoing {
+                payload: message.encode(),
+                attempt: 1,
+                last_error: None,
+                not_before_ms: 0,
+                lane,
+            };
+            pending.push(send(&channel, &exchange, lane.as_str(), &fresh).await);
+        }
+        let mut first_error = None;
+        for outcome in join_all(pending.into_iter().map(|sent| async move {
+            match sent {
+                Ok(confirm) => confirm.await,
+                Err(err) => Err(err),
+            }
+        }))
+        .await
+        {
+            if let Err(err) = outcome {
+                first_error.get_or_insert(err);
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(err) => {
+                // The channel may be broken; the next publish opens a fresh one.
+                *self.publisher.lock().await = None;
+                Err(err)
+            }
+        }
+    }
+
+    async fn consume(&self, lane: Lane) -> Result<Box<dyn Consumer>, BusError> {
+        Ok(self.consumer(self.names.work(lane), lane, self.config.max_attempts))
+    }
+
+    async fn consume_parked(&self) -> Result<Box<dyn Consumer>, BusError> {
+        Ok(self.consumer(self.names.parked(), Lane::Live, u32::MAX))
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        let channel = self.channel().await?;
+        channel
+            .exchange_declare(
+                &self.names.exchange(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn depth(&self, lane: Lane) -> Result<u64, BusError> {
+        let channel = self.channel().await?;
+        let queue = channel
+            .queue_declare(
+                &self.names.work(lane),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::from(queue.message_count()))
+    }
+
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+}
+
+fn unavailable(err: lapin::Error) -> BusError {
+    BusError::Unavailable(err.to_string())
+}
+
+async fn open(config: &BusConfig, names: &Names) -> Result<Link, BusError> {
+    let connect = Connection::connect(
+        &config.url,
+        ConnectionProperties::default().with_connection_name("tandem".into()),
+    );
+    let connection = tokio::time::timeout(BROKER_TIMEOUT, connect)
+        .await
+        .map_err(|_| BusError::Unavailable("no answer from RabbitMQ".into()))?
+        .map_err(unavailable)?;
+    let channel = connection.create_channel().await.map_err(unavailable)?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(unavailable)?;
+    declare_topology(&channel, config, names).await?;
+    Ok(Link {
+        connection: std::sync::Arc::new(connection),
+        channel,
+    })
+}
+
+async fn declare_topology(
+    channel: &Channel,
+    config: &BusConfig,
+    names: &Names,
+) -> Result<(), BusError> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            &names.exchange(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    let mut quorum = FieldTable::default();
+    quorum.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    for lane in Lane::ALL {
+        channel
+            .queue_declare(&names.work(lane), durable, quorum.clone())
+            .await
+            .map_err(unavailable)?;
+        channel
+            .queue_bind(
+                &names.work(lane),
+                &names.exchange(),
+                lane.as_str(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        for tier in &config.retry_tiers {
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(tier.as_millis() as i64),
+            );
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(names.exchange().into()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(lane.as_str().into()),
+            );
+            channel
+                .queue_declare(&names.retry(lane, *tier), durable, args)
+                .await
+                .map_err(unavailable)?;
+        }
+    }
+    channel
+        .queue_declare(&names.parked(), durable, quorum)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Sends one message; the returned future resolves once the broker confirmed it.
+async fn send(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    message: &Outgoing,
+) -> Result<impl std::future::Future<Output = Result<(), BusError>>, BusError> {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        HEADER_ATTEMPT.into(),
+        AMQPValue::LongLongInt(i64::from(message.attempt)),
+    );
+    if let Some(error) = &message.last_error {
+        headers.insert(
+            HEADER_LAST_ERROR.into(),
+            AMQPValue::LongString(error.as_str().into()),
+        );
+    }
+    if message.not_before_ms > 0 {
+        headers.insert(
+            HEADER_NOT_BEFORE.into(),
+            AMQPValue::LongLongInt(message.not_before_ms as i64),
+        );
+    }
+    headers.insert(
+        HEADER_LANE.into(),
+        AMQPValue::LongString(message.lane.as_str().into()),
+    );
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(ShortString::from("application/json"))
+        .with_headers(headers);
+    let confirm = channel
+        .basic_publish(
+            exchange,
+            routing_key,
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            &message.payload,
+            properties,
+        )
+        .await
+        .map_err(|err| BusError::NotConfirmed(err.to_string()))?;
+    Ok(async move {
+        let confirmation = tokio::time::timeout(BROKER_TIMEOUT, confirm)
+            .await
+            .map_err(|_| BusError::NotConfirmed("no confirm from RabbitMQ in time".into()))?
+            .map_err(|err| BusError::NotConfirmed(err.to_string()))?;
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) => Err(BusError::NotConfirmed(
+                "the message could not be routed to a queue".into(),
+            )),
+            Confirmation::Nack(_) => Err(BusError::NotConfirmed(
+                "the broker refused the message".into(),
+            )),
+            Confirmation::NotRequested => Err(BusError::NotConfirmed(
+                "the channel is not in confirm mode".into(),
+            )),
+        }
+    })
+}
+
+async fn send_confirmed(
+    channel: &Channel,
+    routing_key: &str,
+    message: &Outgoing,
+) -> Result<(), BusError> {
+    send(channel, "", routing_key, message).await?.await
+}
+
+fn header<'a>(properties: &'a BasicProperties, key: &str) -> Option<&'a AMQPValue> {
+    properties.headers().as_ref()?.inner().get(key)
+}
+
+fn header_u64(properties: &BasicProperties, key: &str) -> Option<u64> {
+    match header(properties, key)? {
+        AMQPValue::LongLongInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::LongInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::LongUInt(v) => Some(u64::from(*v)),
+        AMQPValue::ShortInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::ShortUInt(v) => Some(u64::from(*v)),
+        _ => None,
+    }
+}
+
+fn header_string(properties: &BasicProperties, key: &str) -> Option<String> {
+    match header(properties, key)? {
+        AMQPValue::LongString(value) => {
+            Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        }
+        AMQPValue::ShortString(value) => Some(value.as_str().to_string()),
+        _ => None,
+    }
+}
+
+struct ConsumerLink {
+    link: Link,
+    stream: lapin::Consumer,
+}
+
+impl Drop for ConsumerLink {
+    /// A consumer that goes away closes its connection, so the broker hands whatever it
+    /// had not acknowledged to another consumer at once.
+    fn drop(&mut self) {
+        let connection = self.link.connection.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = connection.close(200, "consumer stopped").await;
+            });
+        }
+    }
+}
+
+struct RabbitConsumer {
+    config: BusConfig,
+    names: Names,
+    queue: String,
+    lane: Lane,
+    max_attempts: u32,
+    link: Option<ConsumerLink>,
+    backoff: Duration,
+}
+
+impl RabbitConsumer {
+    async fn open(&self) -> Result<ConsumerLink, BusError> {
+        let link = open(&self.config, &self.names).await?;
+        link.channel
+            .basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let tag = format!("tandem-{}", uuid::Uuid::new_v4());
+        let stream = link
+            .channel
+            .basic_consume(
+                &self.queue,
+                &tag,
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(ConsumerLink { link, stream })
+    }
+
+    /// Sends a message that arrived before its time back to wait, without counting an
+    /// attempt. This happens when a retry asked for longer than the longest tier.
+    async fn delay_again(
+        &self,
+        delivery: &lapin::message::Delivery,
+        outgoing: &Outgoing,
+    ) -> Result<(), BusError> {
+        let Some(link) = &self.link else {
+            return Err(BusError::Closed);
+        };
+        let remaining = Duration::from_millis(outgoing.not_before_ms.saturating_sub(now_ms()));
+        let tier = self.config.tier_for(remaining);
+        send_confirmed(
+            &link.link.channel,
+            &self.names.retry(outgoing.lane, tier),
+            outgoing,
+        )
+        .await?;
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Consumer for RabbitConsumer {
+    async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            if self.link.is_none() {
+                match self.open().await {
+                    Ok(link) => {
+                        self.link = Some(link);
+                        self.backoff = Duration::from_millis(100);
+                    }
+                    Err(err) => {
+                        tracing::warn!(queue = %self.queue, error = %err, retry_in_ms = self.backoff.as_millis() as u64, "cannot consume; retrying");
+                        tokio::time::sleep(self.backoff).await;
+                        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            let link = self.link.as_mut()?;
+            let delivery = match link.stream.next().await {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(err)) => {
+                    tracing::warn!(queue = %self.queue, error = %err, "lost the broker; reconnecting");
+                    self.link = None;
+                    continue;
+                }
+                None => {
+                    tracing::warn!(queue = %self.queue, "the broker ended the consumer; reconnecting");
+                    self.link = None;
+                    continue;
+                }
+            };
+            let properties = &delivery.properties;
+            let lane = match header_string(properties, HEADER_LANE).as_deref() {
+                Some("bulk") => Lane::Bulk,
+                Some(_) => Lane::Live,
+                None => self.lane,
+            };
+            let outgoing = Outgoing {
+                payload: delivery.data.clone(),
+                attempt: header_u64(properties, HEADER_ATTEMPT).unwrap_or(1).max(1) as u32,
+                last_error: header_string(properties, HEADER_LAST_ERROR),
+                not_before_ms: header_u64(properties, HEADER_NOT_BEFORE).unwrap_or(0),
+                lane,
+            };
+            if outgoing.not_before_ms > now_ms() + 50 {
+                if let Err(err) = self.delay_again(&delivery, &outgoing).await {
+                    tracing::warn!(error = %err, "cannot send an early retry back to wait; it will be redelivered");
+                    self.link = None;
+                }
+                continue;
+            }
+            let channel = self.link.as_ref()?.link.channel.clone();
+            let handle = RabbitDelivery {
+                channel,
+                acker: delivery.acker,
+                names: self.names.clone(),
+                config: self.config.clone(),
+                max_attempts: self.max_attempts,
+            };
+            return Some(Delivery::new(
+                outgoing.payload,
+                outgoing.attempt,
+                outgoing.last_error,
+                lane,
+                Box::new(handle),
+            ));
+        }
+    }
+}
+
+struct RabbitDelivery {
+    channel: Channel,
+    acker: lapin::acker::Acker,
+    names: Names,
+    config: BusConfig,
+    max_attempts: u32,
+}
+
+impl RabbitDelivery {
+    /// Hands the original back to its queue after a failed retry or park, so it is not
+    /// lost; a broken channel hands it back by itself.
+    async fn requeue(&self) {
+        let _ = self
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await;
+    }
+
+    async fn park_now(&self, outgoing: &Outgoing) -> Result<(), BusError> {
+        if let Err(err) = send_confirmed(&self.channel, &self.names.parked(), outgoing).await {
+            self.requeue().await;
+            return Err(err);
+        }
+        self.acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl DeliveryHandle for RabbitDelivery {
+    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        self.acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn retry(
+        self: Box<Self>,
+        outgoing: Outgoing,
+        delay: Duration,
+    ) -> Result<RetryOutcome, BusError> {
+        if outgoing.attempt > self.max_attempts {
+            let parked = Outgoing {
+                attempt: outgoing.attempt - 1,
+                ..outgoing
+            };
+            self.park_now(&parked).await?;
+            return Ok(RetryOutcome::Parked);
+        }
+        let queue = self.names.retry(outgoing.lane, self.config.tier_for(delay));
+        if let Err(err) = send_confirmed(&self.channel, &queue, &outgoing).await {
+            self.requeue().await;
+            return Err(err);
+        }
+        self.acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(unavailable)?;
+        Ok(RetryOutcome::Scheduled)
+    }
+
+    async fn park(self: Box<Self>, outgoing: Outgoing) -> Result<(), BusError> {
+        self.park_now(&outgoing).await
+    }
+
+    fn release(self: Box<Self>) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { self.requeue().await });
+        }
+    }
+}
