@@ -8,5 +8,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo nextest run --workspace --locked --no-fail-fast -E 'not binary(bus_restart)'
-cargo nextest run --locked --test bus_restart -j 1
+cargo nextest run --workspace --locked --no-fail-fast -E 'not binary(broker_restart)'
+cargo nextest run --locked --test broker_restart -j 1

@@ -1,0 +1,181 @@
+//! RabbitMQ stopped and started under load. These tests stop the shared broker, so they
+//! run alone (`cargo nextest run --test broker_restart -j 1`), after the rest of the
+//! suite.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use tandem::bus::rabbitmq::RabbitBus;
+use tandem::bus::{Bus, BusConfig, BusMessage, Lane};
+use tandem::domain::{ChangeEvent, ChangeKind, EntityType, PairId, System, Trigger};
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = Command::new("rabbitmqctl")
+        .args(args)
+        .status()
+        .unwrap_or_else(|err| panic!("cannot run rabbitmqctl {args:?}: {err}"));
+    assert!(status.success(), "rabbitmqctl {args:?} failed: {status}");
+}
+
+/// Starts the broker's app again however the test ends, so a failing test never leaves
+/// the machine without RabbitMQ.
+struct BrokerGuard;
+
+impl Drop for BrokerGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").status();
+        let _ = Command::new("rabbitmqctl").arg("await_startup").status();
+    }
+}
+
+fn change(n: u64) -> BusMessage {
+    BusMessage::ChangeV1(ChangeEvent {
+        event_id: format!("evt-{n}"),
+        pair: PairId::new("acme"),
+        system: System::Finance,
+        entity: EntityType::Invoice,
+        external_id: n.to_string(),
+        kind: ChangeKind::Upsert,
+        occurred_at: Utc
+            .with_ymd_and_hms(2026, 11, 23, 9, 30, 0)
+            .single()
+            .expect("valid time"),
+        trigger: Trigger::Poll,
+        job_id: None,
+    })
+}
+
+fn id_of(message: &BusMessage) -> u64 {
+    let BusMessage::ChangeV1(event) = message;
+    event.external_id.parse().expect("numeric id")
+}
+
+/// Publishes fresh ids until `target` of them were confirmed, sorting each into the
+/// confirmed or the failed set by what the bus reported.
+async fn publish_confirmed(
+    bus: &RabbitBus,
+    next_id: &mut u64,
+    target: usize,
+    confirmed: &mut BTreeSet<u64>,
+    failed: &mut BTreeSet<u64>,
+) {
+    let mut done = 0;
+    while done < target {
+        *next_id += 1;
+        match bus.publish(Lane::Live, &change(*next_id)).await {
+            Ok(()) => {
+                confirmed.insert(*next_id);
+                done += 1;
+            }
+            Err(_) => {
+                failed.insert(*next_id);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_confirmed_publish_survives_a_broker_restart() {
+    let url = support::amqp_url();
+    let config = BusConfig::new(&url, support::unique("tandem_restart"));
+    let bus = Arc::new(RabbitBus::connect(config).await.unwrap_or_else(|err| {
+        panic!(
+            "RabbitMQ is not reachable at {url}: {err}; {}",
+            support::START_RABBITMQ
+        )
+    }));
+    let _guard = BrokerGuard;
+
+    // A consumer that runs across the restart and must reconnect by itself.
+    let consumed = Arc::new(tokio::sync::Mutex::new(BTreeSet::new()));
+    let consumer_task = {
+        let bus = bus.clone();
+        let consumed = consumed.clone();
+        tokio::spawn(async move {
+            let mut consumer = bus.consume(Lane::Live).await.expect("consume");
+            while let Some(delivery) = consumer.next().await {
+                let id = id_of(&delivery.message().expect("decodes"));
+                consumed.lock().await.insert(id);
+                // A failed ack (the channel died) is fine: the message comes again.
+                let _ = delivery.ack().await;
+            }
+        })
+    };
+
+    let mut confirmed = BTreeSet::new();
+    let mut failed = BTreeSet::new();
+    let mut next_id = 0;
+    publish_confirmed(&bus, &mut next_id, 300, &mut confirmed, &mut failed).await;
+
+    // Stop the broker while publishing goes on from another task.
+    let publisher = {
+        let bus = bus.clone();
+        let start = 1_000_000;
+        tokio::spawn(async move {
+            let mut ok = Vec::new();
+            let mut bad = Vec::new();
+            let began = Instant::now();
+            let mut i = start;
+            while began.elapsed() < Duration::from_secs(6) {
+                i += 1;
+                match bus.publish(Lane::Live, &change(i)).await {
+                    Ok(()) => ok.push(i),
+                    Err(_) => {
+                        bad.push(i);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            (ok, bad)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rabbitmqctl(&["stop_app"]);
+    // The outage itself: the broker stays down long enough for publishes to fail.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+    let (ok, bad) = publisher.await.expect("publisher task");
+    confirmed.extend(ok);
+    failed.extend(bad);
+    assert!(
+        !failed.is_empty(),
+        "publishes while the broker was down must be reported as failed"
+    );
+
+    // After the restart the same bus publishes again without being rebuilt.
+    let before = confirmed.len();
+    publish_confirmed(&bus, &mut next_id, 300, &mut confirmed, &mut failed).await;
+    assert_eq!(confirmed.len(), before + 300);
+
+    support::eventually(
+        Duration::from_secs(60),
+        "every confirmed publish consumed",
+        || {
+            let consumed = consumed.clone();
+            let confirmed = confirmed.clone();
+            async move { confirmed.is_subset(&*consumed.lock().await) }
+        },
+    )
+    .await;
+    consumer_task.abort();
+    let consumed = consumed.lock().await;
+    let missing: Vec<_> = confirmed.difference(&consumed).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "confirmed but never consumed: {missing:?}"
+    );
+    eprintln!(
+        "confirmed {}, reported failed {}, consumed {} distinct",
+        confirmed.len(),
+        failed.len(),
+        consumed.len()
+    );
+    bus.delete_topology().await.expect("delete test queues");
+}
