@@ -10,4 +10,5 @@ pub mod config;
 pub mod domain;
 pub mod secret;
 pub mod service;
+pub mod store;
 pub mod telemetry;

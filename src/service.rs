@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, HttpState, ReadinessProbe};
 use crate::cli::ServeArgs;
 use crate::config::Settings;
+use crate::store::{self, SeaStore, Store};
 
 /// A token cancelled on the first SIGINT or SIGTERM.
 pub fn shutdown_on_signals() -> CancellationToken {
@@ -149,9 +150,24 @@ pub(crate) fn spawn_http(
     });
 }
 
-/// Applies pending migrations.
-pub async fn migrate(_settings: &Settings) -> anyhow::Result<()> {
-    anyhow::bail!("the store is not in this build yet")
+/// Connects the store the settings name and applies pending migrations.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<SeaStore>> {
+    let url = redact_url(&settings.database_url);
+    let store = store::connect(&settings.database_url)
+        .await
+        .with_context(|| format!("cannot open the database at {url}"))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot apply migrations to {url}"))?;
+    Ok(Arc::new(store))
+}
+
+/// `tandem migrate`: applies pending migrations and exits.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    open_store(settings).await?;
+    tracing::info!(database = %redact_url(&settings.database_url), "migrations applied");
+    Ok(())
 }
 
 /// `tandem serve`: runs until `shutdown` is cancelled, then stops taking work, lets
@@ -161,6 +177,7 @@ pub async fn serve(
     args: ServeArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
     let bus = crate::bus::connect(&crate::bus::BusConfig::from_settings(&settings))
         .await
         .with_context(|| format!("cannot reach the bus at {}", redact_url(&settings.amqp_url)))?;
@@ -168,13 +185,29 @@ pub async fn serve(
     if !args.no_http {
         let (acceptor, addr) = bind(&settings.listen).await?;
         tracing::info!(%addr, "listening");
-        let probes: Vec<Arc<dyn ReadinessProbe>> = vec![Arc::new(BusProbe(bus.clone()))];
+        let probes: Vec<Arc<dyn ReadinessProbe>> = vec![
+            Arc::new(StoreProbe(store.clone())),
+            Arc::new(BusProbe(bus.clone())),
+        ];
         spawn_http(&tracker, acceptor, probes, shutdown.clone());
     }
     tracker.close();
     shutdown.cancelled().await;
     tracker.wait().await;
     Ok(())
+}
+
+struct StoreProbe(Arc<SeaStore>);
+
+#[async_trait::async_trait]
+impl ReadinessProbe for StoreProbe {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|err| err.to_string())
+    }
 }
 
 struct BusProbe(Arc<dyn crate::bus::Bus>);

@@ -2,3 +2,12 @@
 //!
 //! These are storage types only; the engine's domain types and the admin API's types
 //! live in the `tandem` crate so the schema and the public API can change apart.
+
+pub mod conflict;
+pub mod credential;
+pub mod entity_link;
+pub mod job;
+pub mod pending_delete;
+pub mod poll_cursor;
+pub mod sync_log;
+pub mod webhook_receipt;

@@ -1,11 +1,41 @@
 //! sea-orm migrations for Tandem's store, applied by `tandem migrate` and at start.
 pub use sea_orm_migration::prelude::*;
 
+mod m20261123_000001_create_entity_link;
+mod m20261123_000002_create_sync_log;
+mod m20261123_000003_create_webhook_receipt;
+mod m20261123_000004_create_poll_cursor;
+mod m20261123_000005_create_job;
+mod m20261123_000006_create_credential;
+mod m20261123_000007_create_conflict;
+mod m20261123_000008_create_pending_delete;
+
+/// Every table the migrations create, so a check can confirm the schema is complete.
+pub const TABLES: &[&str] = &[
+    "entity_link",
+    "sync_log",
+    "webhook_receipt",
+    "poll_cursor",
+    "job",
+    "credential",
+    "conflict",
+    "pending_delete",
+];
+
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![]
+        vec![
+            Box::new(m20261123_000001_create_entity_link::Migration),
+            Box::new(m20261123_000002_create_sync_log::Migration),
+            Box::new(m20261123_000003_create_webhook_receipt::Migration),
+            Box::new(m20261123_000004_create_poll_cursor::Migration),
+            Box::new(m20261123_000005_create_job::Migration),
+            Box::new(m20261123_000006_create_credential::Migration),
+            Box::new(m20261123_000007_create_conflict::Migration),
+            Box::new(m20261123_000008_create_pending_delete::Migration),
+        ]
     }
 }

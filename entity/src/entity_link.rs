@@ -1,0 +1,41 @@
+//! `entity_link`: one record in the CRM linked to one in the finance system, with what
+//! was last synced between them.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "entity_link")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub pair: String,
+    pub entity_type: String,
+    /// Empty while a create into the CRM is in flight.
+    pub crm_id: Option<String>,
+    /// Empty while a create into the finance system is in flight.
+    pub finance_id: Option<String>,
+    /// `active`, `creating` or `archived`.
+    pub state: String,
+    /// `pending`, `synced`, `failed`, `blocked` or `conflict`.
+    pub sync_status: String,
+    pub crm_checksum: Option<String>,
+    pub finance_checksum: Option<String>,
+    /// Each system's own updated-at for the record, as that system wrote it.
+    pub crm_version: Option<String>,
+    pub finance_version: Option<String>,
+    /// The canonical record as of the last sync: the base of three-way merges.
+    pub base_snapshot: Option<Json>,
+    pub last_transaction_id: Option<Uuid>,
+    pub last_synced_at: Option<DateTimeUtc>,
+    pub last_direction: Option<String>,
+    pub last_error: Option<String>,
+    pub archived_at: Option<DateTimeUtc>,
+    pub deleted_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

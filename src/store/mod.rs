@@ -1,0 +1,462 @@
+//! The store: everything Tandem remembers, behind the [`Store`] trait, over sea-orm on
+//! PostgreSQL (production) or SQLite (the embedded default, single process). No SQL
+//! lives outside this module.
+
+mod conflicts;
+mod credentials;
+mod cursors;
+mod jobs;
+mod links;
+mod locks;
+mod receipts;
+mod sync_log;
+mod types;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    TransactionTrait,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::{EntityType, PairId, System};
+
+pub use locks::EntityLock;
+pub use migration::TABLES;
+pub use types::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the record is already linked: {0}")]
+    AlreadyLinked(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("stored data is not understood: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What the engine asks of its storage.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Whether the database answers, for readiness.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Links.
+    async fn find_link(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_id: &str,
+    ) -> StoreResult<Option<EntityLink>>;
+    async fn get_link(&self, id: Uuid) -> StoreResult<Option<EntityLink>>;
+    /// Inserts a new link; `AlreadyLinked` when either side's id is linked already.
+    async fn insert_link(&self, link: &EntityLink) -> StoreResult<()>;
+    async fn links_with_status(
+        &self,
+        status: SyncStatus,
+        limit: u64,
+        offset: u64,
+    ) -> StoreResult<Vec<EntityLink>>;
+    /// Saves the link, appends the log entry, and records conflicts and a held delete,
+    /// all in one transaction: all of it is stored or none of it.
+    async fn commit_sync(&self, commit: SyncCommit) -> StoreResult<Uuid>;
+
+    // Sync log.
+    async fn append_log(&self, entry: NewSyncLogEntry) -> StoreResult<Uuid>;
+    /// Everything recorded for a record, newest first: by its link (both sides) when
+    /// it has one, else by its id on the given side.
+    async fn record_history(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_id: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<SyncLogEntry>>;
+    async fn query_logs(&self, filter: &SyncLogFilter) -> StoreResult<Vec<SyncLogEntry>>;
+    async fn count_outcomes_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<BTreeMap<Outcome, u64>>;
+
+    // Webhook receipts.
+    /// Records a delivery; `true` if it is new, `false` if it was seen before.
+    async fn record_receipt(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_key: &str,
+    ) -> StoreResult<bool>;
+
+    // Poll cursors.
+    async fn cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+    ) -> StoreResult<Option<String>>;
+    async fn set_cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        cursor: &str,
+    ) -> StoreResult<()>;
+    /// Takes (or renews) the lease to poll one cursor for `ttl`; `false` while another
+    /// owner holds an unexpired lease.
+    async fn try_lease_cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool>;
+    async fn release_cursor_lease(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        owner: &str,
+    ) -> StoreResult<()>;
+
+    // Jobs.
+    async fn create_job(&self, kind: JobKind, params: Value) -> StoreResult<Job>;
+    async fn job(&self, id: Uuid) -> StoreResult<Option<Job>>;
+    async fn add_to_job(&self, id: Uuid, counter: JobCounter, n: i64) -> StoreResult<()>;
+    async fn set_job_status(
+        &self,
+        id: Uuid,
+        status: JobStatus,
+        error: Option<String>,
+    ) -> StoreResult<()>;
+
+    // Credentials.
+    async fn credential(&self, pair: &PairId, system: System) -> StoreResult<Option<Credential>>;
+    /// Saves a connection's tokens in one statement, replacing the spent refresh token.
+    async fn save_credential(
+        &self,
+        pair: &PairId,
+        system: System,
+        credential: &Credential,
+    ) -> StoreResult<()>;
+
+    // Conflicts and held deletes.
+    async fn open_conflicts(&self, limit: u64) -> StoreResult<Vec<Conflict>>;
+    async fn resolve_conflict(
+        &self,
+        id: Uuid,
+        resolution: &str,
+        value: Option<Value>,
+    ) -> StoreResult<Conflict>;
+    async fn pending_deletes(&self, limit: u64) -> StoreResult<Vec<PendingDelete>>;
+    async fn decide_delete(&self, id: Uuid, approve: bool) -> StoreResult<PendingDelete>;
+
+    /// Serialises work on one record across workers and processes until the lock is
+    /// released (or dropped).
+    async fn lock_entity(&self, key: &str) -> StoreResult<EntityLock>;
+}
+
+/// The sea-orm implementation of [`Store`], for PostgreSQL and SQLite.
+pub struct SeaStore {
+    db: DatabaseConnection,
+    local_locks: locks::LocalLocks,
+}
+
+/// Connects to `postgres://…` or `sqlite://…` (`sqlite::memory:` for tests).
+pub async fn connect(database_url: &str) -> StoreResult<SeaStore> {
+    let mut options = ConnectOptions::new(database_url.to_string());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30));
+    if database_url.starts_with("sqlite") {
+        // An in-memory database exists once per connection: keep exactly one.
+        let size = if database_url.contains(":memory:") {
+            1
+        } else {
+            8
+        };
+        options.max_connections(size).min_connections(1);
+    } else {
+        // Each worker may hold one connection for its entity lock and use another.
+        options.max_connections(48).min_connections(2);
+    }
+    let db = Database::connect(options).await?;
+    if db.get_database_backend() == DatabaseBackend::Sqlite && !database_url.contains(":memory:") {
+        // WAL lets readers (the dashboard) work while a sync writes.
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+        db.execute_unprepared("PRAGMA busy_timeout=5000").await?;
+    }
+    Ok(SeaStore {
+        db,
+        local_locks: locks::LocalLocks::default(),
+    })
+}
+
+impl SeaStore {
+    /// Applies pending migrations. On PostgreSQL they run under an advisory lock, so
+    /// several processes starting at once apply them once and all succeed.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                let guard = self.db.begin().await?;
+                guard
+                    .execute_unprepared(&format!(
+                        "SELECT pg_advisory_xact_lock({})",
+                        locks::MIGRATION_LOCK_KEY
+                    ))
+                    .await?;
+                let outcome = Migrator::up(&self.db, None).await;
+                guard.commit().await?;
+                outcome?;
+            }
+            _ => Migrator::up(&self.db, None).await?,
+        }
+        Ok(())
+    }
+
+    /// The tables the database has, for checking a migration.
+    pub async fn table_names(&self) -> StoreResult<Vec<String>> {
+        let sql = match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()"
+            }
+            _ => "SELECT name FROM sqlite_master WHERE type = 'table'",
+        };
+        let rows = self
+            .db
+            .query_all(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                sql,
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "name").map_err(StoreError::from))
+            .collect()
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(value: &str) -> StoreResult<T> {
+    value.parse().map_err(StoreError::Corrupt)
+}
+
+#[async_trait]
+impl Store for SeaStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.db.ping().await.map_err(StoreError::from)
+    }
+
+    async fn find_link(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_id: &str,
+    ) -> StoreResult<Option<EntityLink>> {
+        links::find(&self.db, pair, entity, system, external_id).await
+    }
+
+    async fn get_link(&self, id: Uuid) -> StoreResult<Option<EntityLink>> {
+        links::get(&self.db, id).await
+    }
+
+    async fn insert_link(&self, link: &EntityLink) -> StoreResult<()> {
+        links::insert(&self.db, link).await
+    }
+
+    async fn links_with_status(
+        &self,
+        status: SyncStatus,
+        limit: u64,
+        offset: u64,
+    ) -> StoreResult<Vec<EntityLink>> {
+        links::with_status(&self.db, status, limit, offset).await
+    }
+
+    async fn commit_sync(&self, commit: SyncCommit) -> StoreResult<Uuid> {
+        let txn = self.db.begin().await?;
+        if let Some(link) = &commit.link {
+            links::save(&txn, link).await?;
+        }
+        let log_id = sync_log::append(&txn, &commit.log).await?;
+        if let Some(link) = &commit.link {
+            for conflict in &commit.conflicts {
+                conflicts::insert(&txn, link, commit.log.transaction_id, conflict).await?;
+            }
+            if commit.hold_delete {
+                conflicts::hold_delete(
+                    &txn,
+                    link,
+                    commit.log.source_system,
+                    &commit.log.external_id,
+                )
+                .await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(log_id)
+    }
+
+    async fn append_log(&self, entry: NewSyncLogEntry) -> StoreResult<Uuid> {
+        sync_log::append(&self.db, &entry).await
+    }
+
+    async fn record_history(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_id: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<SyncLogEntry>> {
+        let link = links::find(&self.db, pair, entity, system, external_id).await?;
+        sync_log::history(
+            &self.db,
+            pair,
+            entity,
+            system,
+            external_id,
+            link.as_ref(),
+            limit,
+        )
+        .await
+    }
+
+    async fn query_logs(&self, filter: &SyncLogFilter) -> StoreResult<Vec<SyncLogEntry>> {
+        sync_log::query(&self.db, filter).await
+    }
+
+    async fn count_outcomes_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<BTreeMap<Outcome, u64>> {
+        sync_log::count_outcomes_since(&self.db, since).await
+    }
+
+    async fn record_receipt(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_key: &str,
+    ) -> StoreResult<bool> {
+        receipts::record(&self.db, pair, system, delivery_key).await
+    }
+
+    async fn cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+    ) -> StoreResult<Option<String>> {
+        cursors::get(&self.db, pair, system, entity).await
+    }
+
+    async fn set_cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        cursor: &str,
+    ) -> StoreResult<()> {
+        cursors::set(&self.db, pair, system, entity, cursor).await
+    }
+
+    async fn try_lease_cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        cursors::try_lease(&self.db, pair, system, entity, owner, ttl).await
+    }
+
+    async fn release_cursor_lease(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        owner: &str,
+    ) -> StoreResult<()> {
+        cursors::release(&self.db, pair, system, entity, owner).await
+    }
+
+    async fn create_job(&self, kind: JobKind, params: Value) -> StoreResult<Job> {
+        jobs::create(&self.db, kind, params).await
+    }
+
+    async fn job(&self, id: Uuid) -> StoreResult<Option<Job>> {
+        jobs::get(&self.db, id).await
+    }
+
+    async fn add_to_job(&self, id: Uuid, counter: JobCounter, n: i64) -> StoreResult<()> {
+        jobs::add(&self.db, id, counter, n).await
+    }
+
+    async fn set_job_status(
+        &self,
+        id: Uuid,
+        status: JobStatus,
+        error: Option<String>,
+    ) -> StoreResult<()> {
+        jobs::set_status(&self.db, id, status, error).await
+    }
+
+    async fn credential(&self, pair: &PairId, system: System) -> StoreResult<Option<Credential>> {
+        credentials::get(&self.db, pair, system).await
+    }
+
+    async fn save_credential(
+        &self,
+        pair: &PairId,
+        system: System,
+        credential: &Credential,
+    ) -> StoreResult<()> {
+        credentials::save(&self.db, pair, system, credential).await
+    }
+
+    async fn open_conflicts(&self, limit: u64) -> StoreResult<Vec<Conflict>> {
+        conflicts::open(&self.db, limit).await
+    }
+
+    async fn resolve_conflict(
+        &self,
+        id: Uuid,
+        resolution: &str,
+        value: Option<Value>,
+    ) -> StoreResult<Conflict> {
+        conflicts::resolve(&self.db, id, resolution, value).await
+    }
+
+    async fn pending_deletes(&self, limit: u64) -> StoreResult<Vec<PendingDelete>> {
+        conflicts::pending_deletes(&self.db, limit).await
+    }
+
+    async fn decide_delete(&self, id: Uuid, approve: bool) -> StoreResult<PendingDelete> {
+        conflicts::decide_delete(&self.db, id, approve).await
+    }
+
+    async fn lock_entity(&self, key: &str) -> StoreResult<EntityLock> {
+        match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => locks::lock_postgres(&self.db, key).await,
+            _ => Ok(self.local_locks.lock(key).await),
+        }
+    }
+}
