@@ -43,3 +43,85 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A fresh PostgreSQL database for one test, dropped when the test ends (also when it
+/// fails).
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        use sea_orm::ConnectionTrait;
+        let admin_url = pg_admin_url();
+        let admin = sea_orm::Database::connect(&admin_url)
+            .await
+            .unwrap_or_else(|err| {
+                panic!("PostgreSQL is not reachable at {admin_url}: {err}; {START_POSTGRES}")
+            });
+        let name = unique("tandem_test");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&admin_url);
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Dropping runs on its own thread and runtime: Drop cannot await, and the test's
+        // runtime may be the one unwinding.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Runtime::new() else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sea_orm::ConnectionTrait;
+                if let Ok(admin) = sea_orm::Database::connect(pg_admin_url()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A fresh SQLite file for one test, removed when the test ends.
+pub struct TestSqlite {
+    pub url: String,
+    path: std::path::PathBuf,
+}
+
+impl TestSqlite {
+    pub fn create() -> Self {
+        let path = std::env::temp_dir().join(format!("{}.db", unique("tandem_test")));
+        Self {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            path,
+        }
+    }
+}
+
+impl Drop for TestSqlite {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}

@@ -1,0 +1,605 @@
+//! The store contract, run against PostgreSQL (a fresh database per test) and SQLite.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Duration as ChronoDuration, Utc};
+use serde_json::json;
+use tandem::domain::{EntityType, PairId, System, Trigger};
+use tandem::secret::Secret;
+use tandem::store::{
+    self, Credential, EntityLink, JobCounter, JobKind, JobStatus, NewConflict, NewSyncLogEntry,
+    Outcome, SeaStore, Store, StoreError, SyncCommit, SyncLogFilter, SyncStatus,
+};
+use uuid::Uuid;
+
+fn acme() -> PairId {
+    PairId::new("acme")
+}
+
+fn log(link: Option<&EntityLink>, system: System, id: &str, outcome: Outcome) -> NewSyncLogEntry {
+    let mut entry = NewSyncLogEntry::new(
+        Uuid::now_v7(),
+        acme(),
+        EntityType::Customer,
+        system,
+        id,
+        Trigger::Webhook,
+        outcome,
+    );
+    entry.link_id = link.map(|l| l.id);
+    entry
+}
+
+/// A store under test, plus a way to open a second one on the same database (standing
+/// for a second process).
+struct Backend {
+    store: Arc<SeaStore>,
+    url: String,
+    _pg: Option<support::TestDatabase>,
+    _sqlite: Option<support::TestSqlite>,
+}
+
+impl Backend {
+    async fn postgres() -> Self {
+        let db = support::TestDatabase::create().await;
+        let store = store::connect(&db.url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        Self {
+            store: Arc::new(store),
+            url: db.url.clone(),
+            _pg: Some(db),
+            _sqlite: None,
+        }
+    }
+
+    async fn sqlite() -> Self {
+        let db = support::TestSqlite::create();
+        let store = store::connect(&db.url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        Self {
+            store: Arc::new(store),
+            url: db.url.clone(),
+            _pg: None,
+            _sqlite: Some(db),
+        }
+    }
+
+    /// A second process on the same database; on SQLite (single process) the same store.
+    async fn other_process(&self) -> Arc<SeaStore> {
+        if self._pg.is_some() {
+            Arc::new(store::connect(&self.url).await.expect("connect"))
+        } else {
+            self.store.clone()
+        }
+    }
+}
+
+async fn migrations_create_every_table_and_rerun_changes_nothing(b: &Backend) {
+    b.store.migrate().await.expect("second migrate");
+    let tables = b.store.table_names().await.expect("tables");
+    for table in store::TABLES {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "table `{table}` missing from {tables:?}"
+        );
+    }
+}
+
+async fn links_are_unique_per_side(b: &Backend) {
+    let s = &b.store;
+    let link = EntityLink::new(acme(), EntityType::Customer, System::Crm, "c1");
+    s.insert_link(&link).await.expect("insert");
+    let found = s
+        .find_link(&acme(), EntityType::Customer, System::Crm, "c1")
+        .await
+        .expect("find");
+    assert_eq!(found.as_ref().map(|l| l.id), Some(link.id));
+    assert!(s
+        .find_link(&acme(), EntityType::Invoice, System::Crm, "c1")
+        .await
+        .expect("find")
+        .is_none());
+    let duplicate = EntityLink::new(acme(), EntityType::Customer, System::Crm, "c1");
+    assert!(matches!(
+        s.insert_link(&duplicate).await,
+        Err(StoreError::AlreadyLinked(_))
+    ));
+    // Two links still waiting for their finance id do not collide.
+    let other = EntityLink::new(acme(), EntityType::Customer, System::Crm, "c2");
+    s.insert_link(&other).await.expect("a second pending link");
+    assert_eq!(
+        s.get_link(other.id).await.expect("get").map(|l| l.crm_id),
+        Some(Some("c2".into()))
+    );
+}
+
+async fn commit_sync_is_all_or_nothing(b: &Backend) {
+    let s = &b.store;
+    let mut first = EntityLink::new(acme(), EntityType::Customer, System::Crm, "c1");
+    first.finance_id = Some("f1".into());
+    s.insert_link(&first).await.expect("insert");
+
+    let mut second = EntityLink::new(acme(), EntityType::Customer, System::Crm, "c2");
+    second.finance_id = Some("f2".into());
+    second.sync_status = SyncStatus::Synced;
+    second.base_snapshot = Some(json!({"name": "Ada"}));
+    s.commit_sync(SyncCommit {
+        link: Some(second.clone()),
+        log: log(Some(&second), System::Crm, "c2", Outcome::Created),
+        conflicts: vec![],
+        hold_delete: false,
+    })
+    .await
+    .expect("commit");
+    let stored = s.get_link(second.id).await.expect("get").expect("saved");
+    assert_eq!(stored.sync_status, SyncStatus::Synced);
+    assert_eq!(stored.base_snapshot, Some(json!({"name": "Ada"})));
+
+    // Linking c2 to f1, which c1 holds, must fail and leave no log entry behind.
+    let mut clash = stored.clone();
+    clash.finance_id = Some("f1".into());
+    let before = s
+        .query_logs(&SyncLogFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("logs")
+        .len();
+    let result = s
+        .commit_sync(SyncCommit {
+            link: Some(clash),
+            log: log(Some(&stored), System::Crm, "c2", Outcome::Updated),
+            conflicts: vec![],
+            hold_delete: false,
+        })
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::AlreadyLinked(_))),
+        "{result:?}"
+    );
+    let after = s
+        .query_logs(&SyncLogFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("logs")
+        .len();
+    assert_eq!(before, after, "the log entry was rolled back with the link");
+    let unchanged = s
+        .get_link(second.id)
+        .await
+        .expect("get")
+        .expect("still there");
+    assert_eq!(unchanged.finance_id.as_deref(), Some("f2"));
+}
+
+async fn history_follows_a_record_before_and_after_its_link(b: &Backend) {
+    let s = &b.store;
+    s.append_log(log(None, System::Crm, "c9", Outcome::Received))
+        .await
+        .expect("log");
+    let mut link = EntityLink::new(acme(), EntityType::Customer, System::Crm, "c9");
+    link.finance_id = Some("f9".into());
+    s.commit_sync(SyncCommit {
+        link: Some(link.clone()),
+        log: log(Some(&link), System::Crm, "c9", Outcome::Created),
+        conflicts: vec![],
+        hold_delete: false,
+    })
+    .await
+    .expect("commit");
+    s.append_log(log(Some(&link), System::Finance, "f9", Outcome::Skipped))
+        .await
+        .expect("log");
+    s.append_log(log(None, System::Crm, "someone-else", Outcome::Received))
+        .await
+        .expect("log");
+
+    let history = s
+        .record_history(&acme(), EntityType::Customer, System::Finance, "f9", 50)
+        .await
+        .expect("history");
+    let outcomes: Vec<_> = history.iter().map(|h| h.entry.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![Outcome::Skipped, Outcome::Created, Outcome::Received],
+        "newest first, both sides"
+    );
+}
+
+async fn logs_filter_and_count(b: &Backend) {
+    let s = &b.store;
+    for (system, outcome) in [
+        (System::Crm, Outcome::Updated),
+        (System::Crm, Outcome::Failed),
+        (System::Finance, Outcome::Failed),
+    ] {
+        let mut entry = log(None, system, "x", outcome);
+        if outcome == Outcome::Failed {
+            entry.status_code = Some(400);
+            entry.error = Some("ContactName is required".into());
+            entry.request = Some(json!({"Name": ""}));
+        }
+        s.append_log(entry).await.expect("log");
+    }
+    let failures = s
+        .query_logs(&SyncLogFilter {
+            outcome: Some(Outcome::Failed),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("query");
+    assert_eq!(failures.len(), 2);
+    assert!(failures
+        .iter()
+        .all(|f| f.entry.status_code == Some(400) && f.entry.request.is_some()));
+    let crm_failures = s
+        .query_logs(&SyncLogFilter {
+            outcome: Some(Outcome::Failed),
+            system: Some(System::Crm),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("query");
+    assert_eq!(crm_failures.len(), 1);
+    let paged = s
+        .query_logs(&SyncLogFilter {
+            limit: 2,
+            offset: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("query");
+    assert_eq!(paged.len(), 1);
+    let future = s
+        .query_logs(&SyncLogFilter {
+            since: Some(Utc::now() + ChronoDuration::hours(1)),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("query");
+    assert!(future.is_empty());
+    let counts = s
+        .count_outcomes_since(Utc::now() - ChronoDuration::hours(24))
+        .await
+        .expect("count");
+    assert_eq!(counts.get(&Outcome::Failed), Some(&2));
+    assert_eq!(counts.get(&Outcome::Updated), Some(&1));
+}
+
+async fn receipts_take_a_delivery_once_under_concurrency(b: &Backend) {
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = b.store.clone();
+            tokio::spawn(async move {
+                s.record_receipt(&acme(), System::Finance, "delivery-1")
+                    .await
+            })
+        })
+        .collect();
+    let mut new = 0;
+    for task in tasks {
+        if task.await.expect("task").expect("record") {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 1, "exactly one caller takes the delivery");
+    assert!(
+        b.store
+            .record_receipt(&acme(), System::Crm, "delivery-1")
+            .await
+            .expect("record"),
+        "keys are per system"
+    );
+}
+
+async fn cursors_and_leases(b: &Backend) {
+    let s = &b.store;
+    let other = b.other_process().await;
+    let (pair, sys, ent) = (acme(), System::Finance, EntityType::Invoice);
+    assert_eq!(s.cursor(&pair, sys, ent).await.expect("cursor"), None);
+    s.set_cursor(&pair, sys, ent, "2026-11-23T10:00:00Z")
+        .await
+        .expect("set");
+    assert_eq!(
+        other
+            .cursor(&pair, sys, ent)
+            .await
+            .expect("cursor")
+            .as_deref(),
+        Some("2026-11-23T10:00:00Z")
+    );
+
+    let ttl = Duration::from_secs(60);
+    assert!(s
+        .try_lease_cursor(&pair, sys, ent, "process-a", ttl)
+        .await
+        .expect("lease"));
+    assert!(
+        !other
+            .try_lease_cursor(&pair, sys, ent, "process-b", ttl)
+            .await
+            .expect("lease"),
+        "held by a"
+    );
+    assert!(s
+        .try_lease_cursor(&pair, sys, ent, "process-a", ttl)
+        .await
+        .expect("renew"));
+    s.release_cursor_lease(&pair, sys, ent, "process-a")
+        .await
+        .expect("release");
+    assert!(other
+        .try_lease_cursor(&pair, sys, ent, "process-b", Duration::from_millis(20))
+        .await
+        .expect("lease"));
+    // An expired lease (its holder died) can be taken over.
+    support::eventually(Duration::from_secs(5), "expired lease taken over", || {
+        let s = s.clone();
+        let pair = pair.clone();
+        async move {
+            s.try_lease_cursor(&pair, sys, ent, "process-a", ttl)
+                .await
+                .unwrap_or(false)
+        }
+    })
+    .await;
+}
+
+async fn job_counts_add_up_under_concurrency(b: &Backend) {
+    let s = &b.store;
+    let job = s
+        .create_job(JobKind::Resync, json!({"entity": "customer"}))
+        .await
+        .expect("create");
+    assert_eq!(job.status, JobStatus::Queued);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    s.add_to_job(job.id, JobCounter::Synced, 1)
+                        .await
+                        .expect("add");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    s.add_to_job(job.id, JobCounter::Queued, 50)
+        .await
+        .expect("add");
+    s.set_job_status(job.id, JobStatus::Done, None)
+        .await
+        .expect("status");
+    let done = s.job(job.id).await.expect("get").expect("exists");
+    assert_eq!(
+        (done.queued, done.synced, done.status),
+        (50, 50, JobStatus::Done)
+    );
+    assert!(done.finished_at.is_some());
+    assert!(matches!(
+        s.add_to_job(Uuid::now_v7(), JobCounter::Synced, 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.job(Uuid::now_v7()).await.expect("get").is_none());
+}
+
+async fn credentials_rotate_in_one_step(b: &Backend) {
+    let s = &b.store;
+    let first = Credential {
+        access_token: Some(Secret::new("a1")),
+        refresh_token: Some(Secret::new("r1")),
+        expires_at: Some(Utc::now()),
+        rotated_at: None,
+    };
+    s.save_credential(&acme(), System::Finance, &first)
+        .await
+        .expect("save");
+    let rotated = Credential {
+        access_token: Some(Secret::new("a2")),
+        refresh_token: Some(Secret::new("r2")),
+        expires_at: Some(Utc::now()),
+        rotated_at: Some(Utc::now()),
+    };
+    s.save_credential(&acme(), System::Finance, &rotated)
+        .await
+        .expect("rotate");
+    let stored = b
+        .other_process()
+        .await
+        .credential(&acme(), System::Finance)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        stored.refresh_token.as_ref().map(Secret::expose),
+        Some("r2")
+    );
+    assert_eq!(stored.access_token.as_ref().map(Secret::expose), Some("a2"));
+    assert!(s
+        .credential(&acme(), System::Crm)
+        .await
+        .expect("get")
+        .is_none());
+}
+
+async fn conflicts_and_held_deletes(b: &Backend) {
+    let s = &b.store;
+    let mut link = EntityLink::new(acme(), EntityType::Customer, System::Crm, "c1");
+    link.finance_id = Some("f1".into());
+    link.sync_status = SyncStatus::Conflict;
+    let conflicts = vec![
+        NewConflict {
+            field: "phone".into(),
+            crm_value: Some(json!("1")),
+            finance_value: Some(json!("2")),
+            base_value: Some(json!("0")),
+            policy: "manual".into(),
+            resolution: None,
+        },
+        NewConflict {
+            field: "name".into(),
+            crm_value: Some(json!("A")),
+            finance_value: Some(json!("B")),
+            base_value: None,
+            policy: "crm_wins".into(),
+            resolution: Some("crm".into()),
+        },
+    ];
+    s.commit_sync(SyncCommit {
+        link: Some(link.clone()),
+        log: log(Some(&link), System::Crm, "c1", Outcome::Conflict),
+        conflicts,
+        hold_delete: true,
+    })
+    .await
+    .expect("commit");
+    let open = s.open_conflicts(10).await.expect("open");
+    assert_eq!(
+        open.len(),
+        1,
+        "the policy-resolved conflict is recorded but not open"
+    );
+    assert_eq!(
+        (open[0].field.as_str(), open[0].crm_value.clone()),
+        ("phone", Some(json!("1")))
+    );
+    let resolved = s
+        .resolve_conflict(open[0].id, "finance", None)
+        .await
+        .expect("resolve");
+    assert_eq!(resolved.resolution.as_deref(), Some("finance"));
+    assert!(s.open_conflicts(10).await.expect("open").is_empty());
+    assert!(matches!(
+        s.resolve_conflict(Uuid::now_v7(), "crm", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let held = s.pending_deletes(10).await.expect("deletes");
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].link_id, link.id);
+    s.decide_delete(held[0].id, true).await.expect("approve");
+    assert!(s.pending_deletes(10).await.expect("deletes").is_empty());
+    assert!(matches!(
+        s.decide_delete(Uuid::now_v7(), true).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn entity_lock_serialises_holders(b: &Backend) {
+    let first = b
+        .store
+        .lock_entity("acme/customer/crm/c1")
+        .await
+        .expect("lock");
+    let other = b.other_process().await;
+    let contender = {
+        let other = other.clone();
+        tokio::spawn(async move { other.lock_entity("acme/customer/crm/c1").await })
+    };
+    // Another record is not held up.
+    let unrelated = tokio::time::timeout(
+        Duration::from_secs(5),
+        other.lock_entity("acme/customer/crm/c2"),
+    )
+    .await
+    .expect("a different record locks at once")
+    .expect("lock");
+    unrelated.release().await.expect("release");
+    // The same record waits while the first holder works. Waiting a while and seeing
+    // nothing happen is the only way to show that something does not happen.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !contender.is_finished(),
+        "a second holder got the lock while the first held it"
+    );
+    first.release().await.expect("release");
+    let second = tokio::time::timeout(Duration::from_secs(5), contender)
+        .await
+        .expect("the lock passes on release")
+        .expect("task")
+        .expect("lock");
+    second.release().await.expect("release");
+    // A dropped lock (a worker that died mid-change) frees the record too.
+    drop(
+        b.store
+            .lock_entity("acme/customer/crm/c3")
+            .await
+            .expect("lock"),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        other.lock_entity("acme/customer/crm/c3"),
+    )
+    .await
+    .expect("a dropped lock is released")
+    .expect("lock")
+    .release()
+    .await
+    .expect("release");
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let backend = super::Backend::postgres().await;
+                    super::$name(&backend).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let backend = super::Backend::sqlite().await;
+                    super::$name(&backend).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    migrations_create_every_table_and_rerun_changes_nothing,
+    links_are_unique_per_side,
+    commit_sync_is_all_or_nothing,
+    history_follows_a_record_before_and_after_its_link,
+    logs_filter_and_count,
+    receipts_take_a_delivery_once_under_concurrency,
+    cursors_and_leases,
+    job_counts_add_up_under_concurrency,
+    credentials_rotate_in_one_step,
+    conflicts_and_held_deletes,
+    entity_lock_serialises_holders,
+);
+
+/// Two processes starting at the same moment on a fresh database both migrate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_migrations_both_succeed() {
+    let db = support::TestDatabase::create().await;
+    let (a, b) = (
+        store::connect(&db.url).await.expect("connect"),
+        store::connect(&db.url).await.expect("connect"),
+    );
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.expect("first migrate");
+    rb.expect("second migrate");
+    let tables = a.table_names().await.expect("tables");
+    for table in store::TABLES {
+        assert!(tables.iter().any(|t| t == table), "table `{table}` missing");
+    }
+}
