@@ -8,6 +8,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod orchestrator;
 pub mod secret;
 pub mod service;
 pub mod store;
