@@ -179,3 +179,56 @@ async fn every_confirmed_publish_survives_a_broker_restart() {
     );
     bus.delete_topology().await.expect("delete test queues");
 }
+
+/// `/ready` names RabbitMQ while it is down and recovers without restarting Tandem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_reports_rabbitmq_down_and_recovers() {
+    let db = support::TestDatabase::create().await;
+    let prefix = support::unique("tandem_ready");
+    let tandem = support::TandemProcess::start(
+        &["serve"],
+        &[
+            ("TANDEM_DATABASE_URL", db.url.clone()),
+            ("TANDEM_AMQP_URL", support::amqp_url()),
+            ("TANDEM_BUS__PREFIX", prefix.clone()),
+        ],
+    )
+    .await;
+    let ready = format!("{}/ready", tandem.base_url);
+    let status = || {
+        let ready = ready.clone();
+        async move {
+            let response = reqwest::get(&ready).await.expect("request");
+            let code = response.status().as_u16();
+            (
+                code,
+                response.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    };
+    assert_eq!(status().await.0, 200);
+
+    let _guard = BrokerGuard;
+    rabbitmqctl(&["stop_app"]);
+    let (code, body) = status().await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["failing"][0]["name"], "rabbitmq", "{body}");
+    assert_eq!(
+        body["failing"].as_array().map(Vec::len),
+        Some(1),
+        "only RabbitMQ is down: {body}"
+    );
+
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+    support::eventually(Duration::from_secs(30), "/ready answers 200 again", || {
+        let check = status();
+        async move { check.await.0 == 200 }
+    })
+    .await;
+
+    let bus = RabbitBus::connect(BusConfig::new(support::amqp_url(), prefix))
+        .await
+        .expect("connect");
+    bus.delete_topology().await.expect("delete test queues");
+}

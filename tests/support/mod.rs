@@ -125,3 +125,85 @@ impl Drop for TestSqlite {
         }
     }
 }
+
+/// A `tandem` process started by a test, killed when the test ends.
+pub struct TandemProcess {
+    pub child: std::process::Child,
+    pub base_url: String,
+}
+
+impl TandemProcess {
+    /// Starts `tandem <args>` with the given settings on a free loopback port and waits
+    /// until it answers `/health`.
+    pub async fn start(args: &[&str], env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("TANDEM_") && !key.starts_with("TANDEM_TEST_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .args(args)
+            .env("TANDEM_LISTEN", format!("127.0.0.1:{port}"))
+            .current_dir(std::env::temp_dir());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start tandem");
+        let process = Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let health = format!("{}/health", process.base_url);
+        eventually(Duration::from_secs(60), "tandem answers /health", || {
+            let client = client.clone();
+            let health = health.clone();
+            async move {
+                client
+                    .get(&health)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+        process
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tandem did not exit within 30s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TandemProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
