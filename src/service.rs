@@ -191,6 +191,11 @@ pub async fn serve(
         ];
         spawn_http(&tracker, acceptor, probes, shutdown.clone());
     }
+    if !args.no_workers {
+        // The worker pool (orchestrator::WorkerPool) is ready; the sync core that
+        // handles each change is not, and acknowledging changes unhandled would lose them.
+        tracing::warn!("this build has no sync core yet: change events stay queued until one runs");
+    }
     tracker.close();
     shutdown.cancelled().await;
     tracker.wait().await;
