@@ -7,6 +7,7 @@ pub mod api;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod domain;
 pub mod orchestrator;
 pub mod secret;

@@ -1,7 +1,10 @@
-//! The orchestrator: consumes change events from the bus and hands each to the sync
-//! core. [`workers`] is the consuming side: a bounded pool that prefers live changes
-//! to bulk work and stops gracefully.
+//! The orchestrator: consumes change events from the bus ([`workers`]) and handles each
+//! one ([`sync`]): lock the record, fetch it, decide, write, record.
 
+mod perform;
+pub mod retry;
+pub mod sync;
 pub mod workers;
 
+pub use sync::{Orchestrator, PairRuntime};
 pub use workers::{ChangeHandler, HandleOutcome, WorkerPool};

@@ -1,0 +1,171 @@
+//! Connectors: each system's API behind one trait, speaking canonical records.
+//!
+//! [`memory`] is an in-memory system for tests and the demo, able to inject the
+//! failures real APIs produce. The HubSpot and Xero connectors implement the same trait.
+
+pub mod memory;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::domain::{EntityType, FieldMap, System};
+
+/// A record as a connector returns it, in canonical form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalRecord {
+    pub id: String,
+    /// `None` when the record is archived or deleted in its system.
+    pub fields: Option<FieldMap>,
+    /// The system's own updated-at, RFC 3339.
+    pub version: Option<String>,
+    /// The origin stamp the record carries, if Tandem created it.
+    pub stamp: Option<String>,
+}
+
+/// One HTTP exchange, secrets redacted, kept in the sync log for a person to read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exchange {
+    pub request: Option<Value>,
+    pub response: Option<Value>,
+    pub status: Option<u16>,
+}
+
+/// The result of a write: the record as the system now holds it, and the exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub record: ExternalRecord,
+    pub exchange: Exchange,
+}
+
+/// A page of changed records, oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangePage {
+    pub records: Vec<ExternalRecord>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ConnectorError {
+    #[error("no answer from {system} within the timeout")]
+    Timeout { system: System },
+    #[error("{system} is unavailable (HTTP {status})")]
+    Unavailable {
+        system: System,
+        status: u16,
+        exchange: Exchange,
+    },
+    #[error("{system} rate limit reached; retry after {retry_after:?}")]
+    RateLimited {
+        system: System,
+        retry_after: Duration,
+        exchange: Exchange,
+    },
+    #[error("{system} refused the request (HTTP {status}): {message}")]
+    Rejected {
+        system: System,
+        status: u16,
+        message: String,
+        exchange: Exchange,
+    },
+    #[error("cannot reach {system}: {message}")]
+    Connection { system: System, message: String },
+}
+
+impl ConnectorError {
+    /// Passing failures are retried with backoff; the others need a person.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, ConnectorError::Rejected { .. })
+    }
+
+    /// The least time to wait before calling again, as the system asked.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ConnectorError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    pub fn exchange(&self) -> Option<&Exchange> {
+        match self {
+            ConnectorError::Unavailable { exchange, .. }
+            | ConnectorError::RateLimited { exchange, .. }
+            | ConnectorError::Rejected { exchange, .. } => Some(exchange),
+            _ => None,
+        }
+    }
+}
+
+/// One system's API, as the orchestrator and the poller use it.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    fn system(&self) -> System;
+
+    /// The current record, or `None` if the system has no such record.
+    async fn get(
+        &self,
+        entity: EntityType,
+        id: &str,
+    ) -> Result<Option<ExternalRecord>, ConnectorError>;
+
+    /// Records changed at or after `since`, a page at a time.
+    async fn list_changed(
+        &self,
+        entity: EntityType,
+        since: Option<DateTime<Utc>>,
+        page: Option<&str>,
+    ) -> Result<ChangePage, ConnectorError>;
+
+    /// Creates a record carrying the origin `stamp`. The same `idempotency_key` on a
+    /// retry must not create a second record.
+    async fn create(
+        &self,
+        entity: EntityType,
+        fields: &FieldMap,
+        stamp: &str,
+        idempotency_key: &str,
+    ) -> Result<Written, ConnectorError>;
+
+    /// Writes the given fields (a `null` clears one).
+    async fn update(
+        &self,
+        entity: EntityType,
+        id: &str,
+        fields: &FieldMap,
+        idempotency_key: &str,
+    ) -> Result<Written, ConnectorError>;
+
+    /// Archives (never deletes) a record.
+    async fn archive(
+        &self,
+        entity: EntityType,
+        id: &str,
+        idempotency_key: &str,
+    ) -> Result<Written, ConnectorError>;
+
+    /// The record Tandem created from `stamp`, if any.
+    async fn find_by_stamp(
+        &self,
+        entity: EntityType,
+        stamp: &str,
+    ) -> Result<Option<ExternalRecord>, ConnectorError>;
+
+    /// A record with the same natural key (customer: e-mail, then tax number;
+    /// invoice: number), if any.
+    async fn find_by_natural_key(
+        &self,
+        entity: EntityType,
+        fields: &FieldMap,
+    ) -> Result<Option<ExternalRecord>, ConnectorError>;
+}
+
+/// The natural keys of an entity, most specific first.
+pub fn natural_keys(entity: EntityType) -> &'static [&'static str] {
+    match entity {
+        EntityType::Customer => &["email", "tax_number"],
+        EntityType::Invoice => &["number"],
+    }
+}

@@ -1,0 +1,493 @@
+//! Performing a sync decision: the writes to each system, then the link, the log entry
+//! and any conflicts or held deletes in one store transaction.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::sync::{Fetched, PairRuntime, SyncError};
+use crate::connectors::{ExternalRecord, Written};
+use crate::domain::{
+    apply, decide, idempotency_key, settle, ChangeEvent, Changes, Checksum, DecisionInput,
+    FieldConflict, FieldMap, LinkSnapshot, SkipReason, SourceRecord, SyncDecision, SyncPolicy,
+    System, TargetFound, TargetRecord,
+};
+use crate::store::{
+    Direction, EntityLink, LinkState, NewConflict, NewSyncLogEntry, Outcome, Store, SyncCommit,
+    SyncStatus,
+};
+
+pub(super) struct SyncContext<'a> {
+    pub store: &'a dyn Store,
+    pub pair: &'a PairRuntime,
+    pub policy: &'a SyncPolicy,
+    pub event: &'a ChangeEvent,
+    pub attempt: u32,
+    pub transaction_id: Uuid,
+}
+
+pub(super) struct Performed {
+    pub log: NewSyncLogEntry,
+}
+
+/// A record as it stands after Tandem's writes: what the link is settled from.
+struct After {
+    id: String,
+    fields: FieldMap,
+    version: Option<String>,
+}
+
+pub(super) async fn perform(
+    cx: &SyncContext<'_>,
+    fetched: Fetched,
+) -> Result<Performed, SyncError> {
+    let started = Instant::now();
+    let event = cx.event;
+    let side = event.system;
+    let other = side.opposite();
+    let source = SourceRecord {
+        system: side,
+        id: event.external_id.clone(),
+        fields: fetched.source.as_ref().and_then(|s| s.fields.clone()),
+        version: fetched.source.as_ref().and_then(|s| s.version.clone()),
+        stamp: fetched.source.as_ref().and_then(|s| s.stamp.clone()),
+    };
+    let snapshot = fetched.link.as_ref().map(snapshot_of);
+    let target = find_target(cx, &source, fetched.link.as_ref()).await?;
+    let decision = decide(DecisionInput {
+        source: &source,
+        link: snapshot.as_ref(),
+        target: target.as_ref().map(|(t, found)| (t, *found)),
+        policy: cx.policy,
+    });
+    tracing::info!(decision = ?decision_name(&decision), "decided");
+
+    let mut log = NewSyncLogEntry::new(
+        cx.transaction_id,
+        event.pair.clone(),
+        event.entity,
+        side,
+        &event.external_id,
+        event.trigger,
+        Outcome::Skipped,
+    );
+    log.attempt = cx.attempt;
+    log.source_snapshot = source.fields.as_ref().map(to_json);
+    log.target_before = target.as_ref().map(|(t, _)| to_json(&t.fields));
+    let mut row = fetched.link.clone();
+    let mut conflicts = Vec::new();
+    let mut hold_delete = false;
+    let source_after = |fields: &FieldMap| After {
+        id: source.id.clone(),
+        fields: fields.clone(),
+        version: source.version.clone(),
+    };
+
+    match decision {
+        SyncDecision::Skip(reason) => {
+            log.detail = Some(skip_detail(reason).to_string());
+            if let (SkipReason::NothingToSync, Some(r), Some((t, _)), Some(fields)) =
+                (reason, row.as_mut(), &target, &source.fields)
+            {
+                settle_row(cx, r, &source_after(fields), &after_of_target(t));
+            }
+        }
+        SyncDecision::Create { fields, stamp } => {
+            let mut r = match row.take() {
+                Some(r) => r,
+                None => {
+                    // Claim the record before creating, so a crash after the create
+                    // leaves a link that the origin stamp can repair.
+                    let claim = EntityLink::new(event.pair.clone(), event.entity, side, &source.id);
+                    cx.store.insert_link(&claim).await?;
+                    claim
+                }
+            };
+            let key = key_for(cx, &source, "create", &fields);
+            let written = cx
+                .pair
+                .connector(other)
+                .create(event.entity, &fields, &stamp, &key)
+                .await?;
+            record_exchange(&mut log, &written);
+            set_id(&mut r, other, &written.record.id);
+            let target_after = after_of_written(&written.record, &fields);
+            log.target_after = Some(to_json(&target_after.fields));
+            settle_row(
+                cx,
+                &mut r,
+                &source_after(source.fields.as_ref().unwrap_or(&fields)),
+                &target_after,
+            );
+            log.outcome = Outcome::Created;
+            row = Some(r);
+        }
+        SyncDecision::Link {
+            target_id,
+            found,
+            changes,
+        } => {
+            let mut r = row.take().unwrap_or_else(|| {
+                EntityLink::new(event.pair.clone(), event.entity, side, &source.id)
+            });
+            set_id(&mut r, side, &source.id);
+            set_id(&mut r, other, &target_id);
+            let target_record = target.as_ref().map(|(t, _)| t).ok_or_else(missing_target)?;
+            let (src, dst) = write_changes(cx, &source, target_record, &changes, &mut log).await?;
+            log.target_after = Some(to_json(&dst.fields));
+            settle_row(cx, &mut r, &src, &dst);
+            conflicts = record_conflicts(cx, &changes.conflicts);
+            log.outcome = Outcome::Linked;
+            log.detail = Some(
+                match found {
+                    TargetFound::ByStamp => "matched by origin stamp",
+                    TargetFound::ByNaturalKey => "matched by natural key",
+                    TargetFound::Linked => "completed a link whose create was in flight",
+                }
+                .to_string(),
+            );
+            row = Some(r);
+        }
+        SyncDecision::Update { changes } => {
+            let mut r = row.take().ok_or_else(missing_link)?;
+            let target_record = target.as_ref().map(|(t, _)| t).ok_or_else(missing_target)?;
+            let (src, dst) = write_changes(cx, &source, target_record, &changes, &mut log).await?;
+            log.target_after = Some(to_json(&dst.fields));
+            settle_row(cx, &mut r, &src, &dst);
+            conflicts = record_conflicts(cx, &changes.conflicts);
+            log.outcome = Outcome::Updated;
+            if !conflicts.is_empty() {
+                log.detail = Some(format!(
+                    "{} conflicting field(s) resolved by {}",
+                    conflicts.len(),
+                    cx.policy.conflicts.as_str()
+                ));
+            }
+            row = Some(r);
+        }
+        SyncDecision::Archive => {
+            let mut r = row.take().ok_or_else(missing_link)?;
+            if let Some(target_id) = r.id_on(other).map(str::to_string) {
+                let key = key_for(cx, &source, "archive", &FieldMap::new());
+                let written = cx
+                    .pair
+                    .connector(other)
+                    .archive(event.entity, &target_id, &key)
+                    .await?;
+                record_exchange(&mut log, &written);
+            }
+            r.state = LinkState::Archived;
+            r.archived_at = Some(Utc::now());
+            r.sync_status = SyncStatus::Synced;
+            r.last_transaction_id = Some(cx.transaction_id);
+            log.outcome = Outcome::Archived;
+            row = Some(r);
+        }
+        SyncDecision::HoldDelete => {
+            hold_delete = true;
+            log.outcome = Outcome::HeldForApproval;
+            log.detail = Some(format!(
+                "deleted in {side}; the archive in {other} waits for a person to approve it"
+            ));
+        }
+        SyncDecision::Block { reason, to_source } => {
+            let mut r = row.take().ok_or_else(missing_link)?;
+            if !to_source.is_empty() {
+                let key = key_for(cx, &source, "update-source", &to_source);
+                let written = cx
+                    .pair
+                    .connector(side)
+                    .update(event.entity, &source.id, &to_source, &key)
+                    .await?;
+                record_exchange(&mut log, &written);
+            }
+            r.sync_status = SyncStatus::Blocked;
+            r.last_error = Some(reason.clone());
+            r.last_transaction_id = Some(cx.transaction_id);
+            log.outcome = Outcome::Blocked;
+            log.detail = Some(reason);
+            row = Some(r);
+        }
+        SyncDecision::Conflict { conflicts: found } => {
+            let mut r = row.take().ok_or_else(missing_link)?;
+            r.sync_status = SyncStatus::Conflict;
+            r.last_error = Some(format!(
+                "{} field(s) changed on both sides; waiting for a person",
+                found.len()
+            ));
+            r.last_transaction_id = Some(cx.transaction_id);
+            conflicts = record_conflicts(cx, &found);
+            log.outcome = Outcome::Conflict;
+            log.detail = r.last_error.clone();
+            row = Some(r);
+        }
+    }
+    log.link_id = row.as_ref().map(|r| r.id);
+    log.duration_ms = started.elapsed().as_millis() as u64;
+    cx.store
+        .commit_sync(SyncCommit {
+            link: row,
+            log: log.clone(),
+            conflicts,
+            hold_delete,
+        })
+        .await?;
+    Ok(Performed { log })
+}
+
+/// The record on the other side: through the link, else by origin stamp, else by
+/// natural key (unless that record is already linked to another).
+async fn find_target(
+    cx: &SyncContext<'_>,
+    source: &SourceRecord,
+    link: Option<&EntityLink>,
+) -> Result<Option<(TargetRecord, TargetFound)>, SyncError> {
+    let other = source.system.opposite();
+    let connector = cx.pair.connector(other);
+    let entity = cx.event.entity;
+    if let Some(id) = link.and_then(|l| l.id_on(other)) {
+        return Ok(connector
+            .get(entity, id)
+            .await?
+            .and_then(as_target)
+            .map(|t| (t, TargetFound::Linked)));
+    }
+    if let Some(found) = connector
+        .find_by_stamp(entity, &source.id)
+        .await?
+        .and_then(as_target)
+    {
+        return Ok(Some((found, TargetFound::ByStamp)));
+    }
+    let Some(fields) = &source.fields else {
+        return Ok(None);
+    };
+    if let Some(found) = connector
+        .find_by_natural_key(entity, fields)
+        .await?
+        .and_then(as_target)
+    {
+        let taken = cx
+            .store
+            .find_link(&cx.event.pair, entity, other, &found.id)
+            .await?;
+        if taken.is_none() {
+            return Ok(Some((found, TargetFound::ByNaturalKey)));
+        }
+    }
+    Ok(None)
+}
+
+fn as_target(record: ExternalRecord) -> Option<TargetRecord> {
+    Some(TargetRecord {
+        id: record.id,
+        fields: record.fields?,
+        version: record.version,
+    })
+}
+
+/// Writes the changes both ways; returns each record as it now stands.
+async fn write_changes(
+    cx: &SyncContext<'_>,
+    source: &SourceRecord,
+    target: &TargetRecord,
+    changes: &Changes,
+    log: &mut NewSyncLogEntry,
+) -> Result<(After, After), SyncError> {
+    let entity = cx.event.entity;
+    let side = source.system;
+    let source_fields = source.fields.clone().unwrap_or_default();
+    let mut dst = After {
+        id: target.id.clone(),
+        fields: target.fields.clone(),
+        version: target.version.clone(),
+    };
+    let mut src = After {
+        id: source.id.clone(),
+        fields: source_fields,
+        version: source.version.clone(),
+    };
+    if !changes.to_target.is_empty() {
+        let key = key_for(cx, source, "update-target", &changes.to_target);
+        let written = cx
+            .pair
+            .connector(side.opposite())
+            .update(entity, &target.id, &changes.to_target, &key)
+            .await?;
+        record_exchange(log, &written);
+        dst = After {
+            id: target.id.clone(),
+            fields: apply(&dst.fields, &changes.to_target),
+            version: written.record.version,
+        };
+    }
+    if !changes.to_source.is_empty() {
+        let key = key_for(cx, source, "update-source", &changes.to_source);
+        let written = cx
+            .pair
+            .connector(side)
+            .update(entity, &source.id, &changes.to_source, &key)
+            .await?;
+        if changes.to_target.is_empty() {
+            record_exchange(log, &written);
+        }
+        src = After {
+            id: source.id.clone(),
+            fields: apply(&src.fields, &changes.to_source),
+            version: written.record.version,
+        };
+    }
+    Ok((src, dst))
+}
+
+fn after_of_target(target: &TargetRecord) -> After {
+    After {
+        id: target.id.clone(),
+        fields: target.fields.clone(),
+        version: target.version.clone(),
+    }
+}
+
+fn after_of_written(record: &ExternalRecord, sent: &FieldMap) -> After {
+    After {
+        id: record.id.clone(),
+        fields: record.fields.clone().unwrap_or_else(|| sent.clone()),
+        version: record.version.clone(),
+    }
+}
+
+/// The link as it stands once both records are in step.
+fn settle_row(cx: &SyncContext<'_>, row: &mut EntityLink, source: &After, target: &After) {
+    let side = cx.event.system;
+    let (crm, finance) = match side {
+        System::Crm => (source, target),
+        System::Finance => (target, source),
+    };
+    let settled = settle(
+        cx.policy,
+        (&crm.id, &crm.fields, crm.version.as_deref()),
+        (&finance.id, &finance.fields, finance.version.as_deref()),
+    );
+    row.crm_id = settled.crm_id;
+    row.finance_id = settled.finance_id;
+    row.crm_checksum = settled.crm_checksum.map(|c| c.0);
+    row.finance_checksum = settled.finance_checksum.map(|c| c.0);
+    row.crm_version = settled.crm_version;
+    row.finance_version = settled.finance_version;
+    row.base_snapshot = settled.base.as_ref().map(to_json);
+    if row.state == LinkState::Creating {
+        row.state = LinkState::Active;
+    }
+    row.sync_status = SyncStatus::Synced;
+    row.last_error = None;
+    row.last_transaction_id = Some(cx.transaction_id);
+    row.last_synced_at = Some(Utc::now());
+    row.last_direction = Some(Direction::from_source(side));
+}
+
+fn snapshot_of(link: &EntityLink) -> LinkSnapshot {
+    LinkSnapshot {
+        crm_id: link.crm_id.clone(),
+        finance_id: link.finance_id.clone(),
+        crm_checksum: link.crm_checksum.clone().map(Checksum),
+        finance_checksum: link.finance_checksum.clone().map(Checksum),
+        crm_version: link.crm_version.clone(),
+        finance_version: link.finance_version.clone(),
+        base: link
+            .base_snapshot
+            .as_ref()
+            .and_then(|b| serde_json::from_value(b.clone()).ok()),
+        archived: link.state == LinkState::Archived,
+    }
+}
+
+fn set_id(row: &mut EntityLink, system: System, id: &str) {
+    match system {
+        System::Crm => row.crm_id = Some(id.to_string()),
+        System::Finance => row.finance_id = Some(id.to_string()),
+    }
+}
+
+/// The same change always gets the same key (so a retry cannot write twice); a
+/// different change, or the same content after a newer edit, gets another.
+fn key_for(
+    cx: &SyncContext<'_>,
+    source: &SourceRecord,
+    operation: &str,
+    content: &FieldMap,
+) -> String {
+    let mut keyed = content.clone();
+    keyed.insert("_operation".into(), json!(operation));
+    keyed.insert("_version".into(), json!(source.version));
+    let names: Vec<String> = keyed.keys().cloned().collect();
+    let checksum = Checksum::of(&keyed, names.iter().map(String::as_str));
+    idempotency_key(
+        &cx.event.pair,
+        cx.event.entity,
+        source.system,
+        &source.id,
+        &checksum,
+    )
+}
+
+fn record_exchange(log: &mut NewSyncLogEntry, written: &Written) {
+    log.request = written.exchange.request.clone();
+    log.response = written.exchange.response.clone();
+    log.status_code = written.exchange.status;
+}
+
+fn record_conflicts(cx: &SyncContext<'_>, conflicts: &[FieldConflict]) -> Vec<NewConflict> {
+    conflicts
+        .iter()
+        .map(|c| NewConflict {
+            field: c.field.clone(),
+            crm_value: c.crm_value.clone(),
+            finance_value: c.finance_value.clone(),
+            base_value: c.base_value.clone(),
+            policy: cx.policy.conflicts.as_str().to_string(),
+            resolution: c.winner.map(|w| w.as_str().to_string()),
+        })
+        .collect()
+}
+
+fn to_json(fields: &FieldMap) -> Value {
+    Value::Object(fields.clone().into_iter().collect())
+}
+
+fn skip_detail(reason: SkipReason) -> &'static str {
+    match reason {
+        SkipReason::Echo => "echo of the last sync: content unchanged",
+        SkipReason::Stale => "stale: older than the version already synced",
+        SkipReason::NothingToSync => "both sides already agree",
+        SkipReason::NotLinked => "deleted before it was ever synced",
+        SkipReason::AlreadyArchived => "already archived on the other side",
+        SkipReason::DeletesIgnored => "the pair ignores deletes",
+    }
+}
+
+fn decision_name(decision: &SyncDecision) -> &'static str {
+    match decision {
+        SyncDecision::Skip(_) => "skip",
+        SyncDecision::Create { .. } => "create",
+        SyncDecision::Link { .. } => "link",
+        SyncDecision::Update { .. } => "update",
+        SyncDecision::Archive => "archive",
+        SyncDecision::HoldDelete => "hold_delete",
+        SyncDecision::Block { .. } => "block",
+        SyncDecision::Conflict { .. } => "conflict",
+    }
+}
+
+fn missing_target() -> SyncError {
+    SyncError::Store(crate::store::StoreError::Corrupt(
+        "the decision needs a target record that was not fetched".into(),
+    ))
+}
+
+fn missing_link() -> SyncError {
+    SyncError::Store(crate::store::StoreError::Corrupt(
+        "the decision needs a link that does not exist".into(),
+    ))
+}

@@ -1,0 +1,294 @@
+//! The orchestrator's handling of one change: lock the record, fetch it, decide, write
+//! to the other side with an idempotency key, and record the link and the log entry in
+//! one transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use super::perform::{perform, Performed, SyncContext};
+use super::retry::backoff;
+use super::workers::{ChangeHandler, HandleOutcome};
+use crate::connectors::{Connector, ConnectorError, ExternalRecord};
+use crate::domain::{ChangeEvent, EntityType, PairId, SyncPolicy, System};
+use crate::store::{
+    EntityLink, EntityLock, JobCounter, NewSyncLogEntry, Outcome, Store, StoreError, SyncStatus,
+};
+
+/// One pair's connections and policies.
+pub struct PairRuntime {
+    pub crm: Arc<dyn Connector>,
+    pub finance: Arc<dyn Connector>,
+    pub policies: HashMap<EntityType, SyncPolicy>,
+}
+
+impl PairRuntime {
+    pub fn connector(&self, system: System) -> &Arc<dyn Connector> {
+        match system {
+            System::Crm => &self.crm,
+            System::Finance => &self.finance,
+        }
+    }
+}
+
+pub struct Orchestrator {
+    store: Arc<dyn Store>,
+    pairs: HashMap<PairId, PairRuntime>,
+    max_attempts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SyncError {
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The record fetched under the lock, and the link it belongs to.
+pub(super) struct Fetched {
+    pub source: Option<ExternalRecord>,
+    pub link: Option<EntityLink>,
+}
+
+/// How many times the lock is moved to a record's canonical key before giving up; it
+/// moves at most once or twice while a create is completing.
+const LOCK_MOVES: usize = 4;
+
+impl Orchestrator {
+    pub fn new(
+        store: Arc<dyn Store>,
+        pairs: HashMap<PairId, PairRuntime>,
+        max_attempts: u32,
+    ) -> Self {
+        Self {
+            store,
+            pairs,
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    async fn sync(
+        &self,
+        pair: &PairRuntime,
+        event: &ChangeEvent,
+        attempt: u32,
+        transaction_id: Uuid,
+    ) -> Result<(), SyncError> {
+        let policy = pair
+            .policies
+            .get(&event.entity)
+            .cloned()
+            .unwrap_or_else(|| SyncPolicy::defaults(event.entity));
+        let (lock, fetched) = self.lock_and_fetch(pair, event).await?;
+        let context = SyncContext {
+            store: self.store.as_ref(),
+            pair,
+            policy: &policy,
+            event,
+            attempt,
+            transaction_id,
+        };
+        let result = perform(&context, fetched).await;
+        lock.release().await?;
+        match result {
+            Ok(Performed { log }) => {
+                if let Some(job) = event.job_id {
+                    let counter = if log.outcome == Outcome::Skipped {
+                        JobCounter::Skipped
+                    } else {
+                        JobCounter::Synced
+                    };
+                    self.store.add_to_job(job, counter, 1).await?;
+                }
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Locks the record under its canonical key (the id of the record a link started
+    /// from), so that events from both sides of one link, and the echo of a create
+    /// still in flight, are handled one at a time. The key can only be known for sure
+    /// after fetching; when it differs from the one locked, the lock moves.
+    async fn lock_and_fetch(
+        &self,
+        pair: &PairRuntime,
+        event: &ChangeEvent,
+    ) -> Result<(EntityLock, Fetched), SyncError> {
+        let own = self
+            .store
+            .find_link(&event.pair, event.entity, event.system, &event.external_id)
+            .await?;
+        let mut key = canonical_key(event, own.as_ref(), None);
+        for _ in 0..LOCK_MOVES {
+            let lock = self.store.lock_entity(&key).await?;
+            let fetched = self.fetch(pair, event).await;
+            let fetched = match fetched {
+                Ok(fetched) => fetched,
+                Err(err) => {
+                    lock.release().await?;
+                    return Err(err);
+                }
+            };
+            let canonical = canonical_key(event, fetched.link.as_ref(), fetched.source.as_ref());
+            if canonical == key {
+                return Ok((lock, fetched));
+            }
+            lock.release().await?;
+            key = canonical;
+        }
+        Err(SyncError::Store(StoreError::Corrupt(format!(
+            "the lock for {} {} {} kept moving",
+            event.entity, event.system, event.external_id
+        ))))
+    }
+
+    async fn fetch(&self, pair: &PairRuntime, event: &ChangeEvent) -> Result<Fetched, SyncError> {
+        let source = pair
+            .connector(event.system)
+            .get(event.entity, &event.external_id)
+            .await?;
+        let mut link = self
+            .store
+            .find_link(&event.pair, event.entity, event.system, &event.external_id)
+            .await?;
+        // A record Tandem created names its origin: its link may not know it yet.
+        if link.is_none() {
+            if let Some(stamp) = source.as_ref().and_then(|s| s.stamp.as_deref()) {
+                link = self
+                    .store
+                    .find_link(&event.pair, event.entity, event.system.opposite(), stamp)
+                    .await?;
+            }
+        }
+        Ok(Fetched { source, link })
+    }
+
+    async fn record_failure(
+        &self,
+        event: &ChangeEvent,
+        attempt: u32,
+        transaction_id: Uuid,
+        error: &SyncError,
+        outcome: Outcome,
+        started: Instant,
+    ) {
+        let link = self
+            .store
+            .find_link(&event.pair, event.entity, event.system, &event.external_id)
+            .await
+            .ok()
+            .flatten();
+        let mut entry = NewSyncLogEntry::new(
+            transaction_id,
+            event.pair.clone(),
+            event.entity,
+            event.system,
+            &event.external_id,
+            event.trigger,
+            outcome,
+        );
+        entry.link_id = link.as_ref().map(|l| l.id);
+        entry.attempt = attempt;
+        entry.error = Some(error.to_string());
+        entry.duration_ms = started.elapsed().as_millis() as u64;
+        if let SyncError::Connector(err) = error {
+            if let Some(exchange) = err.exchange() {
+                entry.request = exchange.request.clone();
+                entry.response = exchange.response.clone();
+                entry.status_code = exchange.status;
+            }
+        }
+        let final_failure = outcome == Outcome::Failed;
+        let commit = crate::store::SyncCommit {
+            link: link.filter(|_| final_failure).map(|mut l| {
+                l.sync_status = SyncStatus::Failed;
+                l.last_error = Some(error.to_string());
+                l.last_transaction_id = Some(transaction_id);
+                l
+            }),
+            log: entry,
+            conflicts: vec![],
+            hold_delete: false,
+        };
+        if let Err(err) = self.store.commit_sync(commit).await {
+            tracing::error!(error = %err, "cannot record the failure in the sync log");
+        }
+        if final_failure {
+            if let Some(job) = event.job_id {
+                let _ = self.store.add_to_job(job, JobCounter::Failed, 1).await;
+            }
+        }
+    }
+}
+
+/// The lock key of a record: its pair and type, and the id of the record its link
+/// started from (the CRM side when known).
+fn canonical_key(
+    event: &ChangeEvent,
+    link: Option<&EntityLink>,
+    source: Option<&ExternalRecord>,
+) -> String {
+    let origin = match link {
+        Some(link) => match (&link.crm_id, &link.finance_id) {
+            (Some(crm), _) => format!("crm:{crm}"),
+            (None, Some(finance)) => format!("finance:{finance}"),
+            (None, None) => format!("{}:{}", event.system, event.external_id),
+        },
+        None => match source.and_then(|s| s.stamp.as_deref()) {
+            Some(stamp) => format!("{}:{stamp}", event.system.opposite()),
+            None => format!("{}:{}", event.system, event.external_id),
+        },
+    };
+    format!("{}/{}/{origin}", event.pair, event.entity)
+}
+
+#[async_trait]
+impl ChangeHandler for Orchestrator {
+    async fn handle(&self, event: ChangeEvent, attempt: u32) -> HandleOutcome {
+        let Some(pair) = self.pairs.get(&event.pair) else {
+            return HandleOutcome::Park {
+                reason: format!("no pair named `{}` in the settings", event.pair),
+            };
+        };
+        let transaction_id = Uuid::now_v7();
+        let span = tracing::info_span!("sync", transaction_id = %transaction_id);
+        let started = Instant::now();
+        async {
+            match self.sync(pair, &event, attempt, transaction_id).await {
+                Ok(()) => HandleOutcome::Done,
+                Err(err) => {
+                    let retryable = match &err {
+                        SyncError::Connector(err) => err.is_retryable(),
+                        SyncError::Store(_) => true,
+                    };
+                    if retryable && attempt < self.max_attempts {
+                        let retry_after = match &err {
+                            SyncError::Connector(err) => err.retry_after(),
+                            SyncError::Store(_) => None,
+                        };
+                        let delay = backoff(attempt, retry_after);
+                        tracing::warn!(error = %err, delay_ms = delay.as_millis() as u64, "retrying");
+                        self.record_failure(&event, attempt, transaction_id, &err, Outcome::Retrying, started).await;
+                        HandleOutcome::Retry { delay, error: err.to_string() }
+                    } else {
+                        tracing::error!(error = %err, attempt, "sync failed");
+                        self.record_failure(&event, attempt, transaction_id, &err, Outcome::Failed, started).await;
+                        if retryable {
+                            HandleOutcome::Park { reason: format!("attempts used up: {err}") }
+                        } else {
+                            HandleOutcome::Done
+                        }
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
