@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::domain::{
+    ConflictPolicy, DeletePolicy, EntityType, FieldMapping, Flow, SyncPolicy, System,
+};
 use crate::secret::Secret;
 
 pub use load::{load, load_from, SettingsSource};
@@ -136,6 +139,42 @@ pub struct PairSettings {
     /// previous poll ran is never missed.
     #[serde(default = "default_poll_overlap")]
     pub poll_overlap_secs: u64,
+    /// Who wins a field changed on both sides.
+    #[serde(default)]
+    pub conflict_policy: ConflictPolicy,
+    /// Who wins a tie under `last_write_wins`.
+    #[serde(default = "default_source_of_truth")]
+    pub source_of_truth: System,
+    /// What a delete or archive on one side does to the other.
+    #[serde(default)]
+    pub deletes: DeletePolicy,
+    /// Per entity type, fields whose direction differs from the default:
+    /// `[pairs.acme.fields.customer] phone = "crm_to_finance"`.
+    #[serde(default)]
+    pub fields: BTreeMap<EntityType, BTreeMap<String, Flow>>,
+}
+
+fn default_source_of_truth() -> System {
+    System::Finance
+}
+
+impl PairSettings {
+    /// The sync policy for one entity type. The mapping was validated at load, so an
+    /// invalid override cannot reach here; it falls back to the defaults if it did.
+    pub fn policy(&self, entity: EntityType) -> SyncPolicy {
+        let mapping = self
+            .fields
+            .get(&entity)
+            .and_then(|overrides| FieldMapping::with_overrides(entity, overrides).ok())
+            .unwrap_or_else(|| FieldMapping::defaults(entity));
+        SyncPolicy {
+            entity,
+            mapping,
+            conflicts: self.conflict_policy,
+            source_of_truth: self.source_of_truth,
+            deletes: self.deletes,
+        }
+    }
 }
 
 fn default_true() -> bool {

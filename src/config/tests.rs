@@ -188,3 +188,45 @@ fn secrets_never_appear_in_debug_output() {
         );
     }
 }
+
+#[test]
+fn pair_policies_and_field_directions_come_from_settings() {
+    let file = toml_file(&format!(
+        "{PAIR}\n[pairs.acme]\nconflict_policy = \"manual\"\ndeletes = \"approve\"\n\n[pairs.acme.fields.customer]\nphone = \"crm_to_finance\"\n"
+    ));
+    let settings = load_from(Some(&file.0), Figment::new()).expect("valid");
+    let policy = settings.pairs["acme"].policy(crate::domain::EntityType::Customer);
+    assert_eq!(policy.conflicts, crate::domain::ConflictPolicy::Manual);
+    assert_eq!(policy.deletes, crate::domain::DeletePolicy::Approve);
+    assert_eq!(policy.source_of_truth, crate::domain::System::Finance);
+    assert_eq!(
+        policy.mapping.flow("phone"),
+        crate::domain::Flow::CrmToFinance
+    );
+    assert_eq!(policy.mapping.flow("email"), crate::domain::Flow::Both);
+    let invoices = settings.pairs["acme"].policy(crate::domain::EntityType::Invoice);
+    assert_eq!(
+        invoices.mapping.flow("status"),
+        crate::domain::Flow::FinanceToCrm
+    );
+}
+
+#[test]
+fn an_unknown_field_or_direction_names_the_key() {
+    let file = toml_file(&format!(
+        "{PAIR}\n[pairs.acme.fields.customer]\nfax = \"both\"\n"
+    ));
+    let err = load_from(Some(&file.0), Figment::new()).expect_err("unknown field");
+    assert_eq!(err.key, "pairs.acme.fields.customer");
+    assert!(err.problem.contains("`fax`"), "{err}");
+    let file = toml_file(&format!(
+        "{PAIR}\n[pairs.acme.fields.customer]\nphone = \"sideways\"\n"
+    ));
+    let err = load_from(Some(&file.0), Figment::new()).expect_err("unknown direction");
+    assert_eq!(err.key, "pairs.acme.fields.customer.phone");
+    let file = toml_file(&format!(
+        "{PAIR}\n[pairs.acme]\nconflict_policy = \"coin_toss\"\n"
+    ));
+    let err = load_from(Some(&file.0), Figment::new()).expect_err("unknown policy");
+    assert_eq!(err.key, "pairs.acme.conflict_policy");
+}

@@ -116,6 +116,11 @@ impl Settings {
                 .finance
                 .as_ref()
                 .ok_or_else(|| missing_connection(&key, "finance"))?;
+            for (entity, overrides) in &pair.fields {
+                crate::domain::FieldMapping::with_overrides(*entity, overrides).map_err(
+                    |problem| SettingsError::new(format!("{key}.fields.{entity}"), problem),
+                )?;
+            }
             validate_connection(&format!("{key}.crm"), crm, ConnectorKind::Hubspot)?;
             validate_connection(&format!("{key}.finance"), finance, ConnectorKind::Xero)?;
         }
