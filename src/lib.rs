@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod domain;
+pub mod intake;
 pub mod orchestrator;
 pub mod secret;
 pub mod service;

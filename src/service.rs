@@ -138,12 +138,12 @@ async fn run_http(
 pub(crate) fn spawn_http(
     tracker: &TaskTracker,
     acceptor: impl Acceptor + 'static,
-    probes: Vec<Arc<dyn ReadinessProbe>>,
+    state: HttpState,
     shutdown: CancellationToken,
 ) {
     let stop_all = shutdown.clone();
     tracker.spawn(async move {
-        if let Err(err) = run_http(acceptor, HttpState { probes }, shutdown).await {
+        if let Err(err) = run_http(acceptor, state, shutdown).await {
             tracing::error!(error = format!("{err:#}"), "HTTP server stopped");
             stop_all.cancel();
         }
@@ -189,7 +189,17 @@ pub async fn serve(
             Arc::new(StoreProbe(store.clone())),
             Arc::new(BusProbe(bus.clone())),
         ];
-        spawn_http(&tracker, acceptor, probes, shutdown.clone());
+        let intake = Arc::new(crate::intake::WebhookIntake::new(
+            &settings,
+            bus.clone(),
+            store.clone(),
+        ));
+        spawn_http(
+            &tracker,
+            acceptor,
+            HttpState { probes, intake },
+            shutdown.clone(),
+        );
     }
     if !args.no_workers {
         // The worker pool (orchestrator::WorkerPool) is ready; the sync core that

@@ -5,7 +5,9 @@ pub mod health;
 
 use std::sync::Arc;
 
-use poem::{get, EndpointExt, Route};
+use poem::{get, post, EndpointExt, Route};
+
+use crate::intake::WebhookIntake;
 
 pub use health::ReadinessProbe;
 
@@ -13,11 +15,17 @@ pub use health::ReadinessProbe;
 #[derive(Clone)]
 pub struct HttpState {
     pub probes: Vec<Arc<dyn ReadinessProbe>>,
+    pub intake: Arc<WebhookIntake>,
 }
 
 pub fn routes(state: HttpState) -> impl poem::Endpoint {
     Route::new()
         .at("/health", get(health::health))
         .at("/ready", get(health::ready))
+        .at(
+            "/webhooks/:pair/:system",
+            post(crate::intake::receiver::receive),
+        )
+        .data(state.intake.clone())
         .data(state)
 }

@@ -34,9 +34,10 @@ pub fn load() -> Result<(Settings, SettingsSource), SettingsError> {
         }
         None => Some(PathBuf::from("tandem.toml")).filter(|p| p.is_file()),
     };
-    let env = Env::prefixed("TANDEM_")
-        .split("__")
-        .filter(|key| !NOT_SETTINGS.contains(&key.as_str()) && !key.starts_with("test_"));
+    let env = Env::prefixed("TANDEM_").split("__").filter(|key| {
+        let key = key.as_str().to_ascii_lowercase();
+        !NOT_SETTINGS.contains(&key.as_str()) && !key.starts_with("test_")
+    });
     let settings = load_from(file.as_deref(), Figment::new().merge(env))?;
     Ok((settings, SettingsSource { file }))
 }

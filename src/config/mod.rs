@@ -111,15 +111,16 @@ impl Default for OrchestratorSettings {
 pub struct WebhookSettings {
     /// Largest webhook body accepted; larger ones get 413 and change nothing.
     pub max_body_bytes: usize,
-    /// How far a signed timestamp may be from now before the delivery is refused.
-    pub tolerance_secs: u64,
+    /// The public URL senders call (`https://sync.example.com`), when Tandem sits
+    /// behind a proxy: HubSpot signs the URL it called, not the one Tandem sees.
+    pub public_base_url: Option<String>,
 }
 
 impl Default for WebhookSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
-            tolerance_secs: 300,
+            public_base_url: None,
         }
     }
 }

@@ -98,6 +98,13 @@ pub trait Store: Send + Sync {
         system: System,
         delivery_key: &str,
     ) -> StoreResult<bool>;
+    /// Forgets a receipt whose delivery could not be published, so a retry is taken.
+    async fn forget_receipt(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_key: &str,
+    ) -> StoreResult<()>;
 
     // Poll cursors.
     async fn cursor(
@@ -356,6 +363,15 @@ impl Store for SeaStore {
         delivery_key: &str,
     ) -> StoreResult<bool> {
         receipts::record(&self.db, pair, system, delivery_key).await
+    }
+
+    async fn forget_receipt(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_key: &str,
+    ) -> StoreResult<()> {
+        receipts::forget(&self.db, pair, system, delivery_key).await
     }
 
     async fn cursor(

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use entity::webhook_receipt::{ActiveModel, Column, Entity};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::StoreResult;
@@ -36,4 +36,21 @@ pub(super) async fn record(
         Err(DbErr::RecordNotInserted) => Ok(false),
         Err(err) => Err(err.into()),
     }
+}
+
+/// Forgets a receipt whose delivery could not be published, so the sender's retry is
+/// taken instead of being discarded as a duplicate.
+pub(super) async fn forget(
+    db: &impl ConnectionTrait,
+    pair: &PairId,
+    system: System,
+    delivery_key: &str,
+) -> StoreResult<()> {
+    Entity::delete_many()
+        .filter(Column::Pair.eq(pair.as_str()))
+        .filter(Column::System.eq(system.as_str()))
+        .filter(Column::DeliveryKey.eq(delivery_key))
+        .exec(db)
+        .await?;
+    Ok(())
 }
