@@ -149,6 +149,15 @@ impl Server {
     }
 }
 
+/// What is wrong, the path, the body, the headers, and the status expected.
+type BadDelivery = (
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    Vec<(&'static str, String)>,
+    u16,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_deliveries_are_refused_and_change_nothing() {
     let server = Server::start().await;
@@ -159,7 +168,7 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
     let crm_body = r#"[{"eventId":1,"subscriptionId":2,"portalId":3,"occurredAt":1764000000000,"subscriptionType":"company.propertyChange","objectId":42}]"#;
     let stale = now_ms - 301_000;
     let malformed = b"{\"events\": [".to_vec();
-    let cases: Vec<(&str, &str, Vec<u8>, Vec<(&str, String)>, u16)> = vec![
+    let cases: Vec<BadDelivery> = vec![
         (
             "over the size limit",
             "/webhooks/acme/finance",
