@@ -232,3 +232,74 @@ async fn ready_reports_rabbitmq_down_and_recovers() {
         .expect("connect");
     bus.delete_topology().await.expect("delete test queues");
 }
+
+/// With RabbitMQ down a valid webhook gets 503 and leaves no receipt, so the sender's
+/// retry after the broker is back is taken and published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_while_rabbitmq_is_down_gets_503_and_its_retry_is_taken() {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let db = support::TestDatabase::create().await;
+    let prefix = support::unique("tandem_hook_outage");
+    let settings = std::env::temp_dir().join(format!("{}.toml", support::unique("tandem_outage")));
+    std::fs::write(
+        &settings,
+        "[pairs.acme.crm]\nkind = \"hubspot\"\nbase_url = \"https://api.hubapi.com\"\nwebhook_secrets = [\"crm-secret\"]\n\n\
+         [pairs.acme.finance]\nkind = \"xero\"\nbase_url = \"https://api.xero.com\"\ntenant_id = \"t1\"\nwebhook_secrets = [\"xero-key\"]\n",
+    )
+    .expect("write settings");
+    let tandem = support::TandemProcess::start(
+        &["serve"],
+        &[
+            ("TANDEM_CONFIG", settings.display().to_string()),
+            ("TANDEM_DATABASE_URL", db.url.clone()),
+            ("TANDEM_AMQP_URL", support::amqp_url()),
+            ("TANDEM_BUS__PREFIX", prefix.clone()),
+        ],
+    )
+    .await;
+    let body = br#"{"events":[{"resourceUrl":"https://api.xero.com/api.xro/2.0/Contacts/c1","resourceId":"c1","eventDateUtc":"2026-11-23T10:00:00.000","eventType":"UPDATE","eventCategory":"CONTACT","tenantId":"t1","tenantType":"ORGANISATION"}],"lastEventSequence":1,"firstEventSequence":1,"entropy":"x"}"#;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"xero-key").expect("key");
+    mac.update(body);
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let client = reqwest::Client::new();
+    let send = || {
+        client
+            .post(format!("{}/webhooks/acme/finance", tandem.base_url))
+            .header("x-xero-signature", signature.clone())
+            .body(body.to_vec())
+            .send()
+    };
+
+    let guard = BrokerGuard;
+    rabbitmqctl(&["stop_app"]);
+    let refused = send().await.expect("request");
+    assert_eq!(refused.status().as_u16(), 503, "the sender must retry");
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+    drop(guard);
+
+    let bus = RabbitBus::connect(BusConfig::new(support::amqp_url(), prefix))
+        .await
+        .expect("connect");
+    support::eventually(
+        Duration::from_secs(30),
+        "the retried webhook is taken",
+        || {
+            let send = send();
+            async move {
+                send.await
+                    .map(|r| r.status().as_u16() == 200)
+                    .unwrap_or(false)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        bus.depth(Lane::Live).await.expect("depth"),
+        1,
+        "published exactly once"
+    );
+    bus.delete_topology().await.expect("delete test queues");
+    let _ = std::fs::remove_file(&settings);
+}

@@ -1,6 +1,8 @@
 //! Intake: turns outside signals into change events on the bus. [`receiver`] takes
 //! signed webhooks.
 
+pub mod poller;
 pub mod receiver;
 
+pub use poller::{PollReport, PollTarget, Poller};
 pub use receiver::WebhookIntake;
