@@ -194,12 +194,24 @@ pub async fn serve(
             bus.clone(),
             store.clone(),
         ));
-        spawn_http(
-            &tracker,
-            acceptor,
-            HttpState { probes, intake },
-            shutdown.clone(),
-        );
+        // Connectors for real systems arrive with the connectors; until then resync
+        // knows no pair and answers 404, while replay works from the sync log.
+        let jobs = Arc::new(crate::intake::jobs::JobRunner::new(
+            store.clone(),
+            bus.clone(),
+            Default::default(),
+        ));
+        let admin = crate::api::admin::AdminState {
+            store: store.clone(),
+            jobs,
+        };
+        let state = HttpState {
+            probes,
+            intake,
+            admin,
+            admin_token: admin_token(&settings),
+        };
+        spawn_http(&tracker, acceptor, state, shutdown.clone());
     }
     if !args.no_workers {
         // The worker pool (orchestrator::WorkerPool) is ready; the sync core that
@@ -210,6 +222,20 @@ pub async fn serve(
     shutdown.cancelled().await;
     tracker.wait().await;
     Ok(())
+}
+
+/// The admin token from settings; on a loopback address without one, a fresh token for
+/// this run, printed once to the terminal (never to the log).
+fn admin_token(settings: &Settings) -> crate::secret::Secret {
+    settings.admin_token.clone().unwrap_or_else(|| {
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        eprintln!("admin token for this run (set TANDEM_ADMIN_TOKEN to choose one): {token}");
+        crate::secret::Secret::new(token)
+    })
 }
 
 struct StoreProbe(Arc<SeaStore>);

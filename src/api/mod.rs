@@ -1,13 +1,16 @@
-//! Tandem's HTTP surface: health and readiness now; webhooks, the admin API and the
-//! dashboard mount here too.
+//! Tandem's HTTP surface: health and readiness, signed webhooks, and the admin API
+//! with its OpenAPI document.
 
+pub mod admin;
 pub mod health;
 
 use std::sync::Arc;
 
-use poem::{get, post, EndpointExt, Route};
+use poem::{get, post, EndpointExt, IntoEndpoint, Route};
 
 use crate::intake::WebhookIntake;
+use crate::secret::Secret;
+use admin::AdminState;
 
 pub use health::ReadinessProbe;
 
@@ -16,9 +19,14 @@ pub use health::ReadinessProbe;
 pub struct HttpState {
     pub probes: Vec<Arc<dyn ReadinessProbe>>,
     pub intake: Arc<WebhookIntake>,
+    pub admin: AdminState,
+    pub admin_token: Secret,
 }
 
 pub fn routes(state: HttpState) -> impl poem::Endpoint {
+    let admin = admin::service(state.admin.clone());
+    let spec = admin.spec_endpoint();
+    let docs = admin.swagger_ui();
     Route::new()
         .at("/health", get(health::health))
         .at("/ready", get(health::ready))
@@ -26,6 +34,12 @@ pub fn routes(state: HttpState) -> impl poem::Endpoint {
             "/webhooks/:pair/:system",
             post(crate::intake::receiver::receive),
         )
+        .nest(
+            "/api",
+            admin::require_token(admin.into_endpoint(), state.admin_token.clone()),
+        )
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
         .data(state.intake.clone())
         .data(state)
 }

@@ -138,7 +138,7 @@ impl RabbitBus {
     }
 
     fn consumer(&self, queue: String, lane: Lane, max_attempts: u32) -> Box<dyn Consumer> {
-        Box::new(RabbitConsumer {
+        let mut consuming = ConsumerLoop {
             config: self.config.clone(),
             names: self.names.clone(),
             queue,
@@ -146,7 +146,19 @@ impl RabbitBus {
             max_attempts,
             link: None,
             backoff: Duration::from_millis(100),
-        })
+        };
+        // The loop that connects, consumes and reconnects runs on its own task and
+        // hands deliveries over a channel, so a caller that stops waiting (a `select!`
+        // taking another lane) never cancels a connection half made.
+        let (deliveries, received) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            while let Some(delivery) = consuming.next_delivery().await {
+                if deliveries.send(delivery).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Box::new(RabbitConsumer { received, task })
     }
 }
 
@@ -448,7 +460,28 @@ impl Drop for ConsumerLink {
     }
 }
 
+/// The consuming side handed to callers: deliveries from the loop's task.
 struct RabbitConsumer {
+    received: tokio::sync::mpsc::Receiver<Delivery>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RabbitConsumer {
+    /// Stopping the loop drops its connection, and the broker redelivers what it held.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[async_trait]
+impl Consumer for RabbitConsumer {
+    async fn next(&mut self) -> Option<Delivery> {
+        self.received.recv().await
+    }
+}
+
+/// Connects, consumes one queue, and reconnects after the broker restarts.
+struct ConsumerLoop {
     config: BusConfig,
     names: Names,
     queue: String,
@@ -458,7 +491,7 @@ struct RabbitConsumer {
     backoff: Duration,
 }
 
-impl RabbitConsumer {
+impl ConsumerLoop {
     async fn open(&self) -> Result<ConsumerLink, BusError> {
         let link = open(&self.config, &self.names).await?;
         link.channel
@@ -505,9 +538,8 @@ impl RabbitConsumer {
     }
 }
 
-#[async_trait]
-impl Consumer for RabbitConsumer {
-    async fn next(&mut self) -> Option<Delivery> {
+impl ConsumerLoop {
+    async fn next_delivery(&mut self) -> Option<Delivery> {
         loop {
             if self.link.is_none() {
                 match self.open().await {

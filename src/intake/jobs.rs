@@ -1,0 +1,310 @@
+//! Resync and replay: a person asks for records to be looked at again. Both answer at
+//! once with a job id, publish on the bulk lane (so live changes are never stuck
+//! behind them), and count progress in the job as the orchestrator handles each event.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::bus::{Bus, BusMessage, Lane};
+use crate::connectors::Connector;
+use crate::domain::{ChangeEvent, ChangeKind, EntityType, PairId, System, Trigger};
+use crate::store::{Job, JobCounter, JobKind, JobStatus, Store, StoreError, SyncLogFilter};
+
+/// Which records a resync covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResyncScope {
+    Ids(Vec<String>),
+    ModifiedBetween {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    Everything,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResyncRequest {
+    pub pair: PairId,
+    pub system: System,
+    pub entity: EntityType,
+    pub scope: ResyncScope,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("no pair named `{0}` in the settings")]
+    UnknownPair(PairId),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Events are published in chunks this size, with their confirms in flight together.
+const CHUNK: usize = 500;
+
+pub struct JobRunner {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    connectors: HashMap<(PairId, System), Arc<dyn Connector>>,
+}
+
+impl JobRunner {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        connectors: HashMap<(PairId, System), Arc<dyn Connector>>,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            connectors,
+        }
+    }
+
+    /// Records the job and starts it in the background; returns its id at once.
+    pub async fn start_resync(self: &Arc<Self>, request: ResyncRequest) -> Result<Uuid, JobError> {
+        if !self
+            .connectors
+            .contains_key(&(request.pair.clone(), request.system))
+        {
+            return Err(JobError::UnknownPair(request.pair));
+        }
+        match &request.scope {
+            ResyncScope::Ids(ids) if ids.is_empty() => {
+                return Err(JobError::Invalid("`ids` is empty".into()))
+            }
+            ResyncScope::ModifiedBetween { from, to } if from >= to => {
+                return Err(JobError::Invalid(
+                    "`modified_from` must be before `modified_to`".into(),
+                ))
+            }
+            _ => {}
+        }
+        let params = serde_json::to_value(&request).unwrap_or_default();
+        let job = self.store.create_job(JobKind::Resync, params).await?;
+        let runner = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = runner.run_resync(job.id, request).await {
+                tracing::error!(job = %job.id, error = %err, "resync failed");
+                let _ = runner
+                    .store
+                    .set_job_status(job.id, JobStatus::Failed, Some(err.to_string()))
+                    .await;
+            }
+        });
+        Ok(job.id)
+    }
+
+    async fn run_resync(&self, job: Uuid, request: ResyncRequest) -> Result<(), String> {
+        self.store
+            .set_job_status(job, JobStatus::Running, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ids: Vec<String> = match &request.scope {
+            ResyncScope::Ids(ids) => ids
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            ResyncScope::ModifiedBetween { from, to } => {
+                self.list(&request, Some(*from), Some(*to)).await?
+            }
+            ResyncScope::Everything => self.list(&request, None, None).await?,
+        };
+        let events = ids
+            .into_iter()
+            .map(|id| ChangeEvent {
+                event_id: format!("resync:{job}:{id}"),
+                pair: request.pair.clone(),
+                system: request.system,
+                entity: request.entity,
+                external_id: id,
+                kind: ChangeKind::Upsert,
+                occurred_at: Utc::now(),
+                trigger: Trigger::Manual,
+                job_id: Some(job),
+            })
+            .collect();
+        self.publish(job, events).await
+    }
+
+    async fn list(
+        &self,
+        request: &ResyncRequest,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<String>, String> {
+        let connector = self
+            .connectors
+            .get(&(request.pair.clone(), request.system))
+            .ok_or_else(|| format!("no connector for {} {}", request.pair, request.system))?;
+        let mut ids = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let listed = connector
+                .list_changed(request.entity, from, page.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            for record in listed.records {
+                let version = record
+                    .version
+                    .as_deref()
+                    .and_then(|v| DateTime::parse_from_rfc3339(v).ok());
+                if to.is_none_or(|to| version.is_none_or(|v| v.with_timezone(&Utc) <= to)) {
+                    ids.push(record.id);
+                }
+            }
+            match listed.next {
+                Some(next) => page = Some(next),
+                None => return Ok(ids),
+            }
+        }
+    }
+
+    /// Publishes on the bulk lane in chunks, counting as it goes.
+    async fn publish(&self, job: Uuid, events: Vec<ChangeEvent>) -> Result<(), String> {
+        if events.is_empty() {
+            return self
+                .store
+                .set_job_status(job, JobStatus::Done, None)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        self.store
+            .add_to_job(job, JobCounter::Queued, events.len() as i64)
+            .await
+            .map_err(|e| e.to_string())?;
+        for chunk in events.chunks(CHUNK) {
+            let messages: Vec<_> = chunk.iter().cloned().map(BusMessage::ChangeV1).collect();
+            self.bus
+                .publish_batch(Lane::Bulk, &messages)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.store
+                .add_to_job(job, JobCounter::Published, chunk.len() as i64)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Re-publishes, once per record, every change recorded in the sync log between
+    /// `from` and `to`.
+    pub async fn start_replay(
+        self: &Arc<Self>,
+        pair: Option<PairId>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Uuid, JobError> {
+        if from >= to {
+            return Err(JobError::Invalid("`from` must be before `to`".into()));
+        }
+        if let Some(pair) = &pair {
+            if !self.connectors.keys().any(|(p, _)| p == pair) {
+                return Err(JobError::UnknownPair(pair.clone()));
+            }
+        }
+        let job = self
+            .store
+            .create_job(
+                JobKind::Replay,
+                json!({"pair": pair, "from": from, "to": to}),
+            )
+            .await?;
+        let runner = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = runner.run_replay(job.id, pair, from, to).await {
+                let _ = runner
+                    .store
+                    .set_job_status(job.id, JobStatus::Failed, Some(err))
+                    .await;
+            }
+        });
+        Ok(job.id)
+    }
+
+    async fn run_replay(
+        &self,
+        job: Uuid,
+        pair: Option<PairId>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(), String> {
+        self.store
+            .set_job_status(job, JobStatus::Running, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut seen = BTreeSet::new();
+        let mut events = Vec::new();
+        let mut offset = 0;
+        loop {
+            let filter = SyncLogFilter {
+                pair: pair.clone(),
+                since: Some(from),
+                until: Some(to),
+                limit: 1000,
+                offset,
+                ..Default::default()
+            };
+            let entries = self
+                .store
+                .query_logs(&filter)
+                .await
+                .map_err(|e| e.to_string())?;
+            let done = entries.len() < 1000;
+            offset += entries.len() as u64;
+            for entry in entries.into_iter().map(|e| e.entry) {
+                let key = (
+                    entry.pair.clone(),
+                    entry.entity,
+                    entry.source_system,
+                    entry.external_id.clone(),
+                );
+                if seen.insert(key) {
+                    events.push(ChangeEvent {
+                        event_id: format!(
+                            "replay:{job}:{}:{}:{}",
+                            entry.source_system, entry.entity, entry.external_id
+                        ),
+                        pair: entry.pair,
+                        system: entry.source_system,
+                        entity: entry.entity,
+                        external_id: entry.external_id,
+                        kind: ChangeKind::Upsert,
+                        occurred_at: Utc::now(),
+                        trigger: Trigger::Replay,
+                        job_id: Some(job),
+                    });
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        self.publish(job, events).await
+    }
+}
+
+/// A job as a person reads it: once every event it published was handled, it is done.
+pub async fn progress(store: &dyn Store, id: Uuid) -> Result<Option<Job>, StoreError> {
+    let Some(mut job) = store.job(id).await? else {
+        return Ok(None);
+    };
+    let handled = job.synced + job.failed + job.skipped;
+    if job.status == JobStatus::Running
+        && job.queued > 0
+        && job.published == job.queued
+        && handled >= job.queued
+    {
+        store.set_job_status(id, JobStatus::Done, None).await?;
+        job = store.job(id).await?.unwrap_or(job);
+    }
+    Ok(Some(job))
+}

@@ -1,0 +1,446 @@
+//! Resync and replay through the admin API, against PostgreSQL and RabbitMQ with the
+//! orchestrator running over in-memory systems.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use tandem::api::admin::AdminState;
+use tandem::api::{routes, HttpState};
+use tandem::bus::rabbitmq::RabbitBus;
+use tandem::bus::{Bus, BusConfig, BusMessage, Lane};
+use tandem::config::Settings;
+use tandem::connectors::memory::InMemorySystem;
+use tandem::connectors::Connector;
+use tandem::domain::{ChangeEvent, ChangeKind, EntityType, PairId, SyncPolicy, System, Trigger};
+use tandem::intake::jobs::JobRunner;
+use tandem::intake::WebhookIntake;
+use tandem::orchestrator::{Orchestrator, PairRuntime, WorkerPool};
+use tandem::secret::Secret;
+use tandem::store::{self, SeaStore, Store, SyncLogFilter};
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "admin-token-for-the-resync-tests";
+
+struct Running {
+    base: String,
+    client: reqwest::Client,
+    store: Arc<SeaStore>,
+    bus: Arc<RabbitBus>,
+    crm: Arc<InMemorySystem>,
+    shutdown: CancellationToken,
+    _db: support::TestDatabase,
+}
+
+impl Running {
+    async fn start() -> Self {
+        let db = support::TestDatabase::create().await;
+        let store = Arc::new(store::connect(&db.url).await.expect("connect"));
+        store.migrate().await.expect("migrate");
+        let url = support::amqp_url();
+        let bus = Arc::new(
+            RabbitBus::connect(BusConfig::new(&url, support::unique("tandem_resync")))
+                .await
+                .unwrap_or_else(|err| {
+                    panic!(
+                        "RabbitMQ is not reachable at {url}: {err}; {}",
+                        support::START_RABBITMQ
+                    )
+                }),
+        );
+        let crm = Arc::new(InMemorySystem::with_latency(System::Crm, Duration::ZERO));
+        let finance = Arc::new(InMemorySystem::with_latency(
+            System::Finance,
+            Duration::ZERO,
+        ));
+        let pair = PairId::new("acme");
+        let policies = EntityType::ALL
+            .into_iter()
+            .map(|e| (e, SyncPolicy::defaults(e)))
+            .collect();
+        let runtime = PairRuntime {
+            crm: crm.clone() as Arc<dyn Connector>,
+            finance: finance.clone() as Arc<dyn Connector>,
+            policies,
+        };
+        let orchestrator = Arc::new(Orchestrator::new(
+            store.clone() as Arc<dyn Store>,
+            HashMap::from([(pair.clone(), runtime)]),
+            4,
+        ));
+        let shutdown = CancellationToken::new();
+        // One worker, so the order in which lanes are served shows.
+        let pool = WorkerPool::new(
+            bus.clone() as Arc<dyn Bus>,
+            orchestrator,
+            1,
+            Duration::from_secs(5),
+        );
+        tokio::spawn(pool.run(shutdown.clone()));
+        let connectors = HashMap::from([
+            (
+                (pair.clone(), System::Crm),
+                crm.clone() as Arc<dyn Connector>,
+            ),
+            (
+                (pair.clone(), System::Finance),
+                finance.clone() as Arc<dyn Connector>,
+            ),
+        ]);
+        let jobs = Arc::new(JobRunner::new(
+            store.clone() as Arc<dyn Store>,
+            bus.clone() as Arc<dyn Bus>,
+            connectors,
+        ));
+        let state = HttpState {
+            probes: vec![],
+            intake: Arc::new(WebhookIntake::new(
+                &Settings::default(),
+                bus.clone() as Arc<dyn Bus>,
+                store.clone() as Arc<dyn Store>,
+            )),
+            admin: AdminState {
+                store: store.clone() as Arc<dyn Store>,
+                jobs,
+            },
+            admin_token: Secret::new(TOKEN),
+        };
+        let port = support::free_port();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            poem::Server::new(poem::listener::TcpListener::bind(format!(
+                "127.0.0.1:{port}"
+            )))
+            .run_with_graceful_shutdown(routes(state), async move { stop.cancelled().await }, None)
+            .await
+        });
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        support::eventually(Duration::from_secs(10), "the server answers", || {
+            let client = client.clone();
+            let url = format!("{base}/openapi.json");
+            async move { client.get(url).send().await.is_ok() }
+        })
+        .await;
+        Self {
+            base,
+            client,
+            store,
+            bus,
+            crm,
+            shutdown,
+            _db: db,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Polls the job until it is done; the job has no event to await from outside.
+    async fn job_done(&self, job: &str, within: Duration) -> Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let (status, body) = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/jobs/{job}"),
+                    Some(TOKEN),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            if body["status"] == "done" {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job not done within {within:?}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn finish(self) {
+        self.shutdown.cancel();
+        self.bus
+            .delete_topology()
+            .await
+            .expect("delete test queues");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_of_1000_ids_answers_at_once_and_live_changes_go_first() {
+    let r = Running::start().await;
+    let ids: Vec<String> = (0..1000)
+        .map(|n| {
+            r.crm.person_creates(
+                EntityType::Customer,
+                [("name".to_string(), json!(format!("C{n}")))]
+                    .into_iter()
+                    .collect(),
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, body) = r
+        .call(
+            reqwest::Method::POST,
+            "/api/resync",
+            Some(TOKEN),
+            Some(json!({"pair": "acme", "system": "crm", "entity": "customer", "ids": ids})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered without waiting for the syncs"
+    );
+    let job = body["job_id"].as_str().expect("job id").to_string();
+
+    // A person edits a record while the resync runs: its change is a live event.
+    let live = r.crm.person_creates(
+        EntityType::Customer,
+        [("name".to_string(), json!("Live"))].into_iter().collect(),
+    );
+    let event = ChangeEvent {
+        event_id: "live-1".into(),
+        pair: PairId::new("acme"),
+        system: System::Crm,
+        entity: EntityType::Customer,
+        external_id: live.clone(),
+        kind: ChangeKind::Upsert,
+        occurred_at: Utc::now(),
+        trigger: Trigger::Webhook,
+        job_id: None,
+    };
+    r.bus
+        .publish(Lane::Live, &BusMessage::ChangeV1(event))
+        .await
+        .expect("published");
+
+    let last = r.job_done(&job, Duration::from_secs(120)).await;
+    assert_eq!(
+        (
+            last["queued"].as_i64(),
+            last["published"].as_i64(),
+            last["failed"].as_i64()
+        ),
+        (Some(1000), Some(1000), Some(0)),
+        "{last}"
+    );
+    assert_eq!(
+        last["synced"].as_i64().unwrap_or(0) + last["skipped"].as_i64().unwrap_or(0),
+        1000,
+        "{last}"
+    );
+
+    // The live change was handled before the resync's tail.
+    let logs = r
+        .store
+        .query_logs(&SyncLogFilter {
+            limit: 2000,
+            ..Default::default()
+        })
+        .await
+        .expect("logs");
+    let position = |id: &str| {
+        logs.iter()
+            .rev()
+            .position(|l| l.entry.external_id == id)
+            .expect("handled")
+    };
+    let live_at = position(&live);
+    assert!(
+        live_at < 900,
+        "the live change was handled {live_at}th of 1001: behind the bulk tail"
+    );
+    r.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_errors_say_what_was_wrong() {
+    let r = Running::start().await;
+    let body = json!({"pair": "acme", "system": "crm", "entity": "customer", "everything": true});
+    let (status, _) = r
+        .call(
+            reqwest::Method::POST,
+            "/api/resync",
+            None,
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 401, "no token");
+    let (status, _) = r
+        .call(
+            reqwest::Method::POST,
+            "/api/resync",
+            Some("wrong-token"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 401, "wrong token");
+    let (status, body) = r
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/jobs/{}", uuid::Uuid::now_v7()),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let cases = [
+        (
+            json!({"pair": "acme", "system": "erp", "entity": "customer", "everything": true}),
+            400,
+            "unknown system",
+        ),
+        (
+            json!({"pair": "acme", "system": "crm", "entity": "customer", "everything": true, "ids": ["1"]}),
+            400,
+            "exactly one",
+        ),
+        (
+            json!({"pair": "acme", "system": "crm", "entity": "customer", "ids": []}),
+            400,
+            "empty",
+        ),
+        (
+            json!({"pair": "globex", "system": "crm", "entity": "customer", "everything": true}),
+            404,
+            "globex",
+        ),
+    ];
+    for (body, expected, says) in cases {
+        let (status, answer) = r
+            .call(
+                reqwest::Method::POST,
+                "/api/resync",
+                Some(TOKEN),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, expected, "{body} -> {answer}");
+        assert!(
+            answer.to_string().contains(says),
+            "{answer} does not say `{says}`"
+        );
+    }
+    let (status, _) = r
+        .call(
+            reqwest::Method::POST,
+            "/api/replay",
+            Some(TOKEN),
+            Some(json!({"from": "2026-11-23T10:00:00Z", "to": "2026-11-23T09:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 400, "a window that ends before it starts");
+    let response = r
+        .client
+        .post(format!("{}/api/resync", r.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 400, "malformed JSON");
+    let (status, spec) = r
+        .call(reqwest::Method::GET, "/openapi.json", None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        spec["paths"]["/resync"].is_object() && spec["servers"][0]["url"] == "/api",
+        "{spec}"
+    );
+    r.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_republishes_each_record_of_a_window_once() {
+    let r = Running::start().await;
+    let from = Utc::now() - chrono::Duration::seconds(1);
+    for n in 0..3 {
+        let id = r.crm.person_creates(
+            EntityType::Customer,
+            [("name".to_string(), json!(format!("R{n}")))]
+                .into_iter()
+                .collect(),
+        );
+        for _ in 0..2 {
+            let event = ChangeEvent {
+                event_id: format!("r-{n}"),
+                pair: PairId::new("acme"),
+                system: System::Crm,
+                entity: EntityType::Customer,
+                external_id: id.clone(),
+                kind: ChangeKind::Upsert,
+                occurred_at: Utc::now(),
+                trigger: Trigger::Webhook,
+                job_id: None,
+            };
+            r.bus
+                .publish(Lane::Live, &BusMessage::ChangeV1(event))
+                .await
+                .expect("published");
+        }
+    }
+    let store = r.store.clone();
+    support::eventually(Duration::from_secs(30), "six changes handled", || {
+        let store = store.clone();
+        async move {
+            store
+                .query_logs(&SyncLogFilter {
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await
+                .map(|l| l.len() >= 6)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    let to = Utc::now() + chrono::Duration::seconds(1);
+    let (status, body) = r
+        .call(
+            reqwest::Method::POST,
+            "/api/replay",
+            Some(TOKEN),
+            Some(json!({"from": from, "to": to, "pair": "acme"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["job_id"].as_str().expect("job").to_string();
+    let last = r.job_done(&job, Duration::from_secs(30)).await;
+    assert_eq!(
+        last["queued"].as_i64(),
+        Some(3),
+        "one event per record: {last}"
+    );
+    assert_eq!(last["kind"], "replay");
+    r.finish().await;
+}
