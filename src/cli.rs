@@ -26,10 +26,11 @@ pub enum Command {
     Migrate,
     /// Validate the settings and print them, secrets hidden.
     Config,
-    /// Force a resync of chosen records, a date range, or everything.
-    Resync,
-    /// Re-publish the change events of a time window.
-    Replay,
+    /// Force a resync of chosen records, a date range, or everything (asks the running
+    /// server's admin API).
+    Resync(ResyncArgs),
+    /// Re-publish the changes of a time window (asks the running server's admin API).
+    Replay(ReplayArgs),
     /// Show queue state and recent sync outcomes.
     Status,
     /// Run the simulated HubSpot and Xero servers alone.
@@ -51,4 +52,54 @@ pub struct ServeArgs {
     /// Do not run the poller.
     #[arg(long)]
     pub no_poller: bool,
+}
+
+/// Where the running server is.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// The server's base URL; defaults to `http://<listen>` from the settings.
+    #[arg(long, env = "TANDEM_URL")]
+    pub url: Option<String>,
+    /// Wait until the job is done, printing its progress.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResyncArgs {
+    #[arg(long)]
+    pub pair: String,
+    /// `crm` or `finance`: the side whose records are read again.
+    #[arg(long)]
+    pub system: String,
+    /// `customer` or `invoice`.
+    #[arg(long)]
+    pub entity: String,
+    /// Record ids, comma-separated.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["modified_from", "everything"])]
+    pub ids: Vec<String>,
+    /// Records modified from this time (RFC 3339), with --modified-to.
+    #[arg(long, requires = "modified_to")]
+    pub modified_from: Option<String>,
+    #[arg(long, requires = "modified_from")]
+    pub modified_to: Option<String>,
+    /// Every record of the entity type on that side.
+    #[arg(long)]
+    pub everything: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Start of the window (RFC 3339).
+    #[arg(long)]
+    pub from: String,
+    /// End of the window (RFC 3339).
+    #[arg(long)]
+    pub to: String,
+    #[arg(long)]
+    pub pair: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }

@@ -3,6 +3,7 @@
 //! The engine is laid out as ports and adapters: the pure sync decision in [`domain`],
 //! and the edges (store, bus, connectors, HTTP) behind traits.
 
+pub mod admin_client;
 pub mod api;
 pub mod bus;
 pub mod cli;

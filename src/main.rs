@@ -48,12 +48,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => service::migrate(&settings).await?,
         Command::Config => print!("{}", service::describe(&settings)),
-        Command::Demo
-        | Command::Resync
-        | Command::Replay
-        | Command::Status
-        | Command::Sim
-        | Command::Bench => {
+        Command::Resync(args) => tandem::admin_client::resync(&settings, args).await?,
+        Command::Replay(args) => tandem::admin_client::replay(&settings, args).await?,
+        Command::Demo | Command::Status | Command::Sim | Command::Bench => {
             eprintln!(
                 "tandem: this command is not in this build yet; `tandem serve` runs the engine \
                  (see README.md for what is available)"

@@ -214,9 +214,9 @@ pub async fn serve(
         spawn_http(&tracker, acceptor, state, shutdown.clone());
     }
     if !args.no_workers {
-        // The worker pool (orchestrator::WorkerPool) is ready; the sync core that
-        // handles each change is not, and acknowledging changes unhandled would lose them.
-        tracing::warn!("this build has no sync core yet: change events stay queued until one runs");
+        // The orchestrator is ready, but the HubSpot and Xero connectors it would write
+        // through are not in this build; acknowledging changes unhandled would lose them.
+        tracing::warn!("no connectors for real systems in this build: change events stay queued until a build with them runs");
     }
     tracker.close();
     shutdown.cancelled().await;

@@ -126,3 +126,96 @@ async fn serve_on_the_embedded_default_is_ready() {
     );
     assert_eq!(tandem.terminate(), Some(0));
 }
+
+fn tandem_command(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TANDEM_") && !key.starts_with("TANDEM_TEST_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.clone())))
+        .current_dir(std::env::temp_dir());
+    command.output().expect("run tandem")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_and_replay_from_the_command_line_ask_the_running_server() {
+    let db = TestSqlite::create();
+    let token = "command-line-admin-token".to_string();
+    let tandem = TandemProcess::start(
+        &["serve"],
+        &[
+            ("TANDEM_DATABASE_URL", db.url.clone()),
+            ("TANDEM_ADMIN_TOKEN", token.clone()),
+        ],
+    )
+    .await;
+    let env = [
+        ("TANDEM_URL", tandem.base_url.clone()),
+        ("TANDEM_ADMIN_TOKEN", token.clone()),
+    ];
+    // An empty window: the job is done at once.
+    let replay = tandem_command(
+        &[
+            "replay",
+            "--from",
+            "2026-11-23T09:00:00Z",
+            "--to",
+            "2026-11-23T10:00:00Z",
+            "--wait",
+        ],
+        &env,
+    );
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    assert!(
+        stdout.contains("started") && stdout.contains("done: queued 0"),
+        "{stdout}"
+    );
+    // A pair the server does not know: the server's reason, and a failing exit.
+    let resync = tandem_command(
+        &[
+            "resync",
+            "--pair",
+            "globex",
+            "--system",
+            "crm",
+            "--entity",
+            "customer",
+            "--everything",
+        ],
+        &env,
+    );
+    let stderr = String::from_utf8_lossy(&resync.stderr);
+    assert!(!resync.status.success());
+    assert!(
+        stderr.contains("404") && stderr.contains("globex"),
+        "{stderr}"
+    );
+    // The wrong token is refused.
+    let wrong = tandem_command(
+        &[
+            "replay",
+            "--from",
+            "2026-11-23T09:00:00Z",
+            "--to",
+            "2026-11-23T10:00:00Z",
+        ],
+        &[
+            ("TANDEM_URL", tandem.base_url.clone()),
+            ("TANDEM_ADMIN_TOKEN", "not-the-admin-token".into()),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+}

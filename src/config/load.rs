@@ -15,8 +15,9 @@ pub struct SettingsSource {
     pub file: Option<PathBuf>,
 }
 
-/// Environment variables under `TANDEM_` that are not settings keys.
-const NOT_SETTINGS: &[&str] = &["config", "log"];
+/// Environment variables under `TANDEM_` that are not settings keys: the settings
+/// file, the log filter, and the server URL the command line talks to.
+const NOT_SETTINGS: &[&str] = &["config", "log", "url"];
 
 /// Loads settings from the process environment: the file named by `TANDEM_CONFIG` (or
 /// `tandem.toml` in the working directory when it exists), then `TANDEM_*` variables.
