@@ -36,7 +36,7 @@ pub enum Command {
     /// Run the simulated HubSpot and Xero servers alone.
     Sim,
     /// Run the benchmark suite, print a table and write JSON to bench/results/.
-    Bench,
+    Bench(BenchArgs),
 }
 
 /// Which parts of the engine this process runs; all by default. Scale out by running
@@ -102,4 +102,17 @@ pub struct ReplayArgs {
     pub pair: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Seconds each step runs.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Concurrent senders per step, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32, 64])]
+    pub concurrency: Vec<usize>,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench/results")]
+    pub out: std::path::PathBuf,
 }

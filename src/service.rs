@@ -105,7 +105,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// Binds the HTTP listener; returns the acceptor and the address actually bound (the
 /// port is chosen by the OS when the setting asks for port 0).
-async fn bind(listen: &str) -> anyhow::Result<(impl Acceptor, SocketAddr)> {
+pub(crate) async fn bind(listen: &str) -> anyhow::Result<(impl Acceptor, SocketAddr)> {
     let acceptor = TcpListener::bind(listen.to_string())
         .into_acceptor()
         .await

@@ -219,3 +219,57 @@ async fn resync_and_replay_from_the_command_line_ask_the_running_server() {
         String::from_utf8_lossy(&wrong.stderr)
     );
 }
+
+/// A smoke run of the benchmark: it runs and writes valid JSON. Speed is not asserted;
+/// `tandem bench` measures it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_smoke_run_writes_valid_json() {
+    let db = TestDatabase::create().await;
+    let out = std::env::temp_dir().join(support::unique("tandem_bench"));
+    let output = tandem_command(
+        &[
+            "bench",
+            "--seconds",
+            "1",
+            "--concurrency",
+            "1,4",
+            "--out",
+            &out.display().to_string(),
+        ],
+        &[
+            ("TANDEM_DATABASE_URL", db.url.clone()),
+            ("TANDEM_AMQP_URL", support::amqp_url()),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let written: Vec<_> = std::fs::read_dir(&out).expect("results folder").collect();
+    assert_eq!(written.len(), 1);
+    let path = written[0].as_ref().expect("entry").path();
+    let document: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("valid JSON");
+    let steps = document["report"]["steps"].as_array().expect("steps");
+    assert_eq!(
+        steps
+            .iter()
+            .map(|s| s["concurrency"].as_u64())
+            .collect::<Vec<_>>(),
+        vec![Some(1), Some(4)]
+    );
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["deliveries"].as_u64().unwrap_or(0) > 0 && s["failed"] == 0),
+        "{document}"
+    );
+    assert!(
+        document["report"]["rabbitmq_confirm_100_in_flight_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -63,6 +63,20 @@ pub(super) async fn open(db: &impl ConnectionTrait, limit: u64) -> StoreResult<V
         .collect()
 }
 
+pub(super) async fn of_link(
+    db: &impl ConnectionTrait,
+    link_id: Uuid,
+) -> StoreResult<Vec<Conflict>> {
+    conflict::Entity::find()
+        .filter(conflict::Column::LinkId.eq(link_id))
+        .order_by_asc(conflict::Column::CreatedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(conflict_from)
+        .collect()
+}
+
 pub(super) async fn resolve(
     db: &impl ConnectionTrait,
     id: Uuid,

@@ -160,6 +160,8 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<()>;
 
     // Conflicts and held deletes.
+    /// Every conflict recorded for a link, open or resolved, oldest first.
+    async fn conflicts_of(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>>;
     async fn open_conflicts(&self, limit: u64) -> StoreResult<Vec<Conflict>>;
     async fn resolve_conflict(
         &self,
@@ -450,6 +452,10 @@ impl Store for SeaStore {
 
     async fn open_conflicts(&self, limit: u64) -> StoreResult<Vec<Conflict>> {
         conflicts::open(&self.db, limit).await
+    }
+
+    async fn conflicts_of(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>> {
+        conflicts::of_link(&self.db, link_id).await
     }
 
     async fn resolve_conflict(
