@@ -181,6 +181,7 @@ pub async fn serve(
     let bus = crate::bus::connect(&crate::bus::BusConfig::from_settings(&settings))
         .await
         .with_context(|| format!("cannot reach the bus at {}", redact_url(&settings.amqp_url)))?;
+    let wiring = crate::wiring::from_settings(&settings);
     let tracker = TaskTracker::new();
     if !args.no_http {
         let (acceptor, addr) = bind(&settings.listen).await?;
@@ -194,12 +195,10 @@ pub async fn serve(
             bus.clone(),
             store.clone(),
         ));
-        // Connectors for real systems arrive with the connectors; until then resync
-        // knows no pair and answers 404, while replay works from the sync log.
         let jobs = Arc::new(crate::intake::jobs::JobRunner::new(
             store.clone(),
             bus.clone(),
-            Default::default(),
+            wiring.connectors.clone(),
         ));
         let admin = crate::api::admin::AdminState {
             store: store.clone(),
@@ -214,9 +213,33 @@ pub async fn serve(
         spawn_http(&tracker, acceptor, state, shutdown.clone());
     }
     if !args.no_workers {
-        // The orchestrator is ready, but the HubSpot and Xero connectors it would write
-        // through are not in this build; acknowledging changes unhandled would lose them.
-        tracing::warn!("no connectors for real systems in this build: change events stay queued until a build with them runs");
+        if wiring.pairs.is_empty() {
+            // Acknowledging changes that no connector can sync would lose them.
+            tracing::warn!("no pair has connectors for both sides: change events stay queued");
+        } else {
+            let orchestrator = Arc::new(crate::orchestrator::Orchestrator::new(
+                store.clone(),
+                wiring.pairs,
+                settings.bus.max_attempts,
+            ));
+            let pool = crate::orchestrator::WorkerPool::new(
+                bus.clone(),
+                orchestrator,
+                settings.orchestrator.workers,
+                Duration::from_secs(settings.orchestrator.shutdown_grace_secs),
+            );
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                if let Err(err) = pool.run(stop.clone()).await {
+                    tracing::error!(error = %err, "the orchestrator stopped");
+                    stop.cancel();
+                }
+            });
+        }
+    }
+    if !args.no_poller && !wiring.poll_targets.is_empty() {
+        let poller = Arc::new(crate::intake::Poller::new(store.clone(), bus.clone()));
+        tracker.spawn(poller.run(wiring.poll_targets, shutdown.clone()));
     }
     tracker.close();
     shutdown.cancelled().await;
