@@ -182,6 +182,7 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot reach the bus at {}", redact_url(&settings.amqp_url)))?;
     let wiring = crate::wiring::from_settings(&settings);
+    let queue = crate::orchestrator::QueueControl::default();
     let tracker = TaskTracker::new();
     if !args.no_http {
         let (acceptor, addr) = bind(&settings.listen).await?;
@@ -202,7 +203,9 @@ pub async fn serve(
         ));
         let admin = crate::api::admin::AdminState {
             store: store.clone(),
+            bus: bus.clone(),
             jobs,
+            queue: queue.clone(),
         };
         let state = HttpState {
             probes,
@@ -227,7 +230,8 @@ pub async fn serve(
                 orchestrator,
                 settings.orchestrator.workers,
                 Duration::from_secs(settings.orchestrator.shutdown_grace_secs),
-            );
+            )
+            .with_control(queue);
             let stop = shutdown.clone();
             tracker.spawn(async move {
                 if let Err(err) = pool.run(stop.clone()).await {

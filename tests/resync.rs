@@ -19,7 +19,7 @@ use tandem::connectors::Connector;
 use tandem::domain::{ChangeEvent, ChangeKind, EntityType, PairId, SyncPolicy, System, Trigger};
 use tandem::intake::jobs::JobRunner;
 use tandem::intake::WebhookIntake;
-use tandem::orchestrator::{Orchestrator, PairRuntime, WorkerPool};
+use tandem::orchestrator::{Orchestrator, PairRuntime, QueueControl, WorkerPool};
 use tandem::secret::Secret;
 use tandem::store::{self, SeaStore, Store, SyncLogFilter};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,7 @@ struct Running {
     store: Arc<SeaStore>,
     bus: Arc<RabbitBus>,
     crm: Arc<InMemorySystem>,
+    finance: Arc<InMemorySystem>,
     shutdown: CancellationToken,
     _db: support::TestDatabase,
 }
@@ -74,12 +75,14 @@ impl Running {
         ));
         let shutdown = CancellationToken::new();
         // One worker, so the order in which lanes are served shows.
+        let control = QueueControl::default();
         let pool = WorkerPool::new(
             bus.clone() as Arc<dyn Bus>,
             orchestrator,
             1,
             Duration::from_secs(5),
-        );
+        )
+        .with_control(control.clone());
         tokio::spawn(pool.run(shutdown.clone()));
         let connectors = HashMap::from([
             (
@@ -105,7 +108,9 @@ impl Running {
             )),
             admin: AdminState {
                 store: store.clone() as Arc<dyn Store>,
+                bus: bus.clone() as Arc<dyn Bus>,
                 jobs,
+                queue: control,
             },
             admin_token: Secret::new(TOKEN),
         };
@@ -132,6 +137,7 @@ impl Running {
             store,
             bus,
             crm,
+            finance,
             shutdown,
             _db: db,
         }
@@ -442,5 +448,212 @@ async fn a_replay_republishes_each_record_of_a_window_once() {
         "one event per record: {last}"
     );
     assert_eq!(last["kind"], "replay");
+    r.finish().await;
+}
+
+/// The operator's view: a failure with its details, retried after the cause is gone;
+/// a record's history; 24-hour stats; the queue paused and resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reads_a_failure_retries_it_and_pauses_the_queue() {
+    use tandem::connectors::memory::{Failure, Operation};
+    let r = Running::start().await;
+    r.finance.fail_next(
+        Operation::Create,
+        Failure::Rejected("ContactName is required".into()),
+    );
+    let id = r.crm.person_creates(
+        EntityType::Customer,
+        [("name".to_string(), json!("Failing"))]
+            .into_iter()
+            .collect(),
+    );
+    let announce = |id: String| {
+        let bus = r.bus.clone();
+        async move {
+            let event = ChangeEvent {
+                event_id: uuid::Uuid::now_v7().to_string(),
+                pair: PairId::new("acme"),
+                system: System::Crm,
+                entity: EntityType::Customer,
+                external_id: id,
+                kind: ChangeKind::Upsert,
+                occurred_at: Utc::now(),
+                trigger: Trigger::Webhook,
+                job_id: None,
+            };
+            bus.publish(Lane::Live, &BusMessage::ChangeV1(event))
+                .await
+                .expect("published");
+        }
+    };
+    announce(id.clone()).await;
+    let record_path = format!("/api/records/acme/customer/crm/{id}");
+    let mut record = Value::Null;
+    for _ in 0..100 {
+        let (_, body) = r
+            .call(reqwest::Method::GET, &record_path, Some(TOKEN), None)
+            .await;
+        if body["link"]["sync_status"] == "failed" {
+            record = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(record["link"]["sync_status"], "failed", "{record}");
+    let failure = &record["history"][0];
+    assert_eq!(
+        (failure["outcome"].as_str(), failure["status_code"].as_u64()),
+        (Some("failed"), Some(400)),
+        "{record}"
+    );
+    assert!(failure["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("ContactName is required"));
+    assert!(
+        failure["request"].is_object() && failure["response"].is_object(),
+        "{failure}"
+    );
+    let (status, failures) = r
+        .call(reqwest::Method::GET, "/api/failures", Some(TOKEN), None)
+        .await;
+    assert_eq!((status, failures.as_array().map(Vec::len)), (200, Some(1)));
+
+    // The cause is gone (the injected failure was used up): retry all.
+    let (status, retried) = r
+        .call(
+            reqwest::Method::POST,
+            "/api/failures/retry",
+            Some(TOKEN),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (status, retried["count"].as_u64()),
+        (200, Some(1)),
+        "{retried}"
+    );
+    let mut synced = false;
+    for _ in 0..100 {
+        let (_, body) = r
+            .call(reqwest::Method::GET, &record_path, Some(TOKEN), None)
+            .await;
+        if body["link"]["sync_status"] == "synced" {
+            synced = true;
+            assert_eq!(body["history"][0]["trigger"], "retry", "{body}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(synced, "the retried record did not sync");
+
+    let (status, stats) = r
+        .call(
+            reqwest::Method::GET,
+            "/api/stats?window=24h",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        (
+            stats["outcomes"]["failed"].as_u64(),
+            stats["outcomes"]["created"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+    assert_eq!(stats["success_rate"].as_f64(), Some(0.5));
+    let (status, _) = r
+        .call(
+            reqwest::Method::GET,
+            "/api/stats?window=soon",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = r
+        .call(
+            reqwest::Method::GET,
+            "/api/records/acme/customer/crm/never-seen",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = r
+        .call(
+            reqwest::Method::GET,
+            "/api/records/acme/planet/crm/x",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, logs) = r
+        .call(
+            reqwest::Method::GET,
+            "/api/sync-logs?outcome=failed&limit=10",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, logs.as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{logs}"
+    );
+    let (status, _) = r
+        .call(
+            reqwest::Method::GET,
+            "/api/sync-logs?limit=0",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // Paused: a new change waits in the queue; resumed: it is handled.
+    let (status, queue) = r
+        .call(reqwest::Method::POST, "/api/queue/pause", Some(TOKEN), None)
+        .await;
+    assert_eq!((status, queue["paused"].as_bool()), (200, Some(true)));
+    let waiting = r.crm.person_creates(
+        EntityType::Customer,
+        [("name".to_string(), json!("Waiting"))]
+            .into_iter()
+            .collect(),
+    );
+    announce(waiting.clone()).await;
+    let waiting_path = format!("/api/records/acme/customer/crm/{waiting}");
+    // Showing that something does not happen takes a while of it not happening.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, _) = r
+        .call(reqwest::Method::GET, &waiting_path, Some(TOKEN), None)
+        .await;
+    assert_eq!(status, 404, "handled while paused");
+    let (status, queue) = r
+        .call(
+            reqwest::Method::POST,
+            "/api/queue/resume",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!((status, queue["paused"].as_bool()), (200, Some(false)));
+    let mut handled = false;
+    for _ in 0..100 {
+        let (status, _) = r
+            .call(reqwest::Method::GET, &waiting_path, Some(TOKEN), None)
+            .await;
+        if status == 200 {
+            handled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(handled, "not handled after resume");
     r.finish().await;
 }

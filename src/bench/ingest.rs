@@ -79,7 +79,9 @@ pub async fn run(
         intake,
         admin: AdminState {
             store: store.clone() as Arc<dyn Store>,
+            bus: bus.clone(),
             jobs,
+            queue: Default::default(),
         },
         admin_token: Secret::new(uuid::Uuid::new_v4().to_string()),
     };

@@ -7,4 +7,4 @@ pub mod sync;
 pub mod workers;
 
 pub use sync::{Orchestrator, PairRuntime};
-pub use workers::{ChangeHandler, HandleOutcome, WorkerPool};
+pub use workers::{ChangeHandler, HandleOutcome, QueueControl, WorkerPool};

@@ -35,11 +35,41 @@ pub trait ChangeHandler: Send + Sync + 'static {
     async fn handle(&self, event: ChangeEvent, attempt: u32) -> HandleOutcome;
 }
 
+/// Pauses and resumes this process's workers (a person investigating, a system's
+/// maintenance window). Paused workers take no new change; what is queued waits.
+#[derive(Clone)]
+pub struct QueueControl {
+    paused: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for QueueControl {
+    fn default() -> Self {
+        Self {
+            paused: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+}
+
+impl QueueControl {
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+}
+
 pub struct WorkerPool {
     bus: Arc<dyn Bus>,
     handler: Arc<dyn ChangeHandler>,
     workers: usize,
     grace: Duration,
+    control: QueueControl,
 }
 
 impl WorkerPool {
@@ -54,7 +84,14 @@ impl WorkerPool {
             handler,
             workers: workers.max(1),
             grace,
+            control: QueueControl::default(),
         }
+    }
+
+    /// Lets `control` pause and resume this pool.
+    pub fn with_control(mut self, control: QueueControl) -> Self {
+        self.control = control;
+        self
     }
 
     /// Runs until `shutdown` is cancelled, then drains as described above.
@@ -64,7 +101,14 @@ impl WorkerPool {
         let slots = Arc::new(Semaphore::new(self.workers));
         let in_flight = TaskTracker::new();
         let abandon = CancellationToken::new();
-        loop {
+        let mut paused = self.control.paused.subscribe();
+        'taking: loop {
+            while *paused.borrow_and_update() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'taking,
+                    _ = paused.changed() => {}
+                }
+            }
             let slot = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 slot = slots.clone().acquire_owned() => match slot {
@@ -75,6 +119,8 @@ impl WorkerPool {
             let delivery = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // A pause while waiting takes effect before the next delivery.
+                _ = paused.changed() => continue 'taking,
                 Some(delivery) = live.next() => delivery,
                 Some(delivery) = bulk.next() => delivery,
                 else => break,

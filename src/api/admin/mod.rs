@@ -2,6 +2,8 @@
 //! in constant time.
 
 pub mod jobs;
+pub mod operations;
+pub mod records;
 
 use std::sync::Arc;
 
@@ -31,12 +33,29 @@ impl ApiError {
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn crate::bus::Bus>,
     pub jobs: Arc<JobRunner>,
+    pub queue: crate::orchestrator::QueueControl,
 }
 
-pub fn service(state: AdminState) -> OpenApiService<jobs::JobsApi, ()> {
+/// The admin API, one OpenAPI document for all its resources.
+pub type AdminApi = (
+    jobs::JobsApi,
+    records::RecordsApi,
+    operations::OperationsApi,
+);
+
+pub fn service(state: AdminState) -> OpenApiService<AdminApi, ()> {
     OpenApiService::new(
-        jobs::JobsApi { state },
+        (
+            jobs::JobsApi {
+                state: state.clone(),
+            },
+            records::RecordsApi {
+                state: state.clone(),
+            },
+            operations::OperationsApi { state },
+        ),
         "Tandem admin API",
         env!("CARGO_PKG_VERSION"),
     )

@@ -1,0 +1,342 @@
+//! Steering: `GET /api/stats`, `GET /api/queue`, `POST /api/queue/pause` and
+//! `/resume`, `POST /api/failures/retry`, `DELETE /api/failures`, and the lists of
+//! open conflicts and deletes awaiting approval.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, Utc};
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::records::{link_view, LinkView};
+use super::{AdminState, ApiError};
+use crate::bus::{BusMessage, Lane};
+use crate::domain::{ChangeEvent, ChangeKind, System, Trigger};
+use crate::store::{EntityLink, NewSyncLogEntry, Outcome, SyncCommit, SyncStatus};
+
+pub struct OperationsApi {
+    pub state: AdminState,
+}
+
+#[derive(Debug, Object)]
+pub struct StatsView {
+    pub window: String,
+    /// Log entries by outcome.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Finished changes (not retries in between): synced, skipped, blocked, failed ...
+    pub finished: u64,
+    /// Share of finished changes that did not fail, 0 to 1; absent when none finished.
+    pub success_rate: Option<f64>,
+}
+
+#[derive(Debug, Object)]
+pub struct QueueView {
+    pub paused: bool,
+    pub live_depth: u64,
+    pub bulk_depth: u64,
+}
+
+#[derive(Debug, Object)]
+pub struct RetryBody {
+    /// One failed link; all failed links (up to 1,000) when absent.
+    pub link_id: Option<Uuid>,
+}
+
+#[derive(Debug, Object)]
+pub struct Count {
+    pub count: u64,
+}
+
+#[derive(Debug, Object)]
+pub struct ConflictView {
+    pub id: Uuid,
+    pub link_id: Uuid,
+    pub pair: String,
+    pub entity: String,
+    pub field: String,
+    pub crm_value: Option<serde_json::Value>,
+    pub finance_value: Option<serde_json::Value>,
+    pub base_value: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Object)]
+pub struct DeleteView {
+    pub id: Uuid,
+    pub link_id: Uuid,
+    pub pair: String,
+    pub entity: String,
+    pub deleted_in: String,
+    pub external_id: String,
+}
+
+#[derive(ApiResponse)]
+pub enum Answer<T: poem_openapi::types::ToJSON + Send + Sync> {
+    #[oai(status = 200)]
+    Ok(Json<T>),
+    #[oai(status = 400)]
+    BadRequest(Json<ApiError>),
+    #[oai(status = 404)]
+    NotFound(Json<ApiError>),
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
+}
+
+fn unavailable<T: poem_openapi::types::ToJSON + Send + Sync>(
+    what: &str,
+    err: impl std::fmt::Display,
+) -> Answer<T> {
+    tracing::error!(error = %err, "{what} is unavailable");
+    Answer::Unavailable(ApiError::new(format!("{what} is unavailable; try again")))
+}
+
+/// `24h`, `90m`, `7d`.
+fn parse_window(window: &str) -> Result<Duration, String> {
+    let (number, unit) = window.split_at(window.len().saturating_sub(1));
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("`{window}` is not a window such as 24h, 90m or 7d"))?;
+    match unit {
+        "m" if n > 0 => Ok(Duration::minutes(n)),
+        "h" if n > 0 => Ok(Duration::hours(n)),
+        "d" if (1..=90).contains(&n) => Ok(Duration::days(n)),
+        _ => Err(format!("`{window}` is not a window such as 24h, 90m or 7d")),
+    }
+}
+
+/// The side a failed link's change started on, and its id there.
+fn source_of(link: &EntityLink) -> Option<(System, String)> {
+    let side = match link.last_direction {
+        Some(crate::store::Direction::FinanceToCrm) => System::Finance,
+        Some(crate::store::Direction::CrmToFinance) => System::Crm,
+        None if link.crm_id.is_some() => System::Crm,
+        None => System::Finance,
+    };
+    link.id_on(side).map(|id| (side, id.to_string()))
+}
+
+#[OpenApi]
+impl OperationsApi {
+    /// Counts by outcome over a window (default 24h) and the success rate.
+    #[oai(path = "/stats", method = "get")]
+    async fn stats(&self, window: Query<Option<String>>) -> Answer<StatsView> {
+        let window = window.0.unwrap_or_else(|| "24h".into());
+        let length = match parse_window(&window) {
+            Ok(length) => length,
+            Err(why) => return Answer::BadRequest(ApiError::new(why)),
+        };
+        let counts = match self
+            .state
+            .store
+            .count_outcomes_since(Utc::now() - length)
+            .await
+        {
+            Ok(counts) => counts,
+            Err(err) => return unavailable("the store", err),
+        };
+        let finished: u64 = counts
+            .iter()
+            .filter(|(o, _)| !matches!(o, Outcome::Retrying | Outcome::Received))
+            .map(|(_, n)| n)
+            .sum();
+        let failed = counts.get(&Outcome::Failed).copied().unwrap_or(0)
+            + counts.get(&Outcome::Parked).copied().unwrap_or(0);
+        Answer::Ok(Json(StatsView {
+            window,
+            outcomes: counts
+                .iter()
+                .map(|(o, n)| (o.as_str().to_string(), *n))
+                .collect(),
+            finished,
+            success_rate: (finished > 0)
+                .then(|| (finished - failed.min(finished)) as f64 / finished as f64),
+        }))
+    }
+
+    /// Messages waiting in each lane, and whether this process's workers are paused.
+    #[oai(path = "/queue", method = "get")]
+    async fn queue(&self) -> Answer<QueueView> {
+        let (live, bulk) = (
+            self.state.bus.depth(Lane::Live).await,
+            self.state.bus.depth(Lane::Bulk).await,
+        );
+        match (live, bulk) {
+            (Ok(live_depth), Ok(bulk_depth)) => Answer::Ok(Json(QueueView {
+                paused: self.state.queue.is_paused(),
+                live_depth,
+                bulk_depth,
+            })),
+            (Err(err), _) | (_, Err(err)) => unavailable("the bus", err),
+        }
+    }
+
+    /// Stops this process's workers from taking new changes; queued ones wait.
+    #[oai(path = "/queue/pause", method = "post")]
+    async fn pause(&self) -> Answer<QueueView> {
+        self.state.queue.pause();
+        self.queue().await
+    }
+
+    #[oai(path = "/queue/resume", method = "post")]
+    async fn resume(&self) -> Answer<QueueView> {
+        self.state.queue.resume();
+        self.queue().await
+    }
+
+    /// Sends failed records through the sync again (one, or all).
+    #[oai(path = "/failures/retry", method = "post")]
+    async fn retry(&self, body: Json<RetryBody>) -> Answer<Count> {
+        let links = match body.0.link_id {
+            Some(id) => match self.state.store.get_link(id).await {
+                Ok(Some(link)) if link.sync_status == SyncStatus::Failed => vec![link],
+                Ok(Some(_)) => {
+                    return Answer::BadRequest(ApiError::new(format!("link {id} has not failed")))
+                }
+                Ok(None) => return Answer::NotFound(ApiError::new(format!("no link {id}"))),
+                Err(err) => return unavailable("the store", err),
+            },
+            None => match self
+                .state
+                .store
+                .links_with_status(SyncStatus::Failed, 1000, 0)
+                .await
+            {
+                Ok(links) => links,
+                Err(err) => return unavailable("the store", err),
+            },
+        };
+        let events: Vec<_> = links
+            .iter()
+            .filter_map(|link| {
+                let (system, id) = source_of(link)?;
+                Some(BusMessage::ChangeV1(ChangeEvent {
+                    event_id: format!("retry:{}:{}", link.id, Uuid::now_v7()),
+                    pair: link.pair.clone(),
+                    system,
+                    entity: link.entity,
+                    external_id: id,
+                    kind: ChangeKind::Upsert,
+                    occurred_at: Utc::now(),
+                    trigger: Trigger::Retry,
+                    job_id: None,
+                }))
+            })
+            .collect();
+        if let Err(err) = self.state.bus.publish_batch(Lane::Live, &events).await {
+            return unavailable("the bus", err);
+        }
+        Answer::Ok(Json(Count {
+            count: events.len() as u64,
+        }))
+    }
+
+    /// Dismisses every failure: the links go back to `pending`, and the log says a
+    /// person cleared them.
+    #[oai(path = "/failures", method = "delete")]
+    async fn clear(&self) -> Answer<Count> {
+        let links = match self
+            .state
+            .store
+            .links_with_status(SyncStatus::Failed, 1000, 0)
+            .await
+        {
+            Ok(links) => links,
+            Err(err) => return unavailable("the store", err),
+        };
+        let count = links.len() as u64;
+        for mut link in links {
+            let Some((system, id)) = source_of(&link) else {
+                continue;
+            };
+            let mut log = NewSyncLogEntry::new(
+                Uuid::now_v7(),
+                link.pair.clone(),
+                link.entity,
+                system,
+                id,
+                Trigger::Manual,
+                Outcome::Skipped,
+            );
+            log.link_id = Some(link.id);
+            log.detail = Some(format!(
+                "failure cleared by a person: {}",
+                link.last_error.as_deref().unwrap_or("no detail")
+            ));
+            link.sync_status = SyncStatus::Pending;
+            link.last_error = None;
+            if let Err(err) = self
+                .state
+                .store
+                .commit_sync(SyncCommit {
+                    link: Some(link),
+                    log,
+                    conflicts: vec![],
+                    hold_delete: false,
+                })
+                .await
+            {
+                return unavailable("the store", err);
+            }
+        }
+        Answer::Ok(Json(Count { count }))
+    }
+
+    /// Failed links, newest first.
+    #[oai(path = "/failures", method = "get")]
+    async fn failures(&self) -> Answer<Vec<LinkView>> {
+        match self
+            .state
+            .store
+            .links_with_status(SyncStatus::Failed, 200, 0)
+            .await
+        {
+            Ok(links) => Answer::Ok(Json(links.into_iter().map(link_view).collect())),
+            Err(err) => unavailable("the store", err),
+        }
+    }
+
+    /// Fields changed on both sides that wait for a person.
+    #[oai(path = "/conflicts", method = "get")]
+    async fn conflicts(&self) -> Answer<Vec<ConflictView>> {
+        match self.state.store.open_conflicts(200).await {
+            Ok(conflicts) => Answer::Ok(Json(
+                conflicts
+                    .into_iter()
+                    .map(|c| ConflictView {
+                        id: c.id,
+                        link_id: c.link_id,
+                        pair: c.pair.to_string(),
+                        entity: c.entity.as_str().to_string(),
+                        field: c.field,
+                        crm_value: c.crm_value,
+                        finance_value: c.finance_value,
+                        base_value: c.base_value,
+                    })
+                    .collect(),
+            )),
+            Err(err) => unavailable("the store", err),
+        }
+    }
+
+    /// Deletes held for a person to approve.
+    #[oai(path = "/deletes", method = "get")]
+    async fn deletes(&self) -> Answer<Vec<DeleteView>> {
+        match self.state.store.pending_deletes(200).await {
+            Ok(deletes) => Answer::Ok(Json(
+                deletes
+                    .into_iter()
+                    .map(|d| DeleteView {
+                        id: d.id,
+                        link_id: d.link_id,
+                        pair: d.pair.to_string(),
+                        entity: d.entity.as_str().to_string(),
+                        deleted_in: d.source_system.as_str().to_string(),
+                        external_id: d.external_id,
+                    })
+                    .collect(),
+            )),
+            Err(err) => unavailable("the store", err),
+        }
+    }
+}

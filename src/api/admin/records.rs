@@ -1,0 +1,207 @@
+//! What happened to a record and why: `GET /api/records/{pair}/{entity}/{system}/{id}`,
+//! and the sync log across records: `GET /api/sync-logs`.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::{AdminState, ApiError};
+use crate::domain::{EntityType, PairId, System};
+use crate::store::{EntityLink, SyncLogEntry, SyncLogFilter};
+
+pub struct RecordsApi {
+    pub state: AdminState,
+}
+
+#[derive(Debug, Object)]
+pub struct LinkView {
+    pub id: Uuid,
+    pub crm_id: Option<String>,
+    pub finance_id: Option<String>,
+    /// `pending`, `synced`, `failed`, `blocked` or `conflict`.
+    pub sync_status: String,
+    pub state: String,
+    pub last_error: Option<String>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    pub last_direction: Option<String>,
+    pub last_transaction_id: Option<Uuid>,
+}
+
+/// One decision or write, with its reason and, for writes, the exchange (redacted).
+#[derive(Debug, Object)]
+pub struct LogView {
+    pub id: Uuid,
+    pub transaction_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub pair: String,
+    pub entity: String,
+    pub system: String,
+    pub external_id: String,
+    pub trigger: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub request: Option<serde_json::Value>,
+    pub response: Option<serde_json::Value>,
+    pub attempt: u32,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Object)]
+pub struct RecordView {
+    pub link: Option<LinkView>,
+    /// Newest first.
+    pub history: Vec<LogView>,
+}
+
+#[derive(ApiResponse)]
+pub enum RecordResponse {
+    #[oai(status = 200)]
+    Found(Json<RecordView>),
+    #[oai(status = 400)]
+    BadRequest(Json<ApiError>),
+    #[oai(status = 404)]
+    NotFound(Json<ApiError>),
+    #[oai(status = 500)]
+    Internal(Json<ApiError>),
+}
+
+#[derive(ApiResponse)]
+pub enum LogsResponse {
+    #[oai(status = 200)]
+    Found(Json<Vec<LogView>>),
+    #[oai(status = 400)]
+    BadRequest(Json<ApiError>),
+    #[oai(status = 500)]
+    Internal(Json<ApiError>),
+}
+
+pub(super) fn link_view(link: EntityLink) -> LinkView {
+    LinkView {
+        id: link.id,
+        crm_id: link.crm_id,
+        finance_id: link.finance_id,
+        sync_status: link.sync_status.as_str().to_string(),
+        state: link.state.as_str().to_string(),
+        last_error: link.last_error,
+        last_synced_at: link.last_synced_at,
+        last_direction: link.last_direction.map(|d| d.as_str().to_string()),
+        last_transaction_id: link.last_transaction_id,
+    }
+}
+
+pub(super) fn log_view(log: SyncLogEntry) -> LogView {
+    let e = log.entry;
+    LogView {
+        id: log.id,
+        transaction_id: e.transaction_id,
+        created_at: log.created_at,
+        pair: e.pair.to_string(),
+        entity: e.entity.as_str().to_string(),
+        system: e.source_system.as_str().to_string(),
+        external_id: e.external_id,
+        trigger: e.trigger.as_str().to_string(),
+        outcome: e.outcome.as_str().to_string(),
+        detail: e.detail,
+        status_code: e.status_code,
+        error: e.error,
+        request: e.request,
+        response: e.response,
+        attempt: e.attempt,
+        duration_ms: e.duration_ms,
+    }
+}
+
+#[OpenApi]
+impl RecordsApi {
+    /// A record's link, its sync status, and the full history of events, decisions
+    /// and writes for it on both sides.
+    #[oai(path = "/records/:pair/:entity/:system/:id", method = "get")]
+    async fn record(
+        &self,
+        pair: Path<String>,
+        entity: Path<String>,
+        system: Path<String>,
+        id: Path<String>,
+    ) -> RecordResponse {
+        let (entity, system) = match (entity.0.parse::<EntityType>(), system.0.parse::<System>()) {
+            (Ok(entity), Ok(system)) => (entity, system),
+            (Err(why), _) | (_, Err(why)) => return RecordResponse::BadRequest(ApiError::new(why)),
+        };
+        let pair = PairId::new(pair.0);
+        let store = &self.state.store;
+        let found = async {
+            let link = store.find_link(&pair, entity, system, &id.0).await?;
+            let history = store
+                .record_history(&pair, entity, system, &id.0, 500)
+                .await?;
+            Ok::<_, crate::store::StoreError>((link, history))
+        };
+        match found.await {
+            Ok((None, history)) if history.is_empty() => {
+                RecordResponse::NotFound(ApiError::new(format!(
+                    "Tandem has never seen {entity} `{}` in {system} of pair `{pair}`",
+                    id.0
+                )))
+            }
+            Ok((link, history)) => RecordResponse::Found(Json(RecordView {
+                link: link.map(link_view),
+                history: history.into_iter().map(log_view).collect(),
+            })),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read a record's history");
+                RecordResponse::Internal(ApiError::new("the store is unavailable; try again"))
+            }
+        }
+    }
+
+    /// The sync log, newest first, filtered and paged.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/sync-logs", method = "get")]
+    async fn sync_logs(
+        &self,
+        pair: Query<Option<String>>,
+        entity: Query<Option<String>>,
+        system: Query<Option<String>>,
+        /// `created`, `updated`, `linked`, `archived`, `skipped`, `blocked`, `conflict`, `retrying`, `failed`, ...
+        outcome: Query<Option<String>>,
+        since: Query<Option<DateTime<Utc>>>,
+        until: Query<Option<DateTime<Utc>>>,
+        /// At most 500; 50 when not given.
+        limit: Query<Option<u64>>,
+        offset: Query<Option<u64>>,
+    ) -> LogsResponse {
+        let parsed = (|| -> Result<SyncLogFilter, String> {
+            Ok(SyncLogFilter {
+                pair: pair.0.map(PairId::new),
+                entity: entity.0.as_deref().map(str::parse).transpose()?,
+                system: system.0.as_deref().map(str::parse).transpose()?,
+                outcome: outcome.0.as_deref().map(str::parse).transpose()?,
+                since: since.0,
+                until: until.0,
+                limit: match limit.0 {
+                    Some(l) if l == 0 || l > 500 => {
+                        return Err("`limit` must be between 1 and 500".into())
+                    }
+                    Some(l) => l,
+                    None => 50,
+                },
+                offset: offset.0.unwrap_or(0),
+            })
+        })();
+        let filter = match parsed {
+            Ok(filter) => filter,
+            Err(why) => return LogsResponse::BadRequest(ApiError::new(why)),
+        };
+        match self.state.store.query_logs(&filter).await {
+            Ok(logs) => LogsResponse::Found(Json(logs.into_iter().map(log_view).collect())),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the sync log");
+                LogsResponse::Internal(ApiError::new("the store is unavailable; try again"))
+            }
+        }
+    }
+}
