@@ -14,8 +14,18 @@ use tandem::store::{self, Store};
 async fn the_committed_openapi_document_matches_the_code() {
     let store: Arc<dyn Store> = Arc::new(store::connect("sqlite::memory:").await.expect("store"));
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(BusConfig::new("memory", "doc")));
-    let jobs = Arc::new(JobRunner::new(store.clone(), bus.clone(), Default::default()));
-    let spec = admin::service(AdminState { store, bus, jobs, queue: Default::default() }).spec();
+    let jobs = Arc::new(JobRunner::new(
+        store.clone(),
+        bus.clone(),
+        Default::default(),
+    ));
+    let spec = admin::service(AdminState {
+        store,
+        bus,
+        jobs,
+        queue: Default::default(),
+    })
+    .spec();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
     if std::env::var_os("TANDEM_UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, format!("{spec}\n")).expect("write docs/openapi.json");

@@ -771,6 +771,82 @@ macro_rules! on_both_setups {
     };
 }
 
+/// A person keeps the CRM's value of a parked conflict: both sides get it.
+async fn a_resolved_conflict_is_applied(h: &Harness) {
+    let (crm_id, finance_id) = h.synced_customer(11).await;
+    h.crm.person_edits(
+        EntityType::Customer,
+        &crm_id,
+        &fields(&[("phone", json!("crm"))]),
+    );
+    h.finance.person_edits(
+        EntityType::Customer,
+        &finance_id,
+        &fields(&[("phone", json!("finance"))]),
+    );
+    h.announce(System::Crm, EntityType::Customer, &crm_id).await;
+    assert_eq!(
+        h.handled(System::Crm, EntityType::Customer, &crm_id, 2)
+            .await[1],
+        Outcome::Conflict
+    );
+    let open = h.store.open_conflicts(10).await.expect("conflicts");
+    h.store
+        .resolve_conflict(open[0].id, "crm", None)
+        .await
+        .expect("resolve");
+    h.announce(System::Crm, EntityType::Customer, &crm_id).await;
+    assert_eq!(
+        h.handled(System::Crm, EntityType::Customer, &crm_id, 3)
+            .await[2],
+        Outcome::Updated
+    );
+    for (system, id) in [(System::Crm, &crm_id), (System::Finance, &finance_id)] {
+        let record = h
+            .system(system)
+            .record(EntityType::Customer, id)
+            .expect("exists")
+            .0;
+        assert_eq!(record.get("phone"), Some(&json!("crm")), "{system}");
+    }
+    assert_eq!(
+        h.link_of(System::Crm, EntityType::Customer, &crm_id)
+            .await
+            .sync_status,
+        SyncStatus::Synced
+    );
+}
+
+/// A person approves a held delete: the other side's record is archived.
+async fn an_approved_delete_is_applied(h: &Harness) {
+    let (crm_id, finance_id) = h.synced_customer(12).await;
+    h.crm.person_archives(EntityType::Customer, &crm_id);
+    h.announce(System::Crm, EntityType::Customer, &crm_id).await;
+    assert_eq!(
+        h.handled(System::Crm, EntityType::Customer, &crm_id, 2)
+            .await[1],
+        Outcome::HeldForApproval
+    );
+    let held = h.store.pending_deletes(10).await.expect("deletes");
+    h.store
+        .decide_delete(held[0].id, true)
+        .await
+        .expect("approve");
+    h.announce(System::Crm, EntityType::Customer, &crm_id).await;
+    assert_eq!(
+        h.handled(System::Crm, EntityType::Customer, &crm_id, 3)
+            .await[2],
+        Outcome::Archived
+    );
+    assert!(
+        h.finance
+            .record(EntityType::Customer, &finance_id)
+            .expect("exists")
+            .1,
+        "archived in finance"
+    );
+}
+
 async fn archive_policy(h: &Harness) {
     an_archive_follows_the_delete_policy(h, DeletePolicy::Archive).await;
 }
@@ -796,6 +872,8 @@ on_both_setups!(
     edits_to_different_fields_on_both_sides_both_survive => Options::default(),
     the_same_field_edited_on_both_sides_follows_the_policy => Options::default(),
     manual_conflict => Options { conflicts: ConflictPolicy::Manual, ..Options::default() },
+    a_resolved_conflict_is_applied => Options { conflicts: ConflictPolicy::Manual, ..Options::default() },
+    an_approved_delete_is_applied => Options { deletes: DeletePolicy::Approve, ..Options::default() },
     a_locked_invoice_is_blocked_and_payment_flows_back => Options::default(),
     archive_policy => Options { deletes: DeletePolicy::Archive, ..Options::default() },
     approve_policy => Options { deletes: DeletePolicy::Approve, ..Options::default() },

@@ -375,6 +375,34 @@ async fn admin_errors_say_what_was_wrong() {
         .await
         .expect("request");
     assert_eq!(response.status().as_u16(), 400, "malformed JSON");
+    let unknown = uuid::Uuid::now_v7();
+    let (status, body) = r
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/conflicts/{unknown}/resolve"),
+            Some(TOKEN),
+            Some(json!({"winner": "crm"})),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = r
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/conflicts/{unknown}/resolve"),
+            Some(TOKEN),
+            Some(json!({"winner": "both"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = r
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/deletes/{unknown}/approve"),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
     let (status, spec) = r
         .call(reqwest::Method::GET, "/openapi.json", None, None)
         .await;

@@ -10,6 +10,8 @@
 //!    An equal version falls through to the content check, so an edit made in the same
 //!    tick as Tandem's write is still seen. There is no time-window gate.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -65,6 +67,10 @@ pub struct LinkSnapshot {
     /// The canonical record as of the last sync, the base of three-way merges.
     pub base: Option<FieldMap>,
     pub archived: bool,
+    /// Conflicting fields a person decided since the last sync: which side wins.
+    pub resolutions: BTreeMap<String, System>,
+    /// A person approved the held delete since the last sync.
+    pub delete_approved: bool,
 }
 
 impl LinkSnapshot {
@@ -218,13 +224,27 @@ pub fn decide(input: DecisionInput<'_>) -> SyncDecision {
     match (link, target) {
         // The link's other side is known and was fetched: merge.
         (Some(link), Some((target, TargetFound::Linked))) if link.id_on(side).is_some() => {
-            let changes = merge(source, fields, target, link.base.as_ref(), policy);
+            let changes = merge(
+                source,
+                fields,
+                target,
+                link.base.as_ref(),
+                Some(&link.resolutions),
+                policy,
+            );
             finish_update(changes, target, side, policy)
         }
         // A record created by Tandem whose link does not know its id yet: its echo
         // arriving before the link was saved, or a crash in between. Repair the link.
         (Some(link), Some((target, found))) if link.id_on(side).is_none() => {
-            let changes = merge(source, fields, target, link.base.as_ref(), policy);
+            let changes = merge(
+                source,
+                fields,
+                target,
+                link.base.as_ref(),
+                Some(&link.resolutions),
+                policy,
+            );
             link_decision(target, found, changes, side, policy)
         }
         // Linked, but the other side's record is gone (a create still in flight, or a
@@ -242,7 +262,7 @@ pub fn decide(input: DecisionInput<'_>) -> SyncDecision {
         },
         // First sight, with a match: link instead of creating a duplicate.
         (None, Some((target, found))) | (Some(_), Some((target, found))) => {
-            let changes = merge(source, fields, target, None, policy);
+            let changes = merge(source, fields, target, None, None, policy);
             link_decision(target, found, changes, side, policy)
         }
         (None, None) => create(fields, source, policy),
@@ -253,8 +273,9 @@ fn decide_delete(link: Option<&LinkSnapshot>, policy: &SyncPolicy) -> SyncDecisi
     match link {
         None => SyncDecision::Skip(SkipReason::NotLinked),
         Some(link) if link.archived => SyncDecision::Skip(SkipReason::AlreadyArchived),
-        Some(_) => match policy.deletes {
+        Some(link) => match policy.deletes {
             DeletePolicy::Archive => SyncDecision::Archive,
+            DeletePolicy::Approve if link.delete_approved => SyncDecision::Archive,
             DeletePolicy::Approve => SyncDecision::HoldDelete,
             DeletePolicy::Ignore => SyncDecision::Skip(SkipReason::DeletesIgnored),
         },
@@ -280,7 +301,7 @@ fn link_decision(
     side: System,
     policy: &SyncPolicy,
 ) -> SyncDecision {
-    if let Some(conflicts) = unresolved(&changes, policy) {
+    if let Some(conflicts) = unresolved(&changes) {
         return SyncDecision::Conflict { conflicts };
     }
     if let Some(reason) = locked(target, &changes, side, policy) {
@@ -302,7 +323,7 @@ fn finish_update(
     side: System,
     policy: &SyncPolicy,
 ) -> SyncDecision {
-    if let Some(conflicts) = unresolved(&changes, policy) {
+    if let Some(conflicts) = unresolved(&changes) {
         return SyncDecision::Conflict { conflicts };
     }
     if let Some(reason) = locked(target, &changes, side, policy) {
@@ -317,9 +338,15 @@ fn finish_update(
     SyncDecision::Update { changes }
 }
 
-fn unresolved(changes: &Changes, policy: &SyncPolicy) -> Option<Vec<FieldConflict>> {
-    (policy.conflicts == ConflictPolicy::Manual && !changes.conflicts.is_empty())
-        .then(|| changes.conflicts.clone())
+/// Conflicts that neither the policy nor a person has decided.
+fn unresolved(changes: &Changes) -> Option<Vec<FieldConflict>> {
+    let open: Vec<_> = changes
+        .conflicts
+        .iter()
+        .filter(|c| c.winner.is_none())
+        .cloned()
+        .collect();
+    (!open.is_empty()).then_some(open)
 }
 
 /// A locked finance document is never overwritten: accounting rules. Writes back to
@@ -352,6 +379,7 @@ fn merge(
     fields: &FieldMap,
     target: &TargetRecord,
     base: Option<&FieldMap>,
+    resolutions: Option<&BTreeMap<String, System>>,
     policy: &SyncPolicy,
 ) -> Changes {
     let side = source.system;
@@ -376,7 +404,8 @@ fn merge(
                     (true, false) => put(&mut changes.to_target, field, s),
                     (false, true) => put(&mut changes.to_source, field, t),
                     _ => {
-                        let winner = conflict_winner(source, target, policy);
+                        let decided = resolutions.and_then(|r| r.get(field)).copied();
+                        let winner = decided.or_else(|| conflict_winner(source, target, policy));
                         let (crm_value, finance_value) = match side {
                             System::Crm => (s.cloned(), t.cloned()),
                             System::Finance => (t.cloned(), s.cloned()),
@@ -475,6 +504,8 @@ pub fn settle(
         finance_version: finance.2.map(str::to_string),
         base: Some(base),
         archived: false,
+        resolutions: BTreeMap::new(),
+        delete_approved: false,
     }
 }
 

@@ -54,7 +54,10 @@ pub(super) async fn perform(
         version: fetched.source.as_ref().and_then(|s| s.version.clone()),
         stamp: fetched.source.as_ref().and_then(|s| s.stamp.clone()),
     };
-    let snapshot = fetched.link.as_ref().map(snapshot_of);
+    let snapshot = match &fetched.link {
+        Some(link) => Some(snapshot_of(cx.store, link).await?),
+        None => None,
+    };
     let target = find_target(cx, &source, fetched.link.as_ref()).await?;
     let decision = decide(DecisionInput {
         source: &source,
@@ -387,7 +390,33 @@ fn settle_row(cx: &SyncContext<'_>, row: &mut EntityLink, source: &After, target
     row.last_direction = Some(Direction::from_source(side));
 }
 
-fn snapshot_of(link: &EntityLink) -> LinkSnapshot {
+/// The link as the decision sees it, with what people decided since the last sync.
+async fn snapshot_of(store: &dyn Store, link: &EntityLink) -> Result<LinkSnapshot, SyncError> {
+    let since_sync = |at: Option<chrono::DateTime<Utc>>| match (at, link.last_synced_at) {
+        (Some(at), Some(synced)) => at > synced,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let resolutions = store
+        .conflicts_of(link.id)
+        .await?
+        .into_iter()
+        .filter(|c| since_sync(c.resolved_at))
+        .filter_map(|c| Some((c.field, c.resolution.as_deref()?.parse::<System>().ok()?)))
+        .collect();
+    let delete_approved = store
+        .deletes_of(link.id)
+        .await?
+        .iter()
+        .any(|d| d.status == crate::store::DeleteStatus::Approved && since_sync(d.decided_at));
+    Ok(LinkSnapshot {
+        resolutions,
+        delete_approved,
+        ..snapshot_fields(link)
+    })
+}
+
+fn snapshot_fields(link: &EntityLink) -> LinkSnapshot {
     LinkSnapshot {
         crm_id: link.crm_id.clone(),
         finance_id: link.finance_id.clone(),
@@ -400,6 +429,7 @@ fn snapshot_of(link: &EntityLink) -> LinkSnapshot {
             .as_ref()
             .and_then(|b| serde_json::from_value(b.clone()).ok()),
         archived: link.state == LinkState::Archived,
+        ..LinkSnapshot::default()
     }
 }
 

@@ -77,6 +77,20 @@ pub(super) async fn of_link(
         .collect()
 }
 
+pub(super) async fn deletes_of_link(
+    db: &impl ConnectionTrait,
+    link_id: Uuid,
+) -> StoreResult<Vec<PendingDelete>> {
+    pending_delete::Entity::find()
+        .filter(pending_delete::Column::LinkId.eq(link_id))
+        .order_by_asc(pending_delete::Column::CreatedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(delete_from)
+        .collect()
+}
+
 pub(super) async fn resolve(
     db: &impl ConnectionTrait,
     id: Uuid,

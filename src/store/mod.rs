@@ -162,6 +162,8 @@ pub trait Store: Send + Sync {
     // Conflicts and held deletes.
     /// Every conflict recorded for a link, open or resolved, oldest first.
     async fn conflicts_of(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>>;
+    /// Every held delete recorded for a link, oldest first.
+    async fn deletes_of(&self, link_id: Uuid) -> StoreResult<Vec<PendingDelete>>;
     async fn open_conflicts(&self, limit: u64) -> StoreResult<Vec<Conflict>>;
     async fn resolve_conflict(
         &self,
@@ -456,6 +458,10 @@ impl Store for SeaStore {
 
     async fn conflicts_of(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>> {
         conflicts::of_link(&self.db, link_id).await
+    }
+
+    async fn deletes_of(&self, link_id: Uuid) -> StoreResult<Vec<PendingDelete>> {
+        conflicts::deletes_of_link(&self.db, link_id).await
     }
 
     async fn resolve_conflict(

@@ -71,6 +71,12 @@ pub struct DeleteView {
     pub external_id: String,
 }
 
+#[derive(Debug, Object)]
+pub struct ResolveBody {
+    /// `crm` or `finance`: whose value to keep.
+    pub winner: String,
+}
+
 #[derive(ApiResponse)]
 pub enum Answer<T: poem_openapi::types::ToJSON + Send + Sync> {
     #[oai(status = 200)]
@@ -114,6 +120,32 @@ fn source_of(link: &EntityLink) -> Option<(System, String)> {
         None => System::Finance,
     };
     link.id_on(side).map(|id| (side, id.to_string()))
+}
+
+impl OperationsApi {
+    /// Sends a record through the sync again, so a person's decision takes effect.
+    async fn republish(
+        &self,
+        link: &EntityLink,
+        system: System,
+        external_id: String,
+    ) -> Result<(), crate::bus::BusError> {
+        let event = ChangeEvent {
+            event_id: format!("manual:{}:{}", link.id, Uuid::now_v7()),
+            pair: link.pair.clone(),
+            system,
+            entity: link.entity,
+            external_id,
+            kind: ChangeKind::Upsert,
+            occurred_at: Utc::now(),
+            trigger: Trigger::Manual,
+            job_id: None,
+        };
+        self.state
+            .bus
+            .publish(Lane::Live, &BusMessage::ChangeV1(event))
+            .await
+    }
 }
 
 #[OpenApi]
@@ -317,6 +349,86 @@ impl OperationsApi {
             )),
             Err(err) => unavailable("the store", err),
         }
+    }
+
+    /// Keeps one side's value of a conflicting field; the record syncs again at once.
+    #[oai(path = "/conflicts/:id/resolve", method = "post")]
+    async fn resolve(
+        &self,
+        id: poem_openapi::param::Path<Uuid>,
+        body: Json<ResolveBody>,
+    ) -> Answer<ConflictView> {
+        let winner = match body.0.winner.parse::<System>() {
+            Ok(winner) => winner,
+            Err(why) => return Answer::BadRequest(ApiError::new(why)),
+        };
+        let conflict = match self
+            .state
+            .store
+            .resolve_conflict(id.0, winner.as_str(), None)
+            .await
+        {
+            Ok(conflict) => conflict,
+            Err(crate::store::StoreError::NotFound(what)) => {
+                return Answer::NotFound(ApiError::new(format!("no {what}")))
+            }
+            Err(err) => return unavailable("the store", err),
+        };
+        let link = match self.state.store.get_link(conflict.link_id).await {
+            Ok(Some(link)) => link,
+            Ok(None) => {
+                return Answer::NotFound(ApiError::new(format!("no link {}", conflict.link_id)))
+            }
+            Err(err) => return unavailable("the store", err),
+        };
+        if let Some((system, external_id)) = source_of(&link) {
+            if let Err(err) = self.republish(&link, system, external_id).await {
+                return unavailable("the bus", err);
+            }
+        }
+        Answer::Ok(Json(ConflictView {
+            id: conflict.id,
+            link_id: conflict.link_id,
+            pair: conflict.pair.to_string(),
+            entity: conflict.entity.as_str().to_string(),
+            field: conflict.field,
+            crm_value: conflict.crm_value,
+            finance_value: conflict.finance_value,
+            base_value: conflict.base_value,
+        }))
+    }
+
+    /// Approves a held delete: the other side's record is archived at once.
+    #[oai(path = "/deletes/:id/approve", method = "post")]
+    async fn approve(&self, id: poem_openapi::param::Path<Uuid>) -> Answer<DeleteView> {
+        let held = match self.state.store.decide_delete(id.0, true).await {
+            Ok(held) => held,
+            Err(crate::store::StoreError::NotFound(what)) => {
+                return Answer::NotFound(ApiError::new(format!("no {what}")))
+            }
+            Err(err) => return unavailable("the store", err),
+        };
+        let link = match self.state.store.get_link(held.link_id).await {
+            Ok(Some(link)) => link,
+            Ok(None) => {
+                return Answer::NotFound(ApiError::new(format!("no link {}", held.link_id)))
+            }
+            Err(err) => return unavailable("the store", err),
+        };
+        if let Err(err) = self
+            .republish(&link, held.source_system, held.external_id.clone())
+            .await
+        {
+            return unavailable("the bus", err);
+        }
+        Answer::Ok(Json(DeleteView {
+            id: held.id,
+            link_id: held.link_id,
+            pair: held.pair.to_string(),
+            entity: held.entity.as_str().to_string(),
+            deleted_in: held.source_system.as_str().to_string(),
+            external_id: held.external_id,
+        }))
     }
 
     /// Deletes held for a person to approve.
