@@ -12,6 +12,7 @@ pub mod config;
 pub mod connectors;
 pub mod domain;
 pub mod intake;
+pub mod metrics;
 pub mod orchestrator;
 pub mod secret;
 pub mod service;

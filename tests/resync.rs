@@ -166,6 +166,52 @@ impl Running {
         )
     }
 
+    /// `/metrics`, checked to be Prometheus text, as sample name with labels -> value.
+    async fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let mut samples = std::collections::BTreeMap::new();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            if let Some(comment) = line.strip_prefix("# ") {
+                let kind = comment.split_whitespace().next();
+                assert!(
+                    matches!(kind, Some("HELP") | Some("TYPE")),
+                    "bad comment line: {line}"
+                );
+                continue;
+            }
+            let (name, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("no value: {line}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("not a number: {line}"));
+            let metric = name.split('{').next().unwrap_or_default();
+            assert!(
+                !metric.is_empty()
+                    && metric
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                "bad name: {line}"
+            );
+            if let Some(labels) = name.strip_prefix(metric) {
+                assert!(
+                    labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                    "bad labels: {line}"
+                );
+            }
+            samples.insert(name.to_string(), value);
+        }
+        samples
+    }
+
     /// Polls the job until it is done; the job has no event to await from outside.
     async fn job_done(&self, job: &str, within: Duration) -> Value {
         let deadline = std::time::Instant::now() + within;
@@ -212,6 +258,7 @@ async fn a_resync_of_1000_ids_answers_at_once_and_live_changes_go_first() {
             )
         })
         .collect();
+    let before = r.metrics().await;
     let started = std::time::Instant::now();
     let (status, body) = r
         .call(
@@ -263,6 +310,27 @@ async fn a_resync_of_1000_ids_answers_at_once_and_live_changes_go_first() {
         last["synced"].as_i64().unwrap_or(0) + last["skipped"].as_i64().unwrap_or(0),
         1000,
         "{last}"
+    );
+
+    // /metrics parses and its counters moved with the syncs.
+    let after = r.metrics().await;
+    let created = r#"tandem_sync_outcomes_total{outcome="created"}"#;
+    let received = r#"tandem_events_received_total{pair="acme",system="crm",trigger="manual"}"#;
+    assert_eq!(before.get(created), None, "{before:?}");
+    assert!(
+        after.get(created).copied().unwrap_or(0.0) >= 1000.0,
+        "{after:?}"
+    );
+    assert_eq!(after.get(received).copied(), Some(1000.0), "{after:?}");
+    assert!(
+        after.contains_key(r#"tandem_queue_depth{lane="bulk"}"#),
+        "{after:?}"
+    );
+    assert!(
+        after
+            .keys()
+            .any(|k| k.starts_with("tandem_sync_duration_seconds_bucket")),
+        "{after:?}"
     );
 
     // The live change was handled before the resync's tail.

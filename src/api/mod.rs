@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod metrics;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub fn routes(state: HttpState) -> impl poem::Endpoint {
     Route::new()
         .at("/health", get(health::health))
         .at("/ready", get(health::ready))
+        .at("/metrics", get(metrics::metrics))
         .at(
             "/webhooks/:pair/:system",
             post(crate::intake::receiver::receive),

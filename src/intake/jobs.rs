@@ -187,6 +187,14 @@ impl JobRunner {
                 .publish_batch(Lane::Bulk, &messages)
                 .await
                 .map_err(|e| e.to_string())?;
+            for event in chunk {
+                crate::metrics::event_received(
+                    event.pair.as_str(),
+                    event.system.as_str(),
+                    event.trigger.as_str(),
+                    1,
+                );
+            }
             self.store
                 .add_to_job(job, JobCounter::Published, chunk.len() as i64)
                 .await

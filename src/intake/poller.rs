@@ -201,6 +201,12 @@ impl Poller {
             }
             return Err(err.into());
         }
+        crate::metrics::event_received(
+            target.pair.as_str(),
+            target.system.as_str(),
+            "poll",
+            fresh.len() as u64,
+        );
         Ok(fresh.len())
     }
 }

@@ -211,6 +211,12 @@ async fn take(
     for (cache_key, _, _) in &fresh {
         intake.seen.insert(cache_key.clone(), ()).await;
     }
+    crate::metrics::event_received(
+        pair.as_str(),
+        system.as_str(),
+        "webhook",
+        fresh.len() as u64,
+    );
     Ok(fresh.len())
 }
 

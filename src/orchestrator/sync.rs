@@ -78,7 +78,7 @@ impl Orchestrator {
         event: &ChangeEvent,
         attempt: u32,
         transaction_id: Uuid,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Outcome, SyncError> {
         let policy = pair
             .policies
             .get(&event.entity)
@@ -105,7 +105,7 @@ impl Orchestrator {
                     };
                     self.store.add_to_job(job, counter, 1).await?;
                 }
-                Ok(())
+                Ok(log.outcome)
             }
             Err(err) => Err(err),
         }
@@ -261,8 +261,25 @@ impl ChangeHandler for Orchestrator {
         let started = Instant::now();
         async {
             match self.sync(pair, &event, attempt, transaction_id).await {
-                Ok(()) => HandleOutcome::Done,
+                Ok(outcome) => {
+                    crate::metrics::sync_finished(outcome.as_str(), started.elapsed());
+                    HandleOutcome::Done
+                }
                 Err(err) => {
+                    if let SyncError::Connector(err) = &err {
+                        let system = match err {
+                            ConnectorError::Timeout { system }
+                            | ConnectorError::Connection { system, .. }
+                            | ConnectorError::Unavailable { system, .. }
+                            | ConnectorError::RateLimited { system, .. }
+                            | ConnectorError::Rejected { system, .. } => *system,
+                        };
+                        let status = err.exchange().and_then(|e| e.status).unwrap_or(0);
+                        crate::metrics::system_call(system.as_str(), status);
+                        if err.retry_after().is_some() {
+                            crate::metrics::rate_limit_wait(system.as_str());
+                        }
+                    }
                     let retryable = match &err {
                         SyncError::Connector(err) => err.is_retryable(),
                         SyncError::Store(_) => true,
@@ -275,10 +292,12 @@ impl ChangeHandler for Orchestrator {
                         let delay = backoff(attempt, retry_after);
                         tracing::warn!(error = %err, delay_ms = delay.as_millis() as u64, "retrying");
                         self.record_failure(&event, attempt, transaction_id, &err, Outcome::Retrying, started).await;
+                        crate::metrics::sync_finished(Outcome::Retrying.as_str(), started.elapsed());
                         HandleOutcome::Retry { delay, error: err.to_string() }
                     } else {
                         tracing::error!(error = %err, attempt, "sync failed");
                         self.record_failure(&event, attempt, transaction_id, &err, Outcome::Failed, started).await;
+                        crate::metrics::sync_finished(Outcome::Failed.as_str(), started.elapsed());
                         if retryable {
                             HandleOutcome::Park { reason: format!("attempts used up: {err}") }
                         } else {

@@ -1,0 +1,40 @@
+//! `GET /metrics`: Prometheus text.
+
+use poem::web::Data;
+use poem::{handler, Response};
+
+use super::HttpState;
+use crate::bus::Lane;
+use crate::metrics::{render, Gauges};
+use crate::store::SyncStatus;
+
+#[handler]
+pub async fn metrics(state: Data<&HttpState>) -> Response {
+    let admin = &state.admin;
+    let mut queue_depth = Vec::new();
+    for lane in Lane::ALL {
+        // A lane that cannot be read is left out rather than reported as empty.
+        if let Ok(depth) = admin.bus.depth(lane).await {
+            queue_depth.push((lane.as_str(), depth));
+        }
+    }
+    let open_conflicts = admin
+        .store
+        .open_conflicts(100_000)
+        .await
+        .map(|c| c.len() as u64)
+        .unwrap_or(0);
+    let failed_records = admin
+        .store
+        .links_with_status(SyncStatus::Failed, 100_000, 0)
+        .await
+        .map(|l| l.len() as u64)
+        .unwrap_or(0);
+    Response::builder()
+        .content_type("text/plain; version=0.0.4")
+        .body(render(&Gauges {
+            queue_depth,
+            open_conflicts,
+            failed_records,
+        }))
+}
