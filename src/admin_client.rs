@@ -89,6 +89,46 @@ impl AdminClient {
     }
 }
 
+/// `tandem status`: the queue and the last 24 hours, from the running server.
+pub async fn status(settings: &Settings, args: crate::cli::StatusArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(
+        settings,
+        &ServerArgs {
+            url: args.url,
+            wait: false,
+        },
+    )?;
+    let queue = client
+        .call(reqwest::Method::GET, "/api/queue", None)
+        .await?;
+    let stats = client
+        .call(reqwest::Method::GET, "/api/stats?window=24h", None)
+        .await?;
+    println!(
+        "queue: live {}, bulk {}{}",
+        queue["live_depth"],
+        queue["bulk_depth"],
+        if queue["paused"] == true {
+            " (paused)"
+        } else {
+            ""
+        }
+    );
+    let rate = stats["success_rate"]
+        .as_f64()
+        .map_or("n/a".to_string(), |r| format!("{:.1}%", r * 100.0));
+    println!(
+        "last 24h: {} finished, success rate {rate}",
+        stats["finished"]
+    );
+    if let Some(outcomes) = stats["outcomes"].as_object() {
+        for (outcome, count) in outcomes {
+            println!("  {outcome}: {count}");
+        }
+    }
+    Ok(())
+}
+
 pub async fn resync(settings: &Settings, args: ResyncArgs) -> anyhow::Result<()> {
     let client = AdminClient::new(settings, &args.server)?;
     let mut body = json!({"pair": args.pair, "system": args.system, "entity": args.entity});

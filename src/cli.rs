@@ -31,8 +31,8 @@ pub enum Command {
     Resync(ResyncArgs),
     /// Re-publish the changes of a time window (asks the running server's admin API).
     Replay(ReplayArgs),
-    /// Show queue state and recent sync outcomes.
-    Status,
+    /// Show queue state and the last 24 hours' sync outcomes (asks the running server).
+    Status(StatusArgs),
     /// Run the simulated HubSpot and Xero servers alone.
     Sim,
     /// Run the benchmark suite, print a table and write JSON to bench/results/.
@@ -115,4 +115,11 @@ pub struct BenchArgs {
     /// Where the JSON results go.
     #[arg(long, default_value = "bench/results")]
     pub out: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The server's base URL; defaults to `http://<listen>` from the settings.
+    #[arg(long, env = "TANDEM_URL")]
+    pub url: Option<String>,
 }

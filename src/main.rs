@@ -51,7 +51,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Resync(args) => tandem::admin_client::resync(&settings, args).await?,
         Command::Replay(args) => tandem::admin_client::replay(&settings, args).await?,
         Command::Bench(args) => tandem::bench::run(&settings, &args).await?,
-        Command::Demo | Command::Status | Command::Sim => {
+        Command::Status(args) => tandem::admin_client::status(&settings, args).await?,
+        Command::Demo | Command::Sim => {
             eprintln!(
                 "tandem: this command is not in this build yet; `tandem serve` runs the engine \
                  (see README.md for what is available)"

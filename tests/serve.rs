@@ -199,6 +199,18 @@ async fn resync_and_replay_from_the_command_line_ask_the_running_server() {
         stderr.contains("404") && stderr.contains("globex"),
         "{stderr}"
     );
+    // The queue and the last 24 hours.
+    let status = tandem_command(&["status"], &env);
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        stdout.contains("queue: live 0, bulk 0") && stdout.contains("last 24h: 0 finished"),
+        "{stdout}"
+    );
     // The wrong token is refused.
     let wrong = tandem_command(
         &[
