@@ -2,6 +2,7 @@
 //! with its OpenAPI document.
 
 pub mod admin;
+pub mod dashboard;
 pub mod health;
 pub mod metrics;
 
@@ -29,6 +30,7 @@ pub fn routes(state: HttpState) -> impl poem::Endpoint {
     let spec = admin.spec_endpoint();
     let docs = admin.swagger_ui();
     Route::new()
+        .at("/", get(dashboard::page))
         .at("/health", get(health::health))
         .at("/ready", get(health::ready))
         .at("/metrics", get(metrics::metrics))
