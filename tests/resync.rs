@@ -212,6 +212,21 @@ impl Running {
         samples
     }
 
+    /// Polls an admin GET until `done` holds for its answer (within 10 s); for state
+    /// another task changes, which the test cannot await.
+    async fn get_until(&self, path: &str, done: impl Fn(u16, &Value) -> bool) -> Value {
+        for _ in 0..100 {
+            let (status, body) = self
+                .call(reqwest::Method::GET, path, Some(TOKEN), None)
+                .await;
+            if done(status, &body) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path} did not reach the expected state within 10 s");
+    }
+
     /// Polls the job until it is done; the job has no event to await from outside.
     async fn job_done(&self, job: &str, within: Duration) -> Value {
         let deadline = std::time::Instant::now() + within;
@@ -584,17 +599,11 @@ async fn an_operator_reads_a_failure_retries_it_and_pauses_the_queue() {
     };
     announce(id.clone()).await;
     let record_path = format!("/api/records/acme/customer/crm/{id}");
-    let mut record = Value::Null;
-    for _ in 0..100 {
-        let (_, body) = r
-            .call(reqwest::Method::GET, &record_path, Some(TOKEN), None)
-            .await;
-        if body["link"]["sync_status"] == "failed" {
-            record = body;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let record = r
+        .get_until(&record_path, |_, body| {
+            body["link"]["sync_status"] == "failed"
+        })
+        .await;
     assert_eq!(record["link"]["sync_status"], "failed", "{record}");
     let failure = &record["history"][0];
     assert_eq!(
@@ -629,19 +638,12 @@ async fn an_operator_reads_a_failure_retries_it_and_pauses_the_queue() {
         (200, Some(1)),
         "{retried}"
     );
-    let mut synced = false;
-    for _ in 0..100 {
-        let (_, body) = r
-            .call(reqwest::Method::GET, &record_path, Some(TOKEN), None)
-            .await;
-        if body["link"]["sync_status"] == "synced" {
-            synced = true;
-            assert_eq!(body["history"][0]["trigger"], "retry", "{body}");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(synced, "the retried record did not sync");
+    let synced = r
+        .get_until(&record_path, |_, body| {
+            body["link"]["sync_status"] == "synced"
+        })
+        .await;
+    assert_eq!(synced["history"][0]["trigger"], "retry", "{synced}");
 
     let (status, stats) = r
         .call(
@@ -739,17 +741,6 @@ async fn an_operator_reads_a_failure_retries_it_and_pauses_the_queue() {
         )
         .await;
     assert_eq!((status, queue["paused"].as_bool()), (200, Some(false)));
-    let mut handled = false;
-    for _ in 0..100 {
-        let (status, _) = r
-            .call(reqwest::Method::GET, &waiting_path, Some(TOKEN), None)
-            .await;
-        if status == 200 {
-            handled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(handled, "not handled after resume");
+    r.get_until(&waiting_path, |status, _| status == 200).await;
     r.finish().await;
 }
