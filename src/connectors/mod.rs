@@ -3,7 +3,10 @@
 //! [`memory`] is an in-memory system for tests and the demo, able to inject the
 //! failures real APIs produce. The HubSpot and Xero connectors implement the same trait.
 
+pub mod http;
+pub mod hubspot;
 pub mod memory;
+pub mod xero;
 
 use std::time::Duration;
 

@@ -1,0 +1,321 @@
+//! One connection's HTTP client: every call waits at the rate gate, carries a fresh
+//! access token (one refresh and one retry on a 401), honours `Retry-After` on a 429 by
+//! pausing the whole connection, and turns the answer into a [`ConnectorError`] a
+//! person can read, with the exchange (secrets left out) for the sync log.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::auth::TokenSource;
+use super::gate::{current_priority, RateGate};
+use crate::connectors::{ConnectorError, Exchange};
+use crate::domain::System;
+
+/// One API call.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    /// Appended to the connection's base URL.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Value>,
+    /// Answer a 404 as a response instead of an error (reads of one record).
+    pub not_found_is_answer: bool,
+}
+
+impl ApiRequest {
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            not_found_is_answer: false,
+        }
+    }
+
+    pub fn query(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.query.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn json(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    pub fn allow_not_found(mut self) -> Self {
+        self.not_found_is_answer = true;
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub exchange: Exchange,
+}
+
+/// A request as it was sent, for tests that check every call against the service's
+/// published schema. The authorization header is recorded as `Bearer ***`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+/// Collects every request a client sends.
+#[derive(Debug, Default)]
+pub struct RequestRecorder(Mutex<Vec<SentRequest>>);
+
+impl RequestRecorder {
+    pub fn take(&self) -> Vec<SentRequest> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn push(&self, request: SentRequest) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request);
+    }
+}
+
+/// What a service's limit headers say about the next calls.
+pub type LimitReader = fn(&HeaderMap) -> Option<Duration>;
+
+/// Reads a person-readable message out of an error body.
+pub type ErrorReader = fn(&Value) -> Option<String>;
+
+pub struct ApiClient {
+    pub system: System,
+    http: reqwest::Client,
+    base_url: String,
+    auth: Arc<dyn TokenSource>,
+    gate: Arc<RateGate>,
+    /// Headers every call carries (`xero-tenant-id`, …).
+    fixed_headers: Vec<(String, String)>,
+    limits: LimitReader,
+    errors: ErrorReader,
+    recorder: Option<Arc<RequestRecorder>>,
+}
+
+/// Retries of one call after a 429 (waiting out each `Retry-After`) before the change
+/// is handed back to the orchestrator's own backoff.
+const RATE_LIMIT_RETRIES: u32 = 3;
+/// When a 429 names no `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+pub struct ApiClientParts {
+    pub system: System,
+    pub http: reqwest::Client,
+    pub base_url: String,
+    pub auth: Arc<dyn TokenSource>,
+    pub gate: Arc<RateGate>,
+    pub fixed_headers: Vec<(String, String)>,
+    pub limits: LimitReader,
+    pub errors: ErrorReader,
+    pub recorder: Option<Arc<RequestRecorder>>,
+}
+
+impl ApiClient {
+    pub fn new(parts: ApiClientParts) -> Self {
+        Self {
+            system: parts.system,
+            http: parts.http,
+            base_url: parts.base_url.trim_end_matches('/').to_string(),
+            auth: parts.auth,
+            gate: parts.gate,
+            fixed_headers: parts.fixed_headers,
+            limits: parts.limits,
+            errors: parts.errors,
+            recorder: parts.recorder,
+        }
+    }
+
+    pub fn gate(&self) -> &Arc<RateGate> {
+        &self.gate
+    }
+
+    /// Sends `request` through `gates` (the connection's own gate first), returning
+    /// 2xx and 207 answers (and 404 when asked) and an error for anything else.
+    pub async fn send_through(
+        &self,
+        request: &ApiRequest,
+        extra_gate: Option<&RateGate>,
+    ) -> Result<ApiResponse, ConnectorError> {
+        let mut refreshed = false;
+        let mut limited = 0;
+        loop {
+            let priority = current_priority();
+            let _permit = self.gate.acquire(priority).await;
+            let _extra = match extra_gate {
+                Some(gate) => Some(gate.acquire(priority).await),
+                None => None,
+            };
+            let token = self.auth.bearer().await?;
+            let answer = self.send_once(request, &token).await?;
+            crate::metrics::system_call(self.system.as_str(), answer.status);
+            if let Some(pause) = (self.limits)(&answer.headers) {
+                self.gate.pause_for(pause);
+            }
+            match answer.status {
+                200..=299 => return Ok(answer),
+                404 if request.not_found_is_answer => return Ok(answer),
+                401 if !refreshed => {
+                    refreshed = true;
+                    self.auth.refused(&token).await;
+                }
+                429 => {
+                    let retry_after = retry_after(&answer.headers).unwrap_or(DEFAULT_RETRY_AFTER);
+                    self.gate.pause_for(retry_after);
+                    if let Some(gate) = extra_gate {
+                        gate.pause_for(retry_after);
+                    }
+                    crate::metrics::rate_limit_wait(self.system.as_str());
+                    limited += 1;
+                    if limited > RATE_LIMIT_RETRIES {
+                        return Err(ConnectorError::RateLimited {
+                            system: self.system,
+                            retry_after,
+                            exchange: answer.exchange,
+                        });
+                    }
+                    tracing::debug!(system = %self.system, ?retry_after, "rate limited; the connection pauses");
+                }
+                status @ 500..=599 => {
+                    return Err(ConnectorError::Unavailable {
+                        system: self.system,
+                        status,
+                        exchange: answer.exchange,
+                    })
+                }
+                status => {
+                    let message = (self.errors)(&answer.body)
+                        .unwrap_or_else(|| format!("HTTP {status} from {}", request.path));
+                    return Err(ConnectorError::Rejected {
+                        system: self.system,
+                        status,
+                        message,
+                        exchange: answer.exchange,
+                    });
+                }
+            }
+        }
+    }
+
+    pub async fn send(&self, request: &ApiRequest) -> Result<ApiResponse, ConnectorError> {
+        self.send_through(request, None).await
+    }
+
+    async fn send_once(
+        &self,
+        request: &ApiRequest,
+        token: &crate::secret::Secret,
+    ) -> Result<ApiResponse, ConnectorError> {
+        let url = format!("{}{}", self.base_url, request.path);
+        let headers: Vec<(String, String)> = self
+            .fixed_headers
+            .iter()
+            .chain(request.headers.iter())
+            .cloned()
+            .collect();
+        if let Some(recorder) = &self.recorder {
+            let mut recorded = headers.clone();
+            recorded.push(("authorization".into(), "Bearer ***".into()));
+            recorder.push(SentRequest {
+                method: request.method.to_string(),
+                path: request.path.clone(),
+                query: request.query.clone(),
+                headers: recorded,
+                body: request.body.clone(),
+            });
+        }
+        let mut builder = self
+            .http
+            .request(request.method.clone(), &url)
+            .bearer_auth(token.expose())
+            .header("accept", "application/json");
+        if !request.query.is_empty() {
+            builder = builder.query(&request.query);
+        }
+        for (name, value) in &headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.json(body);
+        }
+        let exchange_request = json!({
+            "method": request.method.as_str(),
+            "url": url,
+            "query": request.query.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "headers": headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "body": request.body,
+        });
+        let answer = builder.send().await.map_err(|err| {
+            if err.is_timeout() {
+                ConnectorError::Timeout {
+                    system: self.system,
+                }
+            } else {
+                ConnectorError::Connection {
+                    system: self.system,
+                    message: err.without_url().to_string(),
+                }
+            }
+        })?;
+        let status = answer.status().as_u16();
+        let headers = answer.headers().clone();
+        let bytes = answer.bytes().await.map_err(|err| ConnectorError::Connection {
+            system: self.system,
+            message: format!("the answer broke off: {}", err.without_url()),
+        })?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(ApiResponse {
+            status,
+            headers,
+            exchange: Exchange {
+                request: Some(exchange_request),
+                response: Some(body.clone()),
+                status: Some(status),
+            },
+            body,
+        })
+    }
+}
+
+/// `Retry-After` in seconds (the services send whole seconds).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// A header as a number.
+pub fn header_number(headers: &HeaderMap, name: &str) -> Option<i64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}

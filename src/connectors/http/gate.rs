@@ -1,0 +1,247 @@
+//! The rate gate of one connection, shared by every worker of a process: sliding
+//! windows (calls in any N seconds), a cap on calls at once, a pause that a 429's
+//! `Retry-After` (or a limit header at zero) imposes on everyone, and live changes
+//! served before bulk work.
+//!
+//! Sliding windows rather than a token bucket: the services count calls in rolling
+//! windows, and a bucket that refills while the window still holds old calls lets a
+//! burst through that the service refuses.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Which work a call serves. Live changes (webhooks, polls) go before bulk work
+/// (resyncs, replays, backfills) when both wait for the same connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    #[default]
+    Live,
+    Bulk,
+}
+
+tokio::task_local! {
+    static PRIORITY: Priority;
+}
+
+/// Runs `future` with every call it makes counted at `priority`.
+pub async fn with_priority<F: std::future::Future>(priority: Priority, future: F) -> F::Output {
+    PRIORITY.scope(priority, future).await
+}
+
+/// The priority of the change being handled on this task (live when none was set).
+pub fn current_priority() -> Priority {
+    PRIORITY.try_with(|p| *p).unwrap_or_default()
+}
+
+/// At most `max` calls in any `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub max: usize,
+    pub per: Duration,
+}
+
+/// Calls in flight are counted against windows from when they were sent; the service
+/// counts them from when they arrived. This margin covers the difference.
+const SKEW: Duration = Duration::from_millis(150);
+
+#[derive(Debug)]
+struct State {
+    sent: Vec<VecDeque<Instant>>,
+    paused_until: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub struct RateGate {
+    windows: Vec<Window>,
+    state: Mutex<State>,
+    at_once: Arc<Semaphore>,
+    live_waiting: AtomicUsize,
+    changed: Notify,
+    waits: AtomicU64,
+}
+
+/// Held for the length of one call.
+#[derive(Debug)]
+pub struct GatePermit {
+    _at_once: OwnedSemaphorePermit,
+}
+
+impl RateGate {
+    pub fn new(windows: Vec<Window>, at_once: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                sent: windows.iter().map(|_| VecDeque::new()).collect(),
+                paused_until: None,
+            }),
+            windows,
+            at_once: Arc::new(Semaphore::new(at_once.max(1))),
+            live_waiting: AtomicUsize::new(0),
+            changed: Notify::new(),
+            waits: AtomicU64::new(0),
+        })
+    }
+
+    /// No limit at all (tests, and systems without published limits).
+    pub fn unlimited() -> Arc<Self> {
+        Self::new(Vec::new(), 1024)
+    }
+
+    /// Waits until a call may be sent at `priority`, and counts it.
+    pub async fn acquire(&self, priority: Priority) -> GatePermit {
+        let _live = (priority == Priority::Live).then(|| LiveWaiting::new(self));
+        let permit = loop {
+            // Bulk work yields the next free slot to live work waiting for it.
+            if priority == Priority::Bulk && self.live_waiting.load(Ordering::SeqCst) > 0 {
+                self.wait(Duration::from_millis(50)).await;
+                continue;
+            }
+            let Ok(permit) = self.at_once.clone().acquire_owned().await else {
+                // The semaphore is never closed; wait and try again if it were.
+                self.wait(Duration::from_millis(50)).await;
+                continue;
+            };
+            match self.take_slot() {
+                None => break permit,
+                Some(wait) => {
+                    drop(permit);
+                    self.waits.fetch_add(1, Ordering::Relaxed);
+                    self.wait(wait).await;
+                }
+            }
+        };
+        GatePermit { _at_once: permit }
+    }
+
+    /// Counts a call in every window, or says how long until one would be allowed.
+    fn take_slot(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = state.paused_until {
+            if until > now {
+                return Some(until - now);
+            }
+            state.paused_until = None;
+        }
+        let mut wait = Duration::ZERO;
+        for (window, sent) in self.windows.iter().zip(state.sent.iter_mut()) {
+            let span = window.per + SKEW;
+            while sent.front().is_some_and(|t| now.duration_since(*t) >= span) {
+                sent.pop_front();
+            }
+            if sent.len() >= window.max {
+                let oldest = sent.front().copied().unwrap_or(now);
+                wait = wait.max(span.saturating_sub(now.duration_since(oldest)));
+            }
+        }
+        if wait > Duration::ZERO {
+            return Some(wait);
+        }
+        for sent in state.sent.iter_mut() {
+            sent.push_back(now);
+        }
+        None
+    }
+
+    async fn wait(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.changed.notified()).await;
+    }
+
+    /// No call leaves before `delay` has passed (a 429's `Retry-After`, or a limit
+    /// header that reached zero).
+    pub fn pause_for(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// How many times a call had to wait for a window or a pause.
+    pub fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
+}
+
+struct LiveWaiting<'a>(&'a RateGate);
+
+impl<'a> LiveWaiting<'a> {
+    fn new(gate: &'a RateGate) -> Self {
+        gate.live_waiting.fetch_add(1, Ordering::SeqCst);
+        Self(gate)
+    }
+}
+
+impl Drop for LiveWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.live_waiting.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_than_the_window_allows() {
+        let gate = RateGate::new(
+            vec![Window {
+                max: 3,
+                per: Duration::from_secs(10),
+            }],
+            10,
+        );
+        let start = Instant::now();
+        for _ in 0..3 {
+            drop(gate.acquire(Priority::Live).await);
+        }
+        assert!(start.elapsed() < Duration::from_millis(1));
+        drop(gate.acquire(Priority::Live).await);
+        assert!(start.elapsed() >= Duration::from_secs(10), "the fourth waits for the window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_call() {
+        let gate = RateGate::unlimited();
+        gate.pause_for(Duration::from_secs(2));
+        let start = Instant::now();
+        drop(gate.acquire(Priority::Bulk).await);
+        assert!(start.elapsed() >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn live_goes_before_bulk() {
+        let gate = RateGate::new(
+            vec![Window {
+                max: 1,
+                per: Duration::from_secs(1),
+            }],
+            1,
+        );
+        drop(gate.acquire(Priority::Live).await);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let bulk = {
+            let (gate, order) = (gate.clone(), order.clone());
+            tokio::spawn(async move {
+                drop(gate.acquire(Priority::Bulk).await);
+                order.lock().unwrap().push("bulk");
+            })
+        };
+        tokio::task::yield_now().await;
+        let live = {
+            let (gate, order) = (gate.clone(), order.clone());
+            tokio::spawn(async move {
+                drop(gate.acquire(Priority::Live).await);
+                order.lock().unwrap().push("live");
+            })
+        };
+        live.await.unwrap();
+        bulk.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), vec!["live", "bulk"]);
+    }
+}

@@ -1,0 +1,12 @@
+//! What the HTTP connectors share: the rate gate, access tokens, the API client and
+//! batching.
+
+pub mod auth;
+pub mod client;
+pub mod coalesce;
+pub mod gate;
+
+pub use auth::{ClientAuth, OAuthSettings, OAuthTokens, StaticToken, TokenSource};
+pub use client::{ApiClient, ApiClientParts, ApiRequest, ApiResponse, RequestRecorder, SentRequest};
+pub use coalesce::Coalescer;
+pub use gate::{current_priority, with_priority, Priority, RateGate, Window};

@@ -1,0 +1,324 @@
+//! The batch calls behind the HubSpot connector: batch read, search with ORed filter
+//! groups, batch create and batch update, and each item's own outcome out of a 200 or
+//! a 207 (results come in any order: creates are matched by their origin stamp and
+//! `objectWriteTraceId`, updates by id).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use super::mapping::{id_of, prop};
+use crate::connectors::http::{ApiClient, ApiRequest, Coalescer, RateGate};
+use crate::connectors::{ConnectorError, Exchange, ExternalRecord, Written};
+use crate::domain::System;
+
+pub const MAX_ITEMS: usize = 100;
+/// HubSpot takes up to five filter groups in one search.
+const MAX_GROUPS: usize = 5;
+/// A first delivery window; batches also fill while every slot is busy.
+const IN_FLIGHT: usize = 4;
+
+type Found = Result<Option<Value>, ConnectorError>;
+type Wrote = Result<Written, ConnectorError>;
+pub type Parse = Arc<dyn Fn(&Value) -> Option<ExternalRecord> + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct Term {
+    pub property: &'static str,
+    pub value: String,
+}
+
+pub struct NewItem {
+    pub properties: Map<String, Value>,
+    pub associations: Vec<Value>,
+    pub stamp: String,
+    pub key: String,
+}
+
+pub struct UpdateItem {
+    pub id: String,
+    pub properties: Map<String, Value>,
+    pub key: String,
+}
+
+pub struct Batches {
+    pub reads: Coalescer<String, Found>,
+    pub finds: Coalescer<Term, Found>,
+    pub creates: Coalescer<NewItem, Wrote>,
+    pub updates: Coalescer<UpdateItem, Wrote>,
+}
+
+#[derive(Clone)]
+struct Kind {
+    client: Arc<ApiClient>,
+    search_gate: Arc<RateGate>,
+    path: &'static str,
+    properties: &'static [&'static str],
+    parse: Parse,
+}
+
+impl Batches {
+    pub fn new(
+        client: Arc<ApiClient>,
+        search_gate: Arc<RateGate>,
+        path: &'static str,
+        properties: &'static [&'static str],
+        window: Duration,
+        parse: Parse,
+    ) -> Self {
+        let kind = Kind {
+            client,
+            search_gate,
+            path,
+            properties,
+            parse,
+        };
+        let k = kind.clone();
+        let reads = Coalescer::new(MAX_ITEMS, window, IN_FLIGHT, move |ids| {
+            let k = k.clone();
+            async move { k.read(ids).await }
+        });
+        let k = kind.clone();
+        let finds = Coalescer::new(MAX_GROUPS, window, IN_FLIGHT, move |terms| {
+            let k = k.clone();
+            async move { k.find(terms).await }
+        });
+        let k = kind.clone();
+        let creates = Coalescer::new(MAX_ITEMS, window, IN_FLIGHT, move |items| {
+            let k = k.clone();
+            async move { k.create(items).await }
+        });
+        let k = kind;
+        let updates = Coalescer::new(MAX_ITEMS, window, IN_FLIGHT, move |items| {
+            let k = k.clone();
+            async move { k.update(items).await }
+        });
+        Self {
+            reads,
+            finds,
+            creates,
+            updates,
+        }
+    }
+}
+
+fn results(body: &Value) -> Vec<Value> {
+    body.get("results")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Per-item errors of a 207, by what their context names (`ids` or
+/// `objectWriteTraceId`).
+fn errors_by_context(body: &Value) -> HashMap<String, Value> {
+    let mut by = HashMap::new();
+    for error in body
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for key in ["ids", "objectWriteTraceId"] {
+            for named in error
+                .pointer(&format!("/context/{key}"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                by.insert(named.to_string(), error.clone());
+            }
+        }
+    }
+    by
+}
+
+fn rejected(sent: &Value, error: &Value) -> ConnectorError {
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("HubSpot refused the item")
+        .to_string();
+    let status = match error.get("category").and_then(Value::as_str) {
+        Some("CONFLICT") => 409,
+        Some("OBJECT_NOT_FOUND") => 404,
+        _ => 400,
+    };
+    ConnectorError::Rejected {
+        system: System::Crm,
+        status,
+        message,
+        exchange: Exchange {
+            request: Some(sent.clone()),
+            response: Some(error.clone()),
+            status: Some(status),
+        },
+    }
+}
+
+fn missing_answer(sent: &Value, status: u16) -> ConnectorError {
+    ConnectorError::Unavailable {
+        system: System::Crm,
+        status: 502,
+        exchange: Exchange {
+            request: Some(sent.clone()),
+            response: None,
+            status: Some(status),
+        },
+    }
+}
+
+impl Kind {
+    async fn read(&self, ids: Vec<String>) -> Vec<Found> {
+        let request = ApiRequest::new(
+            Method::POST,
+            format!("/crm/v3/objects/{}/batch/read", self.path),
+        )
+        .json(json!({
+            "properties": self.properties,
+            "inputs": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+            "archived": false,
+        }));
+        match self.client.send(&request).await {
+            Ok(answer) => {
+                let by_id: HashMap<String, Value> = results(&answer.body)
+                    .into_iter()
+                    .filter_map(|o| Some((id_of(&o)?, o)))
+                    .collect();
+                ids.iter().map(|id| Ok(by_id.get(id).cloned())).collect()
+            }
+            Err(err) => ids.iter().map(|_| Err(err.clone())).collect(),
+        }
+    }
+
+    async fn find(&self, terms: Vec<Term>) -> Vec<Found> {
+        let groups: Vec<Value> = terms
+            .iter()
+            .map(|t| json!({"filters": [{"propertyName": t.property, "operator": "EQ", "value": t.value}]}))
+            .collect();
+        let request = ApiRequest::new(
+            Method::POST,
+            format!("/crm/v3/objects/{}/search", self.path),
+        )
+        .json(json!({
+            "filterGroups": groups,
+            "properties": self.properties,
+            "limit": 100,
+        }));
+        match self
+            .client
+            .send_through(&request, Some(&self.search_gate))
+            .await
+        {
+            Ok(answer) => {
+                let found = results(&answer.body);
+                terms
+                    .iter()
+                    .map(|t| {
+                        Ok(found
+                            .iter()
+                            .find(|o| {
+                                prop(o, t.property).is_some_and(|v| v.eq_ignore_ascii_case(&t.value))
+                            })
+                            .cloned())
+                    })
+                    .collect()
+            }
+            Err(err) => terms.iter().map(|_| Err(err.clone())).collect(),
+        }
+    }
+
+    fn written(&self, sent: &Value, object: &Value, status: u16) -> Wrote {
+        match (self.parse)(object) {
+            Some(record) => Ok(Written {
+                record,
+                exchange: Exchange {
+                    request: Some(sent.clone()),
+                    response: Some(object.clone()),
+                    status: Some(status),
+                },
+            }),
+            None => Err(missing_answer(sent, status)),
+        }
+    }
+
+    async fn create(&self, items: Vec<NewItem>) -> Vec<Wrote> {
+        let inputs: Vec<Value> = items
+            .iter()
+            .map(|i| {
+                let mut input = json!({"properties": i.properties, "objectWriteTraceId": i.key});
+                if !i.associations.is_empty() {
+                    input["associations"] = json!(i.associations);
+                }
+                input
+            })
+            .collect();
+        let request = ApiRequest::new(
+            Method::POST,
+            format!("/crm/v3/objects/{}/batch/create", self.path),
+        )
+        .json(json!({ "inputs": inputs }));
+        match self.client.send(&request).await {
+            Ok(answer) => {
+                let created = results(&answer.body);
+                let errors = errors_by_context(&answer.body);
+                items
+                    .iter()
+                    .zip(&inputs)
+                    .map(|(item, sent)| {
+                        if let Some(error) = errors.get(&item.key) {
+                            return Err(rejected(sent, error));
+                        }
+                        match created
+                            .iter()
+                            .find(|o| prop(o, "tandem_origin_id").as_deref() == Some(&item.stamp))
+                        {
+                            Some(object) => self.written(sent, object, answer.status),
+                            None => Err(missing_answer(sent, answer.status)),
+                        }
+                    })
+                    .collect()
+            }
+            Err(err) => items.iter().map(|_| Err(err.clone())).collect(),
+        }
+    }
+
+    async fn update(&self, items: Vec<UpdateItem>) -> Vec<Wrote> {
+        let inputs: Vec<Value> = items
+            .iter()
+            .map(|i| json!({"id": i.id, "properties": i.properties, "objectWriteTraceId": i.key}))
+            .collect();
+        let request = ApiRequest::new(
+            Method::POST,
+            format!("/crm/v3/objects/{}/batch/update", self.path),
+        )
+        .json(json!({ "inputs": inputs }));
+        match self.client.send(&request).await {
+            Ok(answer) => {
+                let by_id: HashMap<String, Value> = results(&answer.body)
+                    .into_iter()
+                    .filter_map(|o| Some((id_of(&o)?, o)))
+                    .collect();
+                let errors = errors_by_context(&answer.body);
+                items
+                    .iter()
+                    .zip(&inputs)
+                    .map(|(item, sent)| {
+                        if let Some(error) = errors.get(&item.key).or_else(|| errors.get(&item.id)) {
+                            return Err(rejected(sent, error));
+                        }
+                        match by_id.get(&item.id) {
+                            Some(object) => self.written(sent, object, answer.status),
+                            None => Err(missing_answer(sent, answer.status)),
+                        }
+                    })
+                    .collect()
+            }
+            Err(err) => items.iter().map(|_| Err(err.clone())).collect(),
+        }
+    }
+}

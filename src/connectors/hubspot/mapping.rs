@@ -1,0 +1,326 @@
+//! HubSpot's objects (contacts or companies, deals with line items) to canonical
+//! records and back. Every HubSpot property value is a string.
+
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+
+use crate::connectors::ExternalRecord;
+use crate::domain::{Address, Customer, FieldMap, Invoice, InvoiceStatus, LineItem};
+
+/// Which HubSpot object a customer is, a setting per pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CustomerObject {
+    #[default]
+    Contacts,
+    Companies,
+}
+
+impl CustomerObject {
+    pub fn path(self) -> &'static str {
+        match self {
+            CustomerObject::Contacts => "contacts",
+            CustomerObject::Companies => "companies",
+        }
+    }
+
+    fn email_property(self) -> &'static str {
+        match self {
+            CustomerObject::Contacts => "email",
+            CustomerObject::Companies => "tandem_email",
+        }
+    }
+
+    /// The properties read for a customer.
+    pub fn properties(self) -> &'static [&'static str] {
+        match self {
+            CustomerObject::Contacts => &[
+                "email", "firstname", "lastname", "phone", "address", "city", "state", "zip",
+                "country", "tandem_tax_number", "tandem_currency", "tandem_origin_id",
+            ],
+            CustomerObject::Companies => &[
+                "name", "tandem_email", "phone", "address", "address2", "city", "state", "zip",
+                "country", "tandem_tax_number", "tandem_currency", "tandem_origin_id",
+            ],
+        }
+    }
+
+    /// The property a natural-key look-up searches, and the canonical field it holds.
+    pub fn natural_key(self) -> (&'static str, &'static str) {
+        (self.email_property(), "email")
+    }
+}
+
+pub const DEAL_PROPERTIES: &[&str] = &[
+    "dealname",
+    "dealstage",
+    "amount",
+    "deal_currency_code",
+    "closedate",
+    "tandem_invoice_number",
+    "tandem_due_date",
+    "tandem_invoice_status",
+    "tandem_amount_paid",
+    "tandem_amount_due",
+    "tandem_subtotal",
+    "tandem_tax_total",
+    "tandem_origin_id",
+];
+
+pub const LINE_ITEM_PROPERTIES: &[&str] = &["name", "quantity", "price", "tandem_tax_amount"];
+
+/// The deal stage that makes a deal an invoice.
+pub const WON: &str = "closedwon";
+
+pub fn prop(object: &Value, name: &str) -> Option<String> {
+    object
+        .get("properties")?
+        .get(name)?
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn money(object: &Value, name: &str) -> Option<Decimal> {
+    prop(object, name).and_then(|v| Decimal::from_str(&v).ok())
+}
+
+/// The object's last change, RFC 3339.
+pub fn version(object: &Value) -> Option<String> {
+    prop(object, "hs_lastmodifieddate")
+        .or_else(|| object.get("updatedAt")?.as_str().map(str::to_string))
+}
+
+pub fn is_archived(object: &Value) -> bool {
+    object.get("archived").and_then(Value::as_bool) == Some(true)
+}
+
+pub fn id_of(object: &Value) -> Option<String> {
+    match object.get("id")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub fn customer_to_record(kind: CustomerObject, object: &Value) -> Option<ExternalRecord> {
+    let id = id_of(object)?;
+    let archived = is_archived(object);
+    let name = match kind {
+        CustomerObject::Contacts => {
+            let parts: Vec<String> = [prop(object, "firstname"), prop(object, "lastname")]
+                .into_iter()
+                .flatten()
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        }
+        CustomerObject::Companies => prop(object, "name"),
+    };
+    let customer = Customer {
+        name,
+        email: prop(object, kind.email_property()),
+        phone: prop(object, "phone"),
+        tax_number: prop(object, "tandem_tax_number"),
+        address: Some(Address {
+            line1: prop(object, "address"),
+            line2: prop(object, "address2"),
+            city: prop(object, "city"),
+            region: prop(object, "state"),
+            postal_code: prop(object, "zip"),
+            country: prop(object, "country"),
+        }),
+        currency: prop(object, "tandem_currency"),
+        archived,
+    };
+    Some(ExternalRecord {
+        id,
+        fields: (!archived).then(|| customer.fields()),
+        version: version(object),
+        stamp: prop(object, "tandem_origin_id"),
+    })
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The customer properties that carry `fields` (an empty string clears one).
+pub fn customer_properties(kind: CustomerObject, fields: &FieldMap) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (field, value) in fields {
+        match field.as_str() {
+            "name" => match kind {
+                CustomerObject::Contacts => {
+                    let name = text(value);
+                    let (first, last) = name.split_once(' ').unwrap_or((name.as_str(), ""));
+                    out.insert("firstname".into(), json!(first));
+                    out.insert("lastname".into(), json!(last));
+                }
+                CustomerObject::Companies => {
+                    out.insert("name".into(), json!(text(value)));
+                }
+            },
+            "email" => {
+                out.insert(kind.email_property().into(), json!(text(value)));
+            }
+            "phone" => {
+                out.insert("phone".into(), json!(text(value)));
+            }
+            "tax_number" => {
+                out.insert("tandem_tax_number".into(), json!(text(value)));
+            }
+            "currency" => {
+                out.insert("tandem_currency".into(), json!(text(value)));
+            }
+            "address" => {
+                let part = |k: &str| value.get(k).map(text).unwrap_or_default();
+                out.insert("address".into(), json!(part("line1")));
+                if kind == CustomerObject::Companies {
+                    out.insert("address2".into(), json!(part("line2")));
+                }
+                out.insert("city".into(), json!(part("city")));
+                out.insert("state".into(), json!(part("region")));
+                out.insert("zip".into(), json!(part("postal_code")));
+                out.insert("country".into(), json!(part("country")));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn status_of(raw: &str) -> Option<InvoiceStatus> {
+    serde_json::from_value(json!(raw.to_lowercase())).ok()
+}
+
+/// A deal, its customer's id and its line items, as a canonical invoice. A deal that
+/// is not won is not an invoice (yet): it reads as absent.
+pub fn deal_to_record(
+    deal: &Value,
+    customer: Option<String>,
+    lines: &[Value],
+) -> Option<ExternalRecord> {
+    let id = id_of(deal)?;
+    let won = prop(deal, "dealstage").as_deref() == Some(WON);
+    let live = won && !is_archived(deal);
+    let invoice = Invoice {
+        number: prop(deal, "tandem_invoice_number"),
+        customer,
+        issue_date: prop(deal, "closedate")
+            .and_then(|d| NaiveDate::parse_from_str(d.get(..10)?, "%Y-%m-%d").ok()),
+        due_date: prop(deal, "tandem_due_date")
+            .and_then(|d| NaiveDate::parse_from_str(d.get(..10)?, "%Y-%m-%d").ok()),
+        currency: prop(deal, "deal_currency_code"),
+        line_items: lines
+            .iter()
+            .map(|l| LineItem {
+                description: prop(l, "name"),
+                quantity: money(l, "quantity").unwrap_or(Decimal::ONE),
+                unit_amount: money(l, "price").unwrap_or_default(),
+                tax_amount: money(l, "tandem_tax_amount").filter(|t| !t.is_zero()),
+            })
+            .collect(),
+        subtotal: money(deal, "tandem_subtotal"),
+        tax_total: money(deal, "tandem_tax_total"),
+        total: money(deal, "amount"),
+        amount_paid: money(deal, "tandem_amount_paid"),
+        amount_due: money(deal, "tandem_amount_due"),
+        status: prop(deal, "tandem_invoice_status").and_then(|s| status_of(&s)),
+        reference: None,
+    };
+    Some(ExternalRecord {
+        id,
+        fields: live.then(|| invoice.fields()),
+        version: version(deal),
+        stamp: prop(deal, "tandem_origin_id"),
+    })
+}
+
+/// The deal properties that carry `fields`. The customer and line items are
+/// associations, written apart.
+pub fn deal_properties(fields: &FieldMap) -> Map<String, Value> {
+    let mut out = Map::new();
+    let names = [
+        ("number", "tandem_invoice_number"),
+        ("issue_date", "closedate"),
+        ("due_date", "tandem_due_date"),
+        ("currency", "deal_currency_code"),
+        ("subtotal", "tandem_subtotal"),
+        ("tax_total", "tandem_tax_total"),
+        ("total", "amount"),
+        ("amount_paid", "tandem_amount_paid"),
+        ("amount_due", "tandem_amount_due"),
+        ("status", "tandem_invoice_status"),
+    ];
+    for (field, property) in names {
+        if let Some(value) = fields.get(field) {
+            out.insert(property.into(), json!(text(value)));
+        }
+    }
+    out
+}
+
+/// Line items as HubSpot properties.
+pub fn line_item_properties(fields: &FieldMap) -> Vec<Map<String, Value>> {
+    fields
+        .get("line_items")
+        .and_then(Value::as_array)
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|l| {
+                    let mut p = Map::new();
+                    p.insert("name".into(), json!(l.get("description").map(text).unwrap_or_default()));
+                    p.insert("quantity".into(), json!(l.get("quantity").map(text).unwrap_or_else(|| "1".into())));
+                    p.insert("price".into(), json!(l.get("unit_amount").map(text).unwrap_or_else(|| "0".into())));
+                    if let Some(tax) = l.get("tax_amount") {
+                        p.insert("tandem_tax_amount".into(), json!(text(tax)));
+                    }
+                    p
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contact_name_splits_and_joins() {
+        let mut fields = FieldMap::new();
+        fields.insert("name".into(), json!("Ada King Lovelace"));
+        let props = customer_properties(CustomerObject::Contacts, &fields);
+        assert_eq!(props["firstname"], json!("Ada"));
+        assert_eq!(props["lastname"], json!("King Lovelace"));
+        let object = json!({"id": "7", "properties": props, "archived": false});
+        let record = customer_to_record(CustomerObject::Contacts, &object).expect("record");
+        assert_eq!(record.fields.expect("live")["name"], json!("Ada King Lovelace"));
+    }
+
+    #[test]
+    fn only_a_won_deal_is_an_invoice() {
+        let open = json!({"id": "1", "properties": {"dealstage": "appointmentscheduled"}});
+        assert_eq!(deal_to_record(&open, None, &[]).expect("record").fields, None);
+        let won = json!({"id": "1", "properties": {"dealstage": "closedwon", "amount": "150.50",
+            "closedate": "2026-11-23T10:00:00.000Z", "tandem_invoice_status": "paid"}});
+        let line = json!({"id": "9", "properties": {"name": "Consulting", "quantity": "2", "price": "75.25"}});
+        let fields = deal_to_record(&won, Some("7".into()), &[line])
+            .expect("record")
+            .fields
+            .expect("won");
+        assert_eq!(fields["total"], json!("150.5"));
+        assert_eq!(fields["status"], json!("paid"));
+        assert_eq!(fields["customer"], json!("7"));
+        assert_eq!(fields["issue_date"], json!("2026-11-23"));
+        assert_eq!(fields["line_items"][0]["unit_amount"], json!("75.25"));
+    }
+}

@@ -1,0 +1,278 @@
+//! The batch calls behind the Xero connector: one call for many reads, look-ups,
+//! creates or updates of one kind, and each item's own outcome out of the answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{validation_messages, Kind};
+use crate::connectors::http::{ApiClient, ApiRequest, ApiResponse, Coalescer};
+use crate::connectors::{ConnectorError, Exchange, ExternalRecord, Written};
+use crate::domain::System;
+
+/// Xero takes up to 50 items per write; reads by id are kept to 50 for the URL's sake.
+pub const MAX_ITEMS: usize = 50;
+/// ORed terms per look-up call.
+const MAX_TERMS: usize = 25;
+
+type Found = Result<Option<ExternalRecord>, ConnectorError>;
+type Wrote = Result<Written, ConnectorError>;
+
+/// A look-up: records whose `field` equals `value`.
+#[derive(Debug, Clone)]
+pub struct Term {
+    pub field: &'static str,
+    pub value: String,
+    /// Natural keys match live records only; a stamp finds an archived one too.
+    pub live_only: bool,
+}
+
+pub struct NewItem {
+    pub body: Map<String, Value>,
+    pub key: String,
+}
+
+pub struct UpdateItem {
+    pub id: String,
+    pub body: Map<String, Value>,
+    pub key: String,
+}
+
+pub struct Batches {
+    pub reads: Coalescer<String, Found>,
+    pub finds: Coalescer<Term, Found>,
+    pub creates: Coalescer<NewItem, Wrote>,
+    pub updates: Coalescer<UpdateItem, Wrote>,
+}
+
+impl Batches {
+    pub fn new(client: Arc<ApiClient>, kind: Kind, window: Duration, in_flight: usize) -> Self {
+        let c = client.clone();
+        let reads = Coalescer::new(MAX_ITEMS, window, in_flight, move |ids| {
+            let c = c.clone();
+            async move { read(&c, kind, ids).await }
+        });
+        let c = client.clone();
+        let finds = Coalescer::new(MAX_TERMS, window, in_flight, move |terms| {
+            let c = c.clone();
+            async move { find(&c, kind, terms).await }
+        });
+        let c = client.clone();
+        let creates = Coalescer::new(MAX_ITEMS, window, in_flight, move |items| {
+            let c = c.clone();
+            async move { create(&c, kind, items).await }
+        });
+        let c = client;
+        let updates = Coalescer::new(MAX_ITEMS, window, in_flight, move |items| {
+            let c = c.clone();
+            async move { update(&c, kind, items).await }
+        });
+        Self {
+            reads,
+            finds,
+            creates,
+            updates,
+        }
+    }
+}
+
+fn items_of(kind: Kind, answer: &ApiResponse) -> Vec<Value> {
+    answer
+        .body
+        .get(kind.collection())
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn read(client: &ApiClient, kind: Kind, ids: Vec<String>) -> Vec<Found> {
+    let request = ApiRequest::new(Method::GET, kind.path())
+        .query("IDs", ids.join(","))
+        .query("includeArchived", "true")
+        .query("page", "1");
+    match client.send(&request).await {
+        Ok(answer) => {
+            let by_id: HashMap<String, ExternalRecord> = items_of(kind, &answer)
+                .iter()
+                .filter_map(|i| kind.parse(i))
+                .map(|r| (r.id.clone(), r))
+                .collect();
+            ids.iter().map(|id| Ok(by_id.get(id).cloned())).collect()
+        }
+        Err(err) => ids.iter().map(|_| Err(err.clone())).collect(),
+    }
+}
+
+/// Xero's `where` strings are C#-like: a quote or backslash inside a value is escaped.
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn matches(item: &Value, term: &Term) -> bool {
+    let Some(found) = item.get(term.field).and_then(Value::as_str) else {
+        return false;
+    };
+    let archived = matches!(
+        item.get("ContactStatus").and_then(Value::as_str),
+        Some("ARCHIVED")
+    ) || item.get("Status").and_then(Value::as_str) == Some("DELETED");
+    let equal = if term.field == "EmailAddress" {
+        found.eq_ignore_ascii_case(&term.value)
+    } else {
+        found == term.value
+    };
+    equal && !(term.live_only && archived)
+}
+
+async fn find(client: &ApiClient, kind: Kind, terms: Vec<Term>) -> Vec<Found> {
+    let expression = terms
+        .iter()
+        .map(|t| format!("{}=={}", t.field, quoted(&t.value)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let request = ApiRequest::new(Method::GET, kind.path())
+        .query("where", expression)
+        .query("includeArchived", "true")
+        .query("page", "1");
+    match client.send(&request).await {
+        Ok(answer) => {
+            let items = items_of(kind, &answer);
+            terms
+                .iter()
+                .map(|term| {
+                    Ok(items
+                        .iter()
+                        .filter(|i| matches(i, term))
+                        .find_map(|i| kind.parse(i)))
+                })
+                .collect()
+        }
+        Err(err) => terms.iter().map(|_| Err(err.clone())).collect(),
+    }
+}
+
+/// One key for the whole call, from the items' own keys: the same batch retried is the
+/// same request to Xero.
+fn batch_key<'a>(keys: impl Iterator<Item = &'a str>) -> String {
+    let mut hash = Sha256::new();
+    for key in keys {
+        hash.update(key.as_bytes());
+        hash.update(b"\n");
+    }
+    hex::encode(hash.finalize())
+}
+
+/// Each item's outcome, from the item Xero answered for it.
+fn outcome(kind: Kind, sent: &Value, answered: Option<&Value>, status: u16) -> Wrote {
+    let Some(item) = answered else {
+        return Err(ConnectorError::Unavailable {
+            system: System::Finance,
+            status: 502,
+            exchange: Exchange {
+                request: Some(sent.clone()),
+                response: None,
+                status: Some(status),
+            },
+        });
+    };
+    let exchange = Exchange {
+        request: Some(sent.clone()),
+        response: Some(item.clone()),
+        status: Some(status),
+    };
+    let refused = item.get("HasValidationErrors").and_then(Value::as_bool) == Some(true);
+    if refused {
+        let messages = validation_messages(item);
+        return Err(ConnectorError::Rejected {
+            system: System::Finance,
+            status: 400,
+            message: if messages.is_empty() {
+                "Xero refused the item".into()
+            } else {
+                messages.join("; ")
+            },
+            exchange: Exchange {
+                status: Some(400),
+                ..exchange
+            },
+        });
+    }
+    match kind.parse(item) {
+        Some(record) => Ok(Written { record, exchange }),
+        None => Err(ConnectorError::Unavailable {
+            system: System::Finance,
+            status: 502,
+            exchange,
+        }),
+    }
+}
+
+async fn write(
+    client: &ApiClient,
+    kind: Kind,
+    method: Method,
+    bodies: Vec<Value>,
+    key: String,
+    pick: impl Fn(usize, &Value, &[Value]) -> Option<Value>,
+) -> Vec<Wrote> {
+    let request = ApiRequest::new(method, kind.path())
+        .query("summarizeErrors", "false")
+        .header("Idempotency-Key", key)
+        .json(json!({ kind.collection(): bodies }));
+    match client.send(&request).await {
+        Ok(answer) => {
+            let answered = items_of(kind, &answer);
+            bodies
+                .iter()
+                .enumerate()
+                .map(|(i, sent)| {
+                    let item = pick(i, sent, &answered);
+                    outcome(kind, sent, item.as_ref(), answer.status)
+                })
+                .collect()
+        }
+        Err(err) => bodies.iter().map(|_| Err(err.clone())).collect(),
+    }
+}
+
+async fn create(client: &ApiClient, kind: Kind, items: Vec<NewItem>) -> Vec<Wrote> {
+    let key = batch_key(items.iter().map(|i| i.key.as_str()));
+    let bodies: Vec<Value> = items.into_iter().map(|i| Value::Object(i.body)).collect();
+    // Xero answers in the order sent; the stamp confirms it is the same item.
+    let stamp_key = kind.stamp_key();
+    write(client, kind, Method::PUT, bodies, key, |i, sent, answered| {
+        let stamp = sent.get(stamp_key);
+        answered
+            .get(i)
+            .filter(|a| a.get(stamp_key) == stamp)
+            .or_else(|| answered.iter().find(|a| a.get(stamp_key) == stamp))
+            .cloned()
+    })
+    .await
+}
+
+async fn update(client: &ApiClient, kind: Kind, items: Vec<UpdateItem>) -> Vec<Wrote> {
+    let key = batch_key(items.iter().map(|i| i.key.as_str()));
+    let id_key = kind.id_key();
+    let bodies: Vec<Value> = items
+        .into_iter()
+        .map(|i| {
+            let mut body = i.body;
+            body.insert(id_key.into(), json!(i.id));
+            Value::Object(body)
+        })
+        .collect();
+    write(client, kind, Method::POST, bodies, key, |i, sent, answered| {
+        let id = sent.get(id_key);
+        answered
+            .get(i)
+            .filter(|a| a.get(id_key) == id)
+            .or_else(|| answered.iter().find(|a| a.get(id_key) == id))
+            .cloned()
+    })
+    .await
+}

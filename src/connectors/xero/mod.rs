@@ -1,0 +1,382 @@
+//! The Xero Accounting connector: customers as Contacts, invoices as ACCREC Invoices.
+//!
+//! Every call names the tenant (`xero-tenant-id`) and passes the connection's rate
+//! gate (60 calls in any minute, 5 at once, 5,000 a day per tenant). Reads by id,
+//! look-ups and writes that arrive together leave as one call each (`IDs=`, a `where`
+//! of ORed terms, `PUT`/`POST` of up to 50 with `summarizeErrors=false`), and each
+//! change gets its own item's outcome. Every write carries an `Idempotency-Key`.
+
+mod batch;
+pub mod mapping;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use self::batch::{Batches, Term, UpdateItem};
+use super::http::client::header_number;
+use super::http::{ApiClient, ApiClientParts, ApiRequest, RateGate, RequestRecorder, TokenSource, Window};
+use super::{ChangePage, Connector, ConnectorError, ExternalRecord, NewRecord, Written};
+use crate::domain::{EntityType, FieldMap, System};
+
+/// Xero's token endpoint, unless settings name another.
+pub const TOKEN_URL: &str = "https://identity.xero.com/connect/token";
+pub const PAGE_SIZE: usize = 100;
+
+/// Xero's published limits per tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct XeroLimits {
+    pub per_minute: usize,
+    pub at_once: usize,
+    pub per_day: usize,
+}
+
+impl Default for XeroLimits {
+    fn default() -> Self {
+        Self {
+            per_minute: 60,
+            at_once: 5,
+            per_day: 5000,
+        }
+    }
+}
+
+pub struct XeroParts {
+    pub base_url: String,
+    pub tenant_id: String,
+    pub auth: Arc<dyn TokenSource>,
+    pub http: reqwest::Client,
+    pub limits: XeroLimits,
+    /// How long single requests wait for others to share their call.
+    pub batch_window: Duration,
+    pub recorder: Option<Arc<RequestRecorder>>,
+}
+
+pub struct XeroConnector {
+    client: Arc<ApiClient>,
+    contacts: Batches,
+    invoices: Batches,
+}
+
+/// The kind of Xero record an entity type is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Contacts,
+    Invoices,
+}
+
+impl Kind {
+    fn of(entity: EntityType) -> Self {
+        match entity {
+            EntityType::Customer => Kind::Contacts,
+            EntityType::Invoice => Kind::Invoices,
+        }
+    }
+
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Kind::Contacts => "/Contacts",
+            Kind::Invoices => "/Invoices",
+        }
+    }
+
+    /// The key of the list in request and answer bodies.
+    pub(crate) fn collection(self) -> &'static str {
+        match self {
+            Kind::Contacts => "Contacts",
+            Kind::Invoices => "Invoices",
+        }
+    }
+
+    pub(crate) fn id_key(self) -> &'static str {
+        match self {
+            Kind::Contacts => "ContactID",
+            Kind::Invoices => "InvoiceID",
+        }
+    }
+
+    pub(crate) fn stamp_key(self) -> &'static str {
+        match self {
+            Kind::Contacts => "ContactNumber",
+            Kind::Invoices => "Reference",
+        }
+    }
+
+    pub(crate) fn parse(self, item: &Value) -> Option<ExternalRecord> {
+        match self {
+            Kind::Contacts => mapping::contact_to_record(item),
+            Kind::Invoices => mapping::invoice_to_record(item),
+        }
+    }
+
+    fn body(self, fields: &FieldMap) -> Map<String, Value> {
+        match self {
+            Kind::Contacts => mapping::contact_body(fields),
+            Kind::Invoices => mapping::invoice_body(fields),
+        }
+    }
+}
+
+/// Limit headers at zero pause the connection: another process (or app) spent the
+/// budget this process's own count does not see.
+fn read_limits(headers: &HeaderMap) -> Option<Duration> {
+    if header_number(headers, "x-daylimit-remaining") == Some(0) {
+        return Some(Duration::from_secs(60));
+    }
+    let minute = header_number(headers, "x-minlimit-remaining");
+    let app = header_number(headers, "x-appminlimit-remaining");
+    (minute == Some(0) || app == Some(0)).then_some(Duration::from_secs(2))
+}
+
+/// The message a person should read: the validation messages, else Xero's own.
+pub(crate) fn read_error(body: &Value) -> Option<String> {
+    let validation: Vec<String> = body
+        .get("Elements")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(validation_messages)
+        .collect();
+    if !validation.is_empty() {
+        return Some(validation.join("; "));
+    }
+    ["Message", "Detail", "Title", "error"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_str).map(str::to_string))
+}
+
+pub(crate) fn validation_messages(item: &Value) -> Vec<String> {
+    item.get("ValidationErrors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("Message").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+impl XeroConnector {
+    pub fn new(parts: XeroParts) -> Self {
+        let limits = parts.limits;
+        let gate = RateGate::new(
+            vec![
+                Window {
+                    max: limits.per_minute,
+                    per: Duration::from_secs(60),
+                },
+                Window {
+                    max: limits.per_day,
+                    per: Duration::from_secs(24 * 3600),
+                },
+            ],
+            limits.at_once,
+        );
+        let client = Arc::new(ApiClient::new(ApiClientParts {
+            system: System::Finance,
+            http: parts.http,
+            base_url: parts.base_url,
+            auth: parts.auth,
+            gate,
+            fixed_headers: vec![("xero-tenant-id".into(), parts.tenant_id)],
+            limits: read_limits,
+            errors: read_error,
+            recorder: parts.recorder,
+        }));
+        let in_flight = limits.at_once;
+        Self {
+            contacts: Batches::new(client.clone(), Kind::Contacts, parts.batch_window, in_flight),
+            invoices: Batches::new(client.clone(), Kind::Invoices, parts.batch_window, in_flight),
+            client,
+        }
+    }
+
+    fn batches(&self, entity: EntityType) -> &Batches {
+        match Kind::of(entity) {
+            Kind::Contacts => &self.contacts,
+            Kind::Invoices => &self.invoices,
+        }
+    }
+
+    pub fn gate(&self) -> &Arc<RateGate> {
+        self.client.gate()
+    }
+}
+
+fn stopped() -> ConnectorError {
+    ConnectorError::Connection {
+        system: System::Finance,
+        message: "the batch was dropped while the process stopped".into(),
+    }
+}
+
+#[async_trait]
+impl Connector for XeroConnector {
+    fn system(&self) -> System {
+        System::Finance
+    }
+
+    async fn get(
+        &self,
+        entity: EntityType,
+        id: &str,
+    ) -> Result<Option<ExternalRecord>, ConnectorError> {
+        self.batches(entity)
+            .reads
+            .submit(id.to_string())
+            .await
+            .unwrap_or_else(|| Err(stopped()))
+    }
+
+    async fn list_changed(
+        &self,
+        entity: EntityType,
+        since: Option<DateTime<Utc>>,
+        page: Option<&str>,
+    ) -> Result<ChangePage, ConnectorError> {
+        let kind = Kind::of(entity);
+        let page: usize = page.and_then(|p| p.parse().ok()).unwrap_or(1);
+        let mut request = ApiRequest::new(Method::GET, kind.path())
+            .query("page", page.to_string())
+            .query("pageSize", PAGE_SIZE.to_string())
+            .query("includeArchived", "true")
+            .query("order", "UpdatedDateUTC ASC");
+        if let Some(since) = since {
+            request = request.header("If-Modified-Since", mapping::modified_since(since));
+        }
+        let answer = self.client.send(&request).await?;
+        let items = answer
+            .body
+            .get(kind.collection())
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let full = items.len() >= PAGE_SIZE;
+        Ok(ChangePage {
+            records: items.iter().filter_map(|i| kind.parse(i)).collect(),
+            next: full.then(|| (page + 1).to_string()),
+        })
+    }
+
+    async fn create(
+        &self,
+        entity: EntityType,
+        fields: &FieldMap,
+        stamp: &str,
+        idempotency_key: &str,
+    ) -> Result<Written, ConnectorError> {
+        let kind = Kind::of(entity);
+        let mut body = kind.body(fields);
+        body.insert(kind.stamp_key().into(), json!(stamp));
+        if kind == Kind::Invoices {
+            body.insert("Type".into(), json!("ACCREC"));
+            body.entry("Status").or_insert(json!("DRAFT"));
+        }
+        self.batches(entity)
+            .creates
+            .submit(batch::NewItem {
+                body,
+                key: idempotency_key.to_string(),
+            })
+            .await
+            .unwrap_or_else(|| Err(stopped()))
+    }
+
+    async fn create_many(
+        &self,
+        entity: EntityType,
+        items: &[NewRecord],
+    ) -> Vec<Result<Written, ConnectorError>> {
+        futures::future::join_all(
+            items
+                .iter()
+                .map(|i| self.create(entity, &i.fields, &i.stamp, &i.idempotency_key)),
+        )
+        .await
+    }
+
+    async fn update(
+        &self,
+        entity: EntityType,
+        id: &str,
+        fields: &FieldMap,
+        idempotency_key: &str,
+    ) -> Result<Written, ConnectorError> {
+        let body = Kind::of(entity).body(fields);
+        self.batches(entity)
+            .updates
+            .submit(UpdateItem {
+                id: id.to_string(),
+                body,
+                key: idempotency_key.to_string(),
+            })
+            .await
+            .unwrap_or_else(|| Err(stopped()))
+    }
+
+    async fn archive(
+        &self,
+        entity: EntityType,
+        id: &str,
+        idempotency_key: &str,
+    ) -> Result<Written, ConnectorError> {
+        let mut body = Map::new();
+        match Kind::of(entity) {
+            Kind::Contacts => body.insert("ContactStatus".into(), json!("ARCHIVED")),
+            // Only a draft can be deleted; Xero refuses the others and a person sees why.
+            Kind::Invoices => body.insert("Status".into(), json!("DELETED")),
+        };
+        self.batches(entity)
+            .updates
+            .submit(UpdateItem {
+                id: id.to_string(),
+                body,
+                key: idempotency_key.to_string(),
+            })
+            .await
+            .unwrap_or_else(|| Err(stopped()))
+    }
+
+    async fn find_by_stamp(
+        &self,
+        entity: EntityType,
+        stamp: &str,
+    ) -> Result<Option<ExternalRecord>, ConnectorError> {
+        let kind = Kind::of(entity);
+        self.batches(entity)
+            .finds
+            .submit(Term {
+                field: kind.stamp_key(),
+                value: stamp.to_string(),
+                live_only: false,
+            })
+            .await
+            .unwrap_or_else(|| Err(stopped()))
+    }
+
+    async fn find_by_natural_key(
+        &self,
+        entity: EntityType,
+        fields: &FieldMap,
+    ) -> Result<Option<ExternalRecord>, ConnectorError> {
+        let (field, canonical) = match Kind::of(entity) {
+            Kind::Contacts => ("EmailAddress", "email"),
+            Kind::Invoices => ("InvoiceNumber", "number"),
+        };
+        let Some(value) = fields.get(canonical).and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        self.batches(entity)
+            .finds
+            .submit(Term {
+                field,
+                value: value.to_string(),
+                live_only: true,
+            })
+            .await
+            .unwrap_or_else(|| Err(stopped()))
+    }
+}
