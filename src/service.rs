@@ -181,7 +181,7 @@ pub async fn serve(
     let bus = crate::bus::connect(&crate::bus::BusConfig::from_settings(&settings))
         .await
         .with_context(|| format!("cannot reach the bus at {}", redact_url(&settings.amqp_url)))?;
-    let wiring = crate::wiring::from_settings(&settings);
+    let wiring = crate::wiring::from_settings(&settings, store.clone());
     let queue = crate::orchestrator::QueueControl::default();
     let tracker = TaskTracker::new();
     if !args.no_http {

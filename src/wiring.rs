@@ -5,11 +5,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{ConnectionSettings, ConnectorKind, Settings};
+use crate::config::{ConnectionSettings, ConnectorKind, CustomerObjectSetting, Settings};
+use crate::connectors::http::{
+    ClientAuth, OAuthSettings, OAuthTokens, RequestRecorder, StaticToken, TokenSource,
+};
+use crate::connectors::hubspot::mapping::CustomerObject;
+use crate::connectors::hubspot::{HubSpotConnector, HubSpotLimits, HubSpotParts};
+use crate::connectors::xero::{XeroConnector, XeroLimits, XeroParts};
 use crate::connectors::Connector;
 use crate::domain::{EntityType, PairId, System};
 use crate::intake::PollTarget;
-use crate::orchestrator::PairRuntime;
+use crate::orchestrator::{LinkedReferences, PairRuntime};
+use crate::store::Store;
 
 /// The parts of a process that depend on connectors.
 #[derive(Default)]
@@ -20,38 +27,138 @@ pub struct Wiring {
     pub poll_targets: Vec<PollTarget>,
 }
 
-/// The connector for one side of a pair, when this build carries it.
+/// Options that tests and benchmarks set; production uses the defaults.
+#[derive(Default, Clone)]
+pub struct WiringOptions {
+    /// Collects every request the connectors send.
+    pub recorder: Option<Arc<RequestRecorder>>,
+    /// Replaces the services' published limits (benchmarks of a smaller budget).
+    pub xero_limits: Option<XeroLimits>,
+    pub hubspot_limits: Option<HubSpotLimits>,
+}
+
+/// How long one API call may take before it counts as a timeout.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(CALL_TIMEOUT)
+        .connect_timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(32)
+        .build()
+        .unwrap_or_default()
+}
+
+/// The connection's tokens: a fixed token when one is set, else OAuth2 refresh.
+/// `None` when the settings hold neither (the pair's webhooks are then only queued).
+fn token_source(
+    pair: &str,
+    system: System,
+    settings: &ConnectionSettings,
+    store: &Arc<dyn Store>,
+    http: &reqwest::Client,
+) -> Option<Arc<dyn TokenSource>> {
+    if let Some(token) = settings.access_token.clone().filter(|t| !t.is_empty()) {
+        return Some(Arc::new(StaticToken(token)));
+    }
+    let (Some(client_id), Some(client_secret)) =
+        (settings.client_id.clone(), settings.client_secret.clone())
+    else {
+        return None;
+    };
+    let (token_url, client_auth) = match settings.kind {
+        ConnectorKind::Xero => (
+            settings
+                .token_url
+                .clone()
+                .unwrap_or_else(|| crate::connectors::xero::TOKEN_URL.to_string()),
+            ClientAuth::Basic,
+        ),
+        ConnectorKind::Hubspot => (
+            settings.token_url.clone().unwrap_or_else(|| {
+                format!("{}/oauth/v1/token", settings.base_url.trim_end_matches('/'))
+            }),
+            ClientAuth::Form,
+        ),
+    };
+    Some(Arc::new(OAuthTokens::new(
+        OAuthSettings {
+            pair: PairId::new(pair),
+            system,
+            token_url,
+            client_id,
+            client_secret,
+            first_refresh_token: settings.refresh_token.clone(),
+            client_auth,
+        },
+        store.clone(),
+        http.clone(),
+    )))
+}
+
+/// The connector for one side of a pair, when its settings hold credentials.
 fn connector(
     pair: &str,
     system: System,
     settings: &ConnectionSettings,
+    store: &Arc<dyn Store>,
+    options: &WiringOptions,
 ) -> Option<Arc<dyn Connector>> {
-    match settings.kind {
-        ConnectorKind::Hubspot | ConnectorKind::Xero => {
-            tracing::warn!(
-                pair,
-                %system,
-                kind = settings.kind.as_str(),
-                "this build has no {} connector yet: the pair's webhooks are taken and queued, not synced",
-                settings.kind.as_str()
-            );
-            None
-        }
-    }
+    let http = http_client();
+    let Some(auth) = token_source(pair, system, settings, store, &http) else {
+        tracing::warn!(
+            pair,
+            %system,
+            "no credentials (access_token, or client_id + client_secret + refresh_token): the pair's webhooks are taken and queued, not synced"
+        );
+        return None;
+    };
+    let batch_window = Duration::from_millis(settings.batch_window_ms);
+    Some(match settings.kind {
+        ConnectorKind::Xero => Arc::new(XeroConnector::new(XeroParts {
+            base_url: settings.base_url.clone(),
+            tenant_id: settings.tenant_id.clone().unwrap_or_default(),
+            auth,
+            http,
+            limits: options.xero_limits.unwrap_or_default(),
+            batch_window,
+            recorder: options.recorder.clone(),
+        })),
+        ConnectorKind::Hubspot => Arc::new(HubSpotConnector::new(HubSpotParts {
+            base_url: settings.base_url.clone(),
+            auth,
+            http,
+            customers: match settings.customer_object {
+                CustomerObjectSetting::Contacts => CustomerObject::Contacts,
+                CustomerObjectSetting::Companies => CustomerObject::Companies,
+            },
+            limits: options.hubspot_limits.unwrap_or_default(),
+            batch_window,
+            recorder: options.recorder.clone(),
+        })),
+    })
 }
 
-pub fn from_settings(settings: &Settings) -> Wiring {
+pub fn from_settings(settings: &Settings, store: Arc<dyn Store>) -> Wiring {
+    from_settings_with(settings, store, &WiringOptions::default())
+}
+
+pub fn from_settings_with(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    options: &WiringOptions,
+) -> Wiring {
     let mut wiring = Wiring::default();
     for (name, pair) in settings.pairs.iter().filter(|(_, p)| p.enabled) {
         let id = PairId::new(name.clone());
         let crm = pair
             .crm
             .as_ref()
-            .and_then(|c| connector(name, System::Crm, c));
+            .and_then(|c| connector(name, System::Crm, c, &store, options));
         let finance = pair
             .finance
             .as_ref()
-            .and_then(|c| connector(name, System::Finance, c));
+            .and_then(|c| connector(name, System::Finance, c, &store, options));
         for (system, connector) in [(System::Crm, &crm), (System::Finance, &finance)] {
             let Some(connector) = connector else { continue };
             wiring
@@ -76,10 +183,10 @@ pub fn from_settings(settings: &Settings) -> Wiring {
                 .map(|e| (e, pair.policy(e)))
                 .collect();
             wiring.pairs.insert(
-                id,
+                id.clone(),
                 PairRuntime {
-                    crm,
-                    finance,
+                    crm: LinkedReferences::wrap(crm, store.clone(), id.clone()),
+                    finance: LinkedReferences::wrap(finance, store.clone(), id),
                     policies,
                 },
             );

@@ -127,6 +127,8 @@ fn bench_pair() -> PairSettings {
         refresh_token: None,
         tenant_id: Some("bench-tenant".into()),
         webhook_secrets: vec![Secret::new(WEBHOOK_KEY)],
+        customer_object: Default::default(),
+        batch_window_ms: 20,
     };
     PairSettings {
         enabled: true,

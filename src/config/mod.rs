@@ -227,6 +227,24 @@ pub struct ConnectionSettings {
     /// Webhook signing secrets; several are accepted at once so keys can be rotated.
     #[serde(default)]
     pub webhook_secrets: Vec<Secret>,
+    /// HubSpot: whether customers are `contacts` (the default) or `companies`.
+    #[serde(default)]
+    pub customer_object: CustomerObjectSetting,
+    /// How long a single read or write waits for others to share its batch call.
+    #[serde(default = "default_batch_window_ms")]
+    pub batch_window_ms: u64,
+}
+
+fn default_batch_window_ms() -> u64 {
+    20
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerObjectSetting {
+    #[default]
+    Contacts,
+    Companies,
 }
 
 #[cfg(test)]

@@ -84,6 +84,10 @@ pub enum ConnectorError {
     },
     #[error("cannot reach {system}: {message}")]
     Connection { system: System, message: String },
+    /// The change needs another record synced first (an invoice's customer); it is
+    /// retried, by which time that record has usually been synced.
+    #[error("{message}")]
+    NotReady { system: System, message: String },
 }
 
 impl ConnectorError {
@@ -97,6 +101,17 @@ impl ConnectorError {
         match self {
             ConnectorError::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
+        }
+    }
+
+    pub fn system(&self) -> System {
+        match self {
+            ConnectorError::Timeout { system }
+            | ConnectorError::Unavailable { system, .. }
+            | ConnectorError::RateLimited { system, .. }
+            | ConnectorError::Rejected { system, .. }
+            | ConnectorError::Connection { system, .. }
+            | ConnectorError::NotReady { system, .. } => *system,
         }
     }
 

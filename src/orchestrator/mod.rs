@@ -2,9 +2,11 @@
 //! one ([`sync`]): lock the record, fetch it, decide, write, record.
 
 mod perform;
+pub mod references;
 pub mod retry;
 pub mod sync;
 pub mod workers;
 
+pub use references::LinkedReferences;
 pub use sync::{Orchestrator, PairRuntime};
 pub use workers::{ChangeHandler, HandleOutcome, QueueControl, WorkerPool};

@@ -13,8 +13,9 @@ use uuid::Uuid;
 use super::perform::{perform, Performed, SyncContext};
 use super::retry::backoff;
 use super::workers::{ChangeHandler, HandleOutcome};
+use crate::connectors::http::{with_priority, Priority};
 use crate::connectors::{Connector, ConnectorError, ExternalRecord};
-use crate::domain::{ChangeEvent, EntityType, PairId, SyncPolicy, System};
+use crate::domain::{ChangeEvent, EntityType, PairId, SyncPolicy, System, Trigger};
 use crate::store::{
     EntityLink, EntityLock, JobCounter, NewSyncLogEntry, Outcome, Store, StoreError, SyncStatus,
 };
@@ -259,7 +260,11 @@ impl ChangeHandler for Orchestrator {
         let transaction_id = Uuid::now_v7();
         let span = tracing::info_span!("sync", transaction_id = %transaction_id);
         let started = Instant::now();
-        async {
+        let priority = match event.trigger {
+            Trigger::Manual | Trigger::Replay => Priority::Bulk,
+            Trigger::Webhook | Trigger::Poll | Trigger::Retry => Priority::Live,
+        };
+        let work = async {
             match self.sync(pair, &event, attempt, transaction_id).await {
                 Ok(outcome) => {
                     crate::metrics::sync_finished(outcome.as_str(), started.elapsed());
@@ -267,13 +272,7 @@ impl ChangeHandler for Orchestrator {
                 }
                 Err(err) => {
                     if let SyncError::Connector(err) = &err {
-                        let system = match err {
-                            ConnectorError::Timeout { system }
-                            | ConnectorError::Connection { system, .. }
-                            | ConnectorError::Unavailable { system, .. }
-                            | ConnectorError::RateLimited { system, .. }
-                            | ConnectorError::Rejected { system, .. } => *system,
-                        };
+                        let system = err.system();
                         let status = err.exchange().and_then(|e| e.status).unwrap_or(0);
                         crate::metrics::system_call(system.as_str(), status);
                         if err.retry_after().is_some() {
@@ -307,7 +306,7 @@ impl ChangeHandler for Orchestrator {
                 }
             }
         }
-        .instrument(span)
-        .await
+        .instrument(span);
+        with_priority(priority, work).await
     }
 }

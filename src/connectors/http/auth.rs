@@ -181,11 +181,10 @@ impl OAuthTokens {
                 form.push(("client_secret", s.client_secret.expose().to_string()));
             }
         }
-        let answer = request
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| self.error(format!("token endpoint unreachable: {}", e.without_url())))?;
+        let answer =
+            request.form(&form).send().await.map_err(|e| {
+                self.error(format!("token endpoint unreachable: {}", e.without_url()))
+            })?;
         let status = answer.status();
         if !status.is_success() {
             // The body names the OAuth error (invalid_grant, …) and holds no secret.

@@ -282,10 +282,13 @@ impl ApiClient {
         })?;
         let status = answer.status().as_u16();
         let headers = answer.headers().clone();
-        let bytes = answer.bytes().await.map_err(|err| ConnectorError::Connection {
-            system: self.system,
-            message: format!("the answer broke off: {}", err.without_url()),
-        })?;
+        let bytes = answer
+            .bytes()
+            .await
+            .map_err(|err| ConnectorError::Connection {
+                system: self.system,
+                message: format!("the answer broke off: {}", err.without_url()),
+            })?;
         let body = if bytes.is_empty() {
             Value::Null
         } else {

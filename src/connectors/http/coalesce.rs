@@ -31,7 +31,13 @@ where
         Fut: Future<Output = Vec<O>> + Send + 'static,
     {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(rx, max.max(1), window, in_flight.max(1), Arc::new(flush)));
+        tokio::spawn(run(
+            rx,
+            max.max(1),
+            window,
+            in_flight.max(1),
+            Arc::new(flush),
+        ));
         Self { tx }
     }
 
@@ -131,14 +137,21 @@ mod tests {
         for (i, handle) in handles.into_iter().enumerate() {
             assert_eq!(handle.await.unwrap(), Some(i as u32 * 10));
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "one batch call for all twenty");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one batch call for all twenty"
+        );
     }
 
     #[tokio::test]
     async fn a_full_batch_leaves_at_once() {
-        let coalescer = Coalescer::new(2, Duration::from_secs(3600), 1, |items: Vec<u8>| async move {
-            items
-        });
+        let coalescer = Coalescer::new(
+            2,
+            Duration::from_secs(3600),
+            1,
+            |items: Vec<u8>| async move { items },
+        );
         let (a, b) = tokio::join!(coalescer.submit(1), coalescer.submit(2));
         assert_eq!((a, b), (Some(1), Some(2)));
     }

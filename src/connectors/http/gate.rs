@@ -202,7 +202,10 @@ mod tests {
         }
         assert!(start.elapsed() < Duration::from_millis(1));
         drop(gate.acquire(Priority::Live).await);
-        assert!(start.elapsed() >= Duration::from_secs(10), "the fourth waits for the window");
+        assert!(
+            start.elapsed() >= Duration::from_secs(10),
+            "the fourth waits for the window"
+        );
     }
 
     #[tokio::test(start_paused = true)]

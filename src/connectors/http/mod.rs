@@ -7,6 +7,8 @@ pub mod coalesce;
 pub mod gate;
 
 pub use auth::{ClientAuth, OAuthSettings, OAuthTokens, StaticToken, TokenSource};
-pub use client::{ApiClient, ApiClientParts, ApiRequest, ApiResponse, RequestRecorder, SentRequest};
+pub use client::{
+    ApiClient, ApiClientParts, ApiRequest, ApiResponse, RequestRecorder, SentRequest,
+};
 pub use coalesce::Coalescer;
 pub use gate::{current_priority, with_priority, Priority, RateGate, Window};

@@ -222,7 +222,8 @@ impl Kind {
                         Ok(found
                             .iter()
                             .find(|o| {
-                                prop(o, t.property).is_some_and(|v| v.eq_ignore_ascii_case(&t.value))
+                                prop(o, t.property)
+                                    .is_some_and(|v| v.eq_ignore_ascii_case(&t.value))
                             })
                             .cloned())
                     })
@@ -308,7 +309,8 @@ impl Kind {
                     .iter()
                     .zip(&inputs)
                     .map(|(item, sent)| {
-                        if let Some(error) = errors.get(&item.key).or_else(|| errors.get(&item.id)) {
+                        if let Some(error) = errors.get(&item.key).or_else(|| errors.get(&item.id))
+                        {
                             return Err(rejected(sent, error));
                         }
                         match by_id.get(&item.id) {

@@ -37,12 +37,32 @@ impl CustomerObject {
     pub fn properties(self) -> &'static [&'static str] {
         match self {
             CustomerObject::Contacts => &[
-                "email", "firstname", "lastname", "phone", "address", "city", "state", "zip",
-                "country", "tandem_tax_number", "tandem_currency", "tandem_origin_id",
+                "email",
+                "firstname",
+                "lastname",
+                "phone",
+                "address",
+                "city",
+                "state",
+                "zip",
+                "country",
+                "tandem_tax_number",
+                "tandem_currency",
+                "tandem_origin_id",
             ],
             CustomerObject::Companies => &[
-                "name", "tandem_email", "phone", "address", "address2", "city", "state", "zip",
-                "country", "tandem_tax_number", "tandem_currency", "tandem_origin_id",
+                "name",
+                "tandem_email",
+                "phone",
+                "address",
+                "address2",
+                "city",
+                "state",
+                "zip",
+                "country",
+                "tandem_tax_number",
+                "tandem_currency",
+                "tandem_origin_id",
             ],
         }
     }
@@ -277,9 +297,18 @@ pub fn line_item_properties(fields: &FieldMap) -> Vec<Map<String, Value>> {
                 .iter()
                 .map(|l| {
                     let mut p = Map::new();
-                    p.insert("name".into(), json!(l.get("description").map(text).unwrap_or_default()));
-                    p.insert("quantity".into(), json!(l.get("quantity").map(text).unwrap_or_else(|| "1".into())));
-                    p.insert("price".into(), json!(l.get("unit_amount").map(text).unwrap_or_else(|| "0".into())));
+                    p.insert(
+                        "name".into(),
+                        json!(l.get("description").map(text).unwrap_or_default()),
+                    );
+                    p.insert(
+                        "quantity".into(),
+                        json!(l.get("quantity").map(text).unwrap_or_else(|| "1".into())),
+                    );
+                    p.insert(
+                        "price".into(),
+                        json!(l.get("unit_amount").map(text).unwrap_or_else(|| "0".into())),
+                    );
                     if let Some(tax) = l.get("tax_amount") {
                         p.insert("tandem_tax_amount".into(), json!(text(tax)));
                     }
@@ -303,13 +332,19 @@ mod tests {
         assert_eq!(props["lastname"], json!("King Lovelace"));
         let object = json!({"id": "7", "properties": props, "archived": false});
         let record = customer_to_record(CustomerObject::Contacts, &object).expect("record");
-        assert_eq!(record.fields.expect("live")["name"], json!("Ada King Lovelace"));
+        assert_eq!(
+            record.fields.expect("live")["name"],
+            json!("Ada King Lovelace")
+        );
     }
 
     #[test]
     fn only_a_won_deal_is_an_invoice() {
         let open = json!({"id": "1", "properties": {"dealstage": "appointmentscheduled"}});
-        assert_eq!(deal_to_record(&open, None, &[]).expect("record").fields, None);
+        assert_eq!(
+            deal_to_record(&open, None, &[]).expect("record").fields,
+            None
+        );
         let won = json!({"id": "1", "properties": {"dealstage": "closedwon", "amount": "150.50",
             "closedate": "2026-11-23T10:00:00.000Z", "tandem_invoice_status": "paid"}});
         let line = json!({"id": "9", "properties": {"name": "Consulting", "quantity": "2", "price": "75.25"}});

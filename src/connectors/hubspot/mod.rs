@@ -22,7 +22,9 @@ use serde_json::{json, Value};
 use self::batch::{Batches, Term};
 use self::mapping::{CustomerObject, DEAL_PROPERTIES, LINE_ITEM_PROPERTIES, WON};
 use super::http::client::header_number;
-use super::http::{ApiClient, ApiClientParts, ApiRequest, RateGate, RequestRecorder, TokenSource, Window};
+use super::http::{
+    ApiClient, ApiClientParts, ApiRequest, RateGate, RequestRecorder, TokenSource, Window,
+};
 use super::{ChangePage, Connector, ConnectorError, Exchange, ExternalRecord, Written};
 use crate::domain::{EntityType, FieldMap, System};
 
@@ -226,7 +228,10 @@ impl HubSpotConnector {
         let mut properties = mapping::deal_properties(fields);
         properties.insert("tandem_origin_id".into(), json!(stamp));
         properties.insert("dealstage".into(), json!(WON));
-        let number = fields.get("number").and_then(Value::as_str).unwrap_or(stamp);
+        let number = fields
+            .get("number")
+            .and_then(Value::as_str)
+            .unwrap_or(stamp);
         properties
             .entry("dealname")
             .or_insert(json!(format!("Invoice {number}")));
@@ -313,7 +318,9 @@ impl Connector for HubSpotConnector {
             ),
             None => (0, since.map(|s| s.timestamp_millis()).unwrap_or(0)),
         };
-        let mut filters = vec![json!({"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": since_ms.to_string()})];
+        let mut filters = vec![
+            json!({"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": since_ms.to_string()}),
+        ];
         if entity == EntityType::Invoice {
             filters.push(json!({"propertyName": "dealstage", "operator": "EQ", "value": WON}));
         }
@@ -342,8 +349,10 @@ impl Connector for HubSpotConnector {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let records: Vec<ExternalRecord> =
-            results.iter().filter_map(|o| self.parse(entity, o)).collect();
+        let records: Vec<ExternalRecord> = results
+            .iter()
+            .filter_map(|o| self.parse(entity, o))
+            .collect();
         let next_after = answer
             .body
             .pointer("/paging/next/after")
@@ -403,12 +412,15 @@ impl Connector for HubSpotConnector {
         };
         if properties.is_empty() {
             // Nothing HubSpot holds (a customer association change): read it as it is.
-            let record = self.get(entity, id).await?.ok_or_else(|| ConnectorError::Rejected {
-                system: System::Crm,
-                status: 404,
-                message: format!("{entity} {id} not found in HubSpot"),
-                exchange: Exchange::default(),
-            })?;
+            let record = self
+                .get(entity, id)
+                .await?
+                .ok_or_else(|| ConnectorError::Rejected {
+                    system: System::Crm,
+                    status: 404,
+                    message: format!("{entity} {id} not found in HubSpot"),
+                    exchange: Exchange::default(),
+                })?;
             return Ok(Written {
                 record,
                 exchange: Exchange::default(),

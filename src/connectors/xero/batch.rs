@@ -244,14 +244,21 @@ async fn create(client: &ApiClient, kind: Kind, items: Vec<NewItem>) -> Vec<Wrot
     let bodies: Vec<Value> = items.into_iter().map(|i| Value::Object(i.body)).collect();
     // Xero answers in the order sent; the stamp confirms it is the same item.
     let stamp_key = kind.stamp_key();
-    write(client, kind, Method::PUT, bodies, key, |i, sent, answered| {
-        let stamp = sent.get(stamp_key);
-        answered
-            .get(i)
-            .filter(|a| a.get(stamp_key) == stamp)
-            .or_else(|| answered.iter().find(|a| a.get(stamp_key) == stamp))
-            .cloned()
-    })
+    write(
+        client,
+        kind,
+        Method::PUT,
+        bodies,
+        key,
+        |i, sent, answered| {
+            let stamp = sent.get(stamp_key);
+            answered
+                .get(i)
+                .filter(|a| a.get(stamp_key) == stamp)
+                .or_else(|| answered.iter().find(|a| a.get(stamp_key) == stamp))
+                .cloned()
+        },
+    )
     .await
 }
 
@@ -266,13 +273,20 @@ async fn update(client: &ApiClient, kind: Kind, items: Vec<UpdateItem>) -> Vec<W
             Value::Object(body)
         })
         .collect();
-    write(client, kind, Method::POST, bodies, key, |i, sent, answered| {
-        let id = sent.get(id_key);
-        answered
-            .get(i)
-            .filter(|a| a.get(id_key) == id)
-            .or_else(|| answered.iter().find(|a| a.get(id_key) == id))
-            .cloned()
-    })
+    write(
+        client,
+        kind,
+        Method::POST,
+        bodies,
+        key,
+        |i, sent, answered| {
+            let id = sent.get(id_key);
+            answered
+                .get(i)
+                .filter(|a| a.get(id_key) == id)
+                .or_else(|| answered.iter().find(|a| a.get(id_key) == id))
+                .cloned()
+        },
+    )
     .await
 }

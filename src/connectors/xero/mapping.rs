@@ -53,7 +53,10 @@ pub fn modified_since(since: DateTime<Utc>) -> String {
 fn date(value: &Value, key: &str) -> Option<NaiveDate> {
     let raw = value.get(key)?.as_str()?;
     if let Some(ms) = ms_date(raw) {
-        return Utc.timestamp_millis_opt(ms).single().map(|t| t.date_naive());
+        return Utc
+            .timestamp_millis_opt(ms)
+            .single()
+            .map(|t| t.date_naive());
     }
     NaiveDate::parse_from_str(raw.get(..10)?, "%Y-%m-%d").ok()
 }
@@ -187,10 +190,8 @@ pub fn contact_body(fields: &FieldMap) -> Map<String, Value> {
             "tax_number" => {
                 body.insert("TaxNumber".into(), json!(as_text(value)));
             }
-            "currency" => {
-                if !value.is_null() {
-                    body.insert("DefaultCurrency".into(), json!(as_text(value)));
-                }
+            "currency" if !value.is_null() => {
+                body.insert("DefaultCurrency".into(), json!(as_text(value)));
             }
             "phone" => {
                 body.insert(
@@ -233,10 +234,8 @@ pub fn invoice_body(fields: &FieldMap) -> Map<String, Value> {
     let mut body = Map::new();
     for (field, value) in fields {
         match field.as_str() {
-            "number" => {
-                if !value.is_null() {
-                    body.insert("InvoiceNumber".into(), json!(as_text(value)));
-                }
+            "number" if !value.is_null() => {
+                body.insert("InvoiceNumber".into(), json!(as_text(value)));
             }
             "customer" => {
                 body.insert("Contact".into(), json!({"ContactID": as_text(value)}));
@@ -247,10 +246,8 @@ pub fn invoice_body(fields: &FieldMap) -> Map<String, Value> {
             "due_date" => {
                 body.insert("DueDate".into(), json!(as_text(value)));
             }
-            "currency" => {
-                if !value.is_null() {
-                    body.insert("CurrencyCode".into(), json!(as_text(value)));
-                }
+            "currency" if !value.is_null() => {
+                body.insert("CurrencyCode".into(), json!(as_text(value)));
             }
             "line_items" => {
                 let lines: Vec<Value> = value
@@ -324,7 +321,10 @@ mod tests {
         assert_eq!(invoice_to_record(&invoice).expect("record").fields, None);
         let paid = json!({"InvoiceID": "i2", "Status": "PAID", "Total": 10.50, "AmountPaid": 10.5,
             "Contact": {"ContactID": "c1"}, "Date": "2026-11-23T00:00:00"});
-        let fields = invoice_to_record(&paid).expect("record").fields.expect("live");
+        let fields = invoice_to_record(&paid)
+            .expect("record")
+            .fields
+            .expect("live");
         assert_eq!(fields["status"], json!("paid"));
         assert_eq!(fields["total"], json!("10.5"));
         assert_eq!(fields["customer"], json!("c1"));

@@ -20,7 +20,9 @@ use serde_json::{json, Map, Value};
 
 use self::batch::{Batches, Term, UpdateItem};
 use super::http::client::header_number;
-use super::http::{ApiClient, ApiClientParts, ApiRequest, RateGate, RequestRecorder, TokenSource, Window};
+use super::http::{
+    ApiClient, ApiClientParts, ApiRequest, RateGate, RequestRecorder, TokenSource, Window,
+};
 use super::{ChangePage, Connector, ConnectorError, ExternalRecord, NewRecord, Written};
 use crate::domain::{EntityType, FieldMap, System};
 
@@ -188,8 +190,18 @@ impl XeroConnector {
         }));
         let in_flight = limits.at_once;
         Self {
-            contacts: Batches::new(client.clone(), Kind::Contacts, parts.batch_window, in_flight),
-            invoices: Batches::new(client.clone(), Kind::Invoices, parts.batch_window, in_flight),
+            contacts: Batches::new(
+                client.clone(),
+                Kind::Contacts,
+                parts.batch_window,
+                in_flight,
+            ),
+            invoices: Batches::new(
+                client.clone(),
+                Kind::Invoices,
+                parts.batch_window,
+                in_flight,
+            ),
             client,
         }
     }
