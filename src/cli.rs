@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The whole product on the embedded default, with simulated HubSpot and Xero.
-    Demo,
+    Demo(DemoArgs),
     /// Run the engine: webhook intake, orchestrator workers, poller, admin API, dashboard.
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
@@ -34,14 +34,14 @@ pub enum Command {
     /// Show queue state and the last 24 hours' sync outcomes (asks the running server).
     Status(StatusArgs),
     /// Run the simulated HubSpot and Xero servers alone.
-    Sim,
+    Sim(SimArgs),
     /// Run the benchmark suite, print a table and write JSON to bench/results/.
     Bench(BenchArgs),
 }
 
 /// Which parts of the engine this process runs; all by default. Scale out by running
 /// several processes, each with the parts it should carry.
-#[derive(Debug, Clone, Copy, Args)]
+#[derive(Debug, Clone, Copy, Default, Args)]
 pub struct ServeArgs {
     /// Do not serve HTTP (webhooks, admin API, dashboard, health).
     #[arg(long)]
@@ -122,4 +122,45 @@ pub struct StatusArgs {
     /// The server's base URL; defaults to `http://<listen>` from the settings.
     #[arg(long, env = "TANDEM_URL")]
     pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Customers seeded on each side.
+    #[arg(long, default_value_t = 200)]
+    pub customers: usize,
+    /// How many of them are the same people (same e-mail) on both sides.
+    #[arg(long, default_value_t = 50)]
+    pub shared: usize,
+    /// Edits the simulated people make each second, across both sides.
+    #[arg(long, default_value_t = 1.0)]
+    pub edits_per_second: f64,
+    /// Seconds between the terminal's status lines.
+    #[arg(long, default_value_t = 5)]
+    pub status_every: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Address of the simulated HubSpot.
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    pub hubspot_listen: String,
+    /// Address of the simulated Xero.
+    #[arg(long, default_value = "127.0.0.1:8092")]
+    pub xero_listen: String,
+    /// Where the simulated HubSpot sends webhooks (Tandem's `/webhooks/{pair}/crm`).
+    #[arg(long)]
+    pub crm_webhook_url: Option<String>,
+    /// Where the simulated Xero sends webhooks (Tandem's `/webhooks/{pair}/finance`).
+    #[arg(long)]
+    pub finance_webhook_url: Option<String>,
+    /// Customers seeded on each side.
+    #[arg(long, default_value_t = 0)]
+    pub customers: usize,
+    /// How many of them are the same people on both sides.
+    #[arg(long, default_value_t = 0)]
+    pub shared: usize,
+    /// Edits the simulated people make each second (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    pub edits_per_second: f64,
 }

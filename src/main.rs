@@ -11,8 +11,6 @@ use tandem::{service, telemetry};
 /// Exit code for invalid settings (sysexits' EX_CONFIG), so a supervisor can tell a
 /// configuration mistake from a crash.
 const EXIT_CONFIG: u8 = 78;
-/// Exit code for a command that this build does not carry yet.
-const EXIT_UNAVAILABLE: u8 = 69;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -52,13 +50,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => tandem::admin_client::replay(&settings, args).await?,
         Command::Bench(args) => tandem::bench::run(&settings, &args).await?,
         Command::Status(args) => tandem::admin_client::status(&settings, args).await?,
-        Command::Demo | Command::Sim => {
-            eprintln!(
-                "tandem: this command is not in this build yet; `tandem serve` runs the engine \
-                 (see README.md for what is available)"
-            );
-            return Ok(ExitCode::from(EXIT_UNAVAILABLE));
-        }
+        Command::Demo(args) => tandem::demo::run(settings, args).await?,
+        Command::Sim(args) => tandem::demo::simulators(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

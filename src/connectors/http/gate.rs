@@ -49,15 +49,27 @@ pub struct Window {
 /// counts them from when they arrived. This margin covers the difference.
 const SKEW: Duration = Duration::from_millis(150);
 
+/// A steady pace within the windows: `per_second` on average, `burst` at once. Spent
+/// at the start of a window, a budget leaves nothing for the rest of it; paced, a
+/// connection's batches fill while they wait, so each call carries more.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
 #[derive(Debug)]
 struct State {
     sent: Vec<VecDeque<Instant>>,
     paused_until: Option<Instant>,
+    tokens: f64,
+    refilled: Instant,
 }
 
 #[derive(Debug)]
 pub struct RateGate {
     windows: Vec<Window>,
+    pace: Option<Pace>,
     state: Mutex<State>,
     at_once: Arc<Semaphore>,
     live_waiting: AtomicUsize,
@@ -73,12 +85,19 @@ pub struct GatePermit {
 
 impl RateGate {
     pub fn new(windows: Vec<Window>, at_once: usize) -> Arc<Self> {
+        Self::paced(windows, None, at_once)
+    }
+
+    pub fn paced(windows: Vec<Window>, pace: Option<Pace>, at_once: usize) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 sent: windows.iter().map(|_| VecDeque::new()).collect(),
                 paused_until: None,
+                tokens: pace.map_or(0.0, |p| p.burst),
+                refilled: Instant::now(),
             }),
             windows,
+            pace,
             at_once: Arc::new(Semaphore::new(at_once.max(1))),
             live_waiting: AtomicUsize::new(0),
             changed: Notify::new(),
@@ -138,8 +157,20 @@ impl RateGate {
                 wait = wait.max(span.saturating_sub(now.duration_since(oldest)));
             }
         }
+        if let Some(pace) = self.pace {
+            let elapsed = now.duration_since(state.refilled).as_secs_f64();
+            state.tokens = (state.tokens + elapsed * pace.per_second).min(pace.burst);
+            state.refilled = now;
+            if state.tokens < 1.0 {
+                let short = (1.0 - state.tokens) / pace.per_second.max(f64::MIN_POSITIVE);
+                wait = wait.max(Duration::from_secs_f64(short.min(3600.0)));
+            }
+        }
         if wait > Duration::ZERO {
             return Some(wait);
+        }
+        if self.pace.is_some() {
+            state.tokens -= 1.0;
         }
         for sent in state.sent.iter_mut() {
             sent.push_back(now);
@@ -205,6 +236,27 @@ mod tests {
         assert!(
             start.elapsed() >= Duration::from_secs(10),
             "the fourth waits for the window"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_gate_spreads_calls_after_its_burst() {
+        let gate = RateGate::paced(
+            vec![],
+            Some(Pace {
+                per_second: 1.0,
+                burst: 2.0,
+            }),
+            10,
+        );
+        let start = Instant::now();
+        for _ in 0..4 {
+            drop(gate.acquire(Priority::Live).await);
+        }
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(1990) && elapsed < Duration::from_millis(2500),
+            "two at once, then one a second: {elapsed:?}"
         );
     }
 

@@ -11,4 +11,4 @@ pub use client::{
     ApiClient, ApiClientParts, ApiRequest, ApiResponse, RequestRecorder, SentRequest,
 };
 pub use coalesce::Coalescer;
-pub use gate::{current_priority, with_priority, Priority, RateGate, Window};
+pub use gate::{current_priority, with_priority, Pace, Priority, RateGate, Window};

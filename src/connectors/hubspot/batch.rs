@@ -18,8 +18,8 @@ use crate::domain::System;
 pub const MAX_ITEMS: usize = 100;
 /// HubSpot takes up to five filter groups in one search.
 const MAX_GROUPS: usize = 5;
-/// A first delivery window; batches also fill while every slot is busy.
-const IN_FLIGHT: usize = 4;
+/// Batch calls of one kind in flight at once; the next batch fills meanwhile.
+const IN_FLIGHT: usize = 2;
 
 type Found = Result<Option<Value>, ConnectorError>;
 type Wrote = Result<Written, ConnectorError>;

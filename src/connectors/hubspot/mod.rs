@@ -23,7 +23,7 @@ use self::batch::{Batches, Term};
 use self::mapping::{CustomerObject, DEAL_PROPERTIES, LINE_ITEM_PROPERTIES, WON};
 use super::http::client::header_number;
 use super::http::{
-    ApiClient, ApiClientParts, ApiRequest, RateGate, RequestRecorder, TokenSource, Window,
+    ApiClient, ApiClientParts, ApiRequest, Pace, RateGate, RequestRecorder, TokenSource, Window,
 };
 use super::{ChangePage, Connector, ConnectorError, Exchange, ExternalRecord, Written};
 use crate::domain::{EntityType, FieldMap, System};
@@ -95,11 +95,15 @@ fn ms(version: &str) -> Option<i64> {
 
 impl HubSpotConnector {
     pub fn new(parts: HubSpotParts) -> Self {
-        let gate = RateGate::new(
+        let gate = RateGate::paced(
             vec![Window {
                 max: parts.limits.per_ten_seconds,
                 per: Duration::from_secs(10),
             }],
+            Some(Pace {
+                per_second: parts.limits.per_ten_seconds as f64 / 10.0,
+                burst: 10.0,
+            }),
             16,
         );
         let search_gate = RateGate::new(

@@ -17,7 +17,7 @@ use crate::domain::System;
 /// Xero takes up to 50 items per write; reads by id are kept to 50 for the URL's sake.
 pub const MAX_ITEMS: usize = 50;
 /// ORed terms per look-up call.
-const MAX_TERMS: usize = 25;
+const MAX_TERMS: usize = 50;
 
 type Found = Result<Option<ExternalRecord>, ConnectorError>;
 type Wrote = Result<Written, ConnectorError>;

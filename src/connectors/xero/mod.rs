@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use self::batch::{Batches, Term, UpdateItem};
 use super::http::client::header_number;
 use super::http::{
-    ApiClient, ApiClientParts, ApiRequest, RateGate, RequestRecorder, TokenSource, Window,
+    ApiClient, ApiClientParts, ApiRequest, Pace, RateGate, RequestRecorder, TokenSource, Window,
 };
 use super::{ChangePage, Connector, ConnectorError, ExternalRecord, NewRecord, Written};
 use crate::domain::{EntityType, FieldMap, System};
@@ -164,7 +164,7 @@ pub(crate) fn validation_messages(item: &Value) -> Vec<String> {
 impl XeroConnector {
     pub fn new(parts: XeroParts) -> Self {
         let limits = parts.limits;
-        let gate = RateGate::new(
+        let gate = RateGate::paced(
             vec![
                 Window {
                     max: limits.per_minute,
@@ -175,6 +175,10 @@ impl XeroConnector {
                     per: Duration::from_secs(24 * 3600),
                 },
             ],
+            Some(Pace {
+                per_second: limits.per_minute as f64 / 60.0,
+                burst: limits.at_once as f64,
+            }),
             limits.at_once,
         );
         let client = Arc::new(ApiClient::new(ApiClientParts {
@@ -188,7 +192,8 @@ impl XeroConnector {
             errors: read_error,
             recorder: parts.recorder,
         }));
-        let in_flight = limits.at_once;
+        // One call in flight per kind of batch: the next batch fills while it is out.
+        let in_flight = 1;
         Self {
             contacts: Batches::new(
                 client.clone(),

@@ -1,0 +1,243 @@
+//! `tandem demo` and `tandem sim`: the whole product on one machine, against simulated
+//! HubSpot and Xero.
+//!
+//! The demo runs the engine on the embedded default (a fresh SQLite file, the
+//! in-process bus), seeds both simulated services, lets simulated people edit both
+//! sides, and prints a status line now and then from the simulators' inspection. Its
+//! connections are ordinary settings pointing at the simulators, so a trial of a real
+//! deployment only changes the base URLs and credentials.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sim::{SimConfig, Simulators};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{DemoArgs, ServeArgs, SimArgs};
+use crate::config::{ConnectionSettings, ConnectorKind, PairSettings, Settings};
+use crate::domain::System;
+use crate::secret::Secret;
+
+/// The pair the demo syncs.
+pub const DEMO_PAIR: &str = "demo";
+
+/// A pair whose two connections point at running simulators, with OAuth credentials
+/// the simulators issue tokens for.
+pub fn pair_for(sims: &Simulators, poll_interval_secs: u64) -> PairSettings {
+    let hubspot = sims.hubspot.settings();
+    let xero = sims.xero.settings();
+    let crm = ConnectionSettings {
+        kind: ConnectorKind::Hubspot,
+        base_url: sims.hubspot_url.clone(),
+        token_url: None,
+        access_token: None,
+        client_id: Some(hubspot.client_id.clone()),
+        client_secret: Some(Secret::new(hubspot.client_secret.clone())),
+        refresh_token: Some(Secret::new(hubspot.refresh_token.clone())),
+        tenant_id: None,
+        webhook_secrets: vec![Secret::new(hubspot.client_secret.clone())],
+        customer_object: Default::default(),
+        batch_window_ms: 20,
+    };
+    let finance = ConnectionSettings {
+        kind: ConnectorKind::Xero,
+        base_url: sims.xero_api_url(),
+        token_url: Some(sims.xero_token_url()),
+        access_token: None,
+        client_id: Some(xero.client_id.clone()),
+        client_secret: Some(Secret::new(xero.client_secret.clone())),
+        refresh_token: Some(Secret::new(xero.refresh_token.clone())),
+        tenant_id: Some(xero.tenant_id.clone()),
+        webhook_secrets: vec![Secret::new(xero.webhook_key.clone())],
+        customer_object: Default::default(),
+        batch_window_ms: 20,
+    };
+    PairSettings {
+        enabled: true,
+        crm: Some(crm),
+        finance: Some(finance),
+        poll_interval_secs,
+        poll_overlap_secs: poll_interval_secs.min(30),
+        conflict_policy: Default::default(),
+        source_of_truth: System::Finance,
+        deletes: Default::default(),
+        fields: Default::default(),
+    }
+}
+
+/// Where Tandem takes a pair's webhooks, for the simulators' outboxes.
+pub fn webhook_urls(base: &str, pair: &str) -> (String, String) {
+    let base = base.trim_end_matches('/');
+    (
+        format!("{base}/webhooks/{pair}/crm"),
+        format!("{base}/webhooks/{pair}/finance"),
+    )
+}
+
+/// Waits until the server at `base` answers `/health`.
+pub async fn wait_until_up(base: &str, within: Duration) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let up = http
+            .get(format!("{base}/health"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if up {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("Tandem did not answer at {base} within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `tandem demo`.
+pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
+    let shutdown = crate::service::shutdown_on_signals();
+    let database = std::env::temp_dir().join(format!("tandem-demo-{}.db", std::process::id()));
+    settings.database_url = format!("sqlite://{}?mode=rwc", database.display());
+    settings.amqp_url = "memory".into();
+    let sims = Simulators::start(
+        SimConfig::default(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        shutdown.clone(),
+    )
+    .await
+    .context("cannot start the simulators")?;
+    settings.pairs.clear();
+    settings.pairs.insert(DEMO_PAIR.into(), pair_for(&sims, 15));
+    settings.validate().context("the demo's settings")?;
+    sims.people
+        .seed(&sims.hubspot, &sims.xero, args.customers, args.shared);
+    let base = format!("http://{}", settings.listen);
+    println!("Tandem demo");
+    println!(
+        "  simulated HubSpot: {}   simulated Xero: {}",
+        sims.hubspot_url, sims.xero_url
+    );
+    println!(
+        "  seeded {} customers on each side, {} of them the same people; simulated people make {} edits a second",
+        args.customers, args.shared, args.edits_per_second
+    );
+    println!("  dashboard: {base}/   (paste the admin token printed below)");
+    println!(
+        "  inspection: {}/sim/inspect   stop: Ctrl-C",
+        sims.hubspot_url
+    );
+
+    let engine = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            crate::service::serve(settings, ServeArgs::default(), shutdown).await
+        })
+    };
+    wait_until_up(&base, Duration::from_secs(30)).await?;
+    let (crm_url, finance_url) = webhook_urls(&base, DEMO_PAIR);
+    sims.send_webhooks_to(Some(crm_url), Some(finance_url));
+    let people = {
+        let (sims, stop) = (sims.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            // The first sync goes first; then people start editing.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            sims.people
+                .run(&sims.hubspot, &sims.xero, args.edits_per_second, stop)
+                .await
+        })
+    };
+    report(
+        &sims,
+        Duration::from_secs(args.status_every.max(1)),
+        shutdown.clone(),
+    )
+    .await;
+    let _ = people.await;
+    let result = engine.await.context("the engine task failed")?;
+    let _ = std::fs::remove_file(&database);
+    result?;
+    println!("demo stopped");
+    Ok(())
+}
+
+/// A status line every `every`, until `stop`.
+async fn report(sims: &Arc<Simulators>, every: Duration, stop: CancellationToken) {
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let seen = sims.inspect();
+        let people = sims.people.counts();
+        let c = &seen.customers;
+        let i = &seen.invoices;
+        println!(
+            "[{:>4}s] customers: {} in CRM, {} in Xero, {} paired ({} agree, {} only in CRM, {} only in Xero) | invoices: {} won deals, {} in Xero, {} agree | people: {} CRM edits, {} Xero edits, {} deals won, {} paid | {}",
+            started.elapsed().as_secs(),
+            c.crm, c.finance, c.paired, c.agree, c.only_crm, c.only_finance,
+            i.crm, i.finance, i.agree,
+            people.crm_edits, people.finance_edits, people.deals_won, people.invoices_paid,
+            if seen.in_step { "both sides agree" } else { "catching up" },
+        );
+    }
+}
+
+/// `tandem sim`: the simulators alone, for pointing a trial deployment at.
+pub async fn simulators(args: SimArgs) -> anyhow::Result<()> {
+    let shutdown = crate::service::shutdown_on_signals();
+    let sims = Simulators::start(
+        SimConfig::default(),
+        &args.hubspot_listen,
+        &args.xero_listen,
+        shutdown.clone(),
+    )
+    .await?;
+    sims.send_webhooks_to(
+        args.crm_webhook_url.clone(),
+        args.finance_webhook_url.clone(),
+    );
+    sims.people
+        .seed(&sims.hubspot, &sims.xero, args.customers, args.shared);
+    let hubspot = sims.hubspot.settings();
+    let xero = sims.xero.settings();
+    println!(
+        "simulated HubSpot on {}, simulated Xero on {}",
+        sims.hubspot_url, sims.xero_url
+    );
+    println!("point a pair at them (tandem.toml):\n");
+    println!(
+        "[pairs.trial.crm]\nkind = \"hubspot\"\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"\nwebhook_secrets = [\"{}\"]\n",
+        sims.hubspot_url, hubspot.client_id, hubspot.client_secret, hubspot.refresh_token, hubspot.client_secret
+    );
+    println!(
+        "[pairs.trial.finance]\nkind = \"xero\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"\nwebhook_secrets = [\"{}\"]\n",
+        sims.xero_api_url(), sims.xero_token_url(), xero.tenant_id, xero.client_id, xero.client_secret, xero.refresh_token, xero.webhook_key
+    );
+    println!(
+        "webhooks go to {} and {} (set with --crm-webhook-url / --finance-webhook-url, or POST /sim/webhooks)",
+        args.crm_webhook_url.as_deref().unwrap_or("(nowhere yet)"),
+        args.finance_webhook_url.as_deref().unwrap_or("(nowhere yet)")
+    );
+    println!(
+        "inspection: {}/sim/inspect   knobs: {}/sim/knobs   stop: Ctrl-C",
+        sims.hubspot_url, sims.hubspot_url
+    );
+    let people = {
+        let (sims, stop) = (sims.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            sims.people
+                .run(&sims.hubspot, &sims.xero, args.edits_per_second, stop)
+                .await
+        })
+    };
+    shutdown.cancelled().await;
+    let _ = people.await;
+    Ok(())
+}
