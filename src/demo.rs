@@ -102,6 +102,9 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     let database = std::env::temp_dir().join(format!("tandem-demo-{}.db", std::process::id()));
     settings.database_url = format!("sqlite://{}?mode=rwc", database.display());
     settings.amqp_url = "memory".into();
+    // Batch calls carry as many changes as are in flight: on the embedded store, with
+    // nothing else to share, the demo keeps many.
+    settings.orchestrator.workers = settings.orchestrator.workers.max(64);
     let sims = Simulators::start(
         SimConfig::default(),
         "127.0.0.1:0",
@@ -179,11 +182,13 @@ async fn report(sims: &Arc<Simulators>, every: Duration, stop: CancellationToken
         let c = &seen.customers;
         let i = &seen.invoices;
         println!(
-            "[{:>4}s] customers: {} in CRM, {} in Xero, {} paired ({} agree, {} only in CRM, {} only in Xero) | invoices: {} won deals, {} in Xero, {} agree | people: {} CRM edits, {} Xero edits, {} deals won, {} paid | {}",
+            "[{:>4}s] customers: {} in CRM, {} in Xero, {} paired ({} agree, {} only in CRM, {} only in Xero) | invoices: {} won deals, {} in Xero, {} agree | people: {} CRM edits, {} Xero edits, {} deals won, {} paid | API calls: HubSpot {} ({} refused), Xero {} ({} refused) | {}",
             started.elapsed().as_secs(),
             c.crm, c.finance, c.paired, c.agree, c.only_crm, c.only_finance,
             i.crm, i.finance, i.agree,
             people.crm_edits, people.finance_edits, people.deals_won, people.invoices_paid,
+            sims.hubspot.calls().len(), sims.hubspot.refused_429(),
+            sims.xero.calls().len(), sims.xero.refused_429(),
             if seen.in_step { "both sides agree" } else { "catching up" },
         );
     }

@@ -177,11 +177,28 @@ pub async fn serve(
     args: ServeArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    serve_with(
+        settings,
+        args,
+        shutdown,
+        crate::wiring::WiringOptions::default(),
+    )
+    .await
+}
+
+/// `serve` with connector options (a request recorder, other limits) for tests and
+/// benchmarks.
+pub async fn serve_with(
+    settings: Settings,
+    args: ServeArgs,
+    shutdown: CancellationToken,
+    options: crate::wiring::WiringOptions,
+) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let bus = crate::bus::connect(&crate::bus::BusConfig::from_settings(&settings))
         .await
         .with_context(|| format!("cannot reach the bus at {}", redact_url(&settings.amqp_url)))?;
-    let wiring = crate::wiring::from_settings(&settings, store.clone());
+    let wiring = crate::wiring::from_settings_with(&settings, store.clone(), &options);
     let queue = crate::orchestrator::QueueControl::default();
     let tracker = TaskTracker::new();
     if !args.no_http {

@@ -196,6 +196,26 @@ pub trait Connector: Send + Sync {
         stamp: &str,
     ) -> Result<Option<ExternalRecord>, ConnectorError>;
 
+    /// Both look-ups of a first sight at once: the record created from `stamp`, and
+    /// one with the same natural key. Systems that batch look-ups answer both in one
+    /// call.
+    async fn find_match(
+        &self,
+        entity: EntityType,
+        stamp: &str,
+        fields: Option<&FieldMap>,
+    ) -> Result<(Option<ExternalRecord>, Option<ExternalRecord>), ConnectorError> {
+        let by_natural_key = async {
+            match fields {
+                Some(fields) => self.find_by_natural_key(entity, fields).await,
+                None => Ok(None),
+            }
+        };
+        let (by_stamp, by_natural_key) =
+            futures::join!(self.find_by_stamp(entity, stamp), by_natural_key);
+        Ok((by_stamp?, by_natural_key?))
+    }
+
     /// A record with the same natural key (customer: e-mail, then tax number;
     /// invoice: number), if any.
     async fn find_by_natural_key(

@@ -257,21 +257,13 @@ async fn find_target(
             .and_then(as_target)
             .map(|t| (t, TargetFound::Linked)));
     }
-    if let Some(found) = connector
-        .find_by_stamp(entity, &source.id)
-        .await?
-        .and_then(as_target)
-    {
+    let (by_stamp, by_natural_key) = connector
+        .find_match(entity, &source.id, source.fields.as_ref())
+        .await?;
+    if let Some(found) = by_stamp.and_then(as_target) {
         return Ok(Some((found, TargetFound::ByStamp)));
     }
-    let Some(fields) = &source.fields else {
-        return Ok(None);
-    };
-    if let Some(found) = connector
-        .find_by_natural_key(entity, fields)
-        .await?
-        .and_then(as_target)
-    {
+    if let Some(found) = by_natural_key.and_then(as_target) {
         let taken = cx
             .store
             .find_link(&cx.event.pair, entity, other, &found.id)

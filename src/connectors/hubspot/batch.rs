@@ -16,8 +16,10 @@ use crate::connectors::{ConnectorError, Exchange, ExternalRecord, Written};
 use crate::domain::System;
 
 pub const MAX_ITEMS: usize = 100;
-/// HubSpot takes up to five filter groups in one search.
-const MAX_GROUPS: usize = 5;
+/// Look-ups in one search: two `IN` filters of up to 100 values, and at most this
+/// many results a page.
+const MAX_TERMS: usize = 100;
+const SEARCH_LIMIT: usize = 200;
 /// Batch calls of one kind in flight at once; the next batch fills meanwhile.
 const IN_FLIGHT: usize = 2;
 
@@ -82,7 +84,7 @@ impl Batches {
             async move { k.read(ids).await }
         });
         let k = kind.clone();
-        let finds = Coalescer::new(MAX_GROUPS, window, IN_FLIGHT, move |terms| {
+        let finds = Coalescer::new(MAX_TERMS, window, IN_FLIGHT, move |terms| {
             let k = k.clone();
             async move { k.find(terms).await }
         });
@@ -196,9 +198,20 @@ impl Kind {
     }
 
     async fn find(&self, terms: Vec<Term>) -> Vec<Found> {
-        let groups: Vec<Value> = terms
+        // One filter group per property, its values in one `IN`: a hundred look-ups
+        // cost one search call. HubSpot compares `IN` values as sent; e-mails and
+        // stamps are lower case already.
+        let mut by_property: Vec<(&str, Vec<String>)> = Vec::new();
+        for term in &terms {
+            let value = term.value.to_lowercase();
+            match by_property.iter_mut().find(|(p, _)| *p == term.property) {
+                Some((_, values)) => values.push(value),
+                None => by_property.push((term.property, vec![value])),
+            }
+        }
+        let groups: Vec<Value> = by_property
             .iter()
-            .map(|t| json!({"filters": [{"propertyName": t.property, "operator": "EQ", "value": t.value}]}))
+            .map(|(property, values)| json!({"filters": [{"propertyName": property, "operator": "IN", "values": values}]}))
             .collect();
         let request = ApiRequest::new(
             Method::POST,
@@ -207,7 +220,7 @@ impl Kind {
         .json(json!({
             "filterGroups": groups,
             "properties": self.properties,
-            "limit": 100,
+            "limit": SEARCH_LIMIT,
         }));
         match self
             .client
