@@ -19,6 +19,9 @@ use crate::config::{ConnectionSettings, ConnectorKind, PairSettings, Settings};
 use crate::domain::System;
 use crate::secret::Secret;
 
+/// How long people wait for the first sync before they start editing anyway.
+const FIRST_SYNC_WAIT: Duration = Duration::from_secs(120);
+
 /// The pair the demo syncs.
 pub const DEMO_PAIR: &str = "demo";
 
@@ -104,7 +107,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     settings.amqp_url = "memory".into();
     // Batch calls carry as many changes as are in flight: on the embedded store, with
     // nothing else to share, the demo keeps many.
-    settings.orchestrator.workers = settings.orchestrator.workers.max(64);
+    settings.orchestrator.workers = settings.orchestrator.workers.max(128);
     let sims = Simulators::start(
         SimConfig::default(),
         "127.0.0.1:0",
@@ -146,8 +149,22 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     let people = {
         let (sims, stop) = (sims.clone(), shutdown.clone());
         tokio::spawn(async move {
-            // The first sync goes first; then people start editing.
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            // The first sync goes first; then people start editing both sides.
+            let started = tokio::time::Instant::now();
+            while !sims.inspect().in_step && started.elapsed() < FIRST_SYNC_WAIT {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+            let seen = sims.inspect();
+            println!(
+                "first sync {} after {}s: {} customers paired, {} agree; simulated people start editing",
+                if seen.in_step { "done" } else { "still running" },
+                started.elapsed().as_secs(),
+                seen.customers.paired,
+                seen.customers.agree,
+            );
             sims.people
                 .run(&sims.hubspot, &sims.xero, args.edits_per_second, stop)
                 .await

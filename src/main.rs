@@ -21,7 +21,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init(settings.log_format);
+    match cli.command {
+        // The demo's terminal is for its status lines: warnings only, unless asked.
+        Command::Demo(_) => telemetry::init_with_default(settings.log_format, "warn"),
+        _ => telemetry::init(settings.log_format),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -7,11 +7,16 @@ use crate::config::LogFormat;
 const DEFAULT_FILTER: &str = "info,sqlx=warn,lapin=warn,sea_orm_migration=warn";
 
 pub fn init(format: LogFormat) {
+    init_with_default(format, DEFAULT_FILTER)
+}
+
+/// As `init`, with another filter when neither `TANDEM_LOG` nor `RUST_LOG` is set.
+pub fn init_with_default(format: LogFormat, default: &str) {
     let filter = std::env::var("TANDEM_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
+        .unwrap_or_else(|| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -3,6 +3,8 @@
 //! PostgreSQL + RabbitMQ, and once on the embedded default.
 
 mod support;
+#[path = "support/xero_spec.rs"]
+mod xero_spec;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,6 +158,20 @@ impl World {
     }
 }
 
+impl World {
+    /// Every request sent to Xero so far conforms to Xero's published OpenAPI spec.
+    fn assert_xero_requests_conform(&self) {
+        let sent: Vec<_> = self
+            .recorder
+            .sent()
+            .into_iter()
+            .filter(|r| r.system == tandem::domain::System::Finance)
+            .collect();
+        assert!(!sent.is_empty(), "the test sent Xero requests");
+        xero_spec::XeroSpec::load().assert_conforms(&sent);
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
         if let Some((stop, _)) = &self.engine {
@@ -231,6 +247,7 @@ async fn customers_reach_the_other_side(backend: Backend) {
         (7, 7),
         "no duplicate on either side"
     );
+    world.assert_xero_requests_conform();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -308,6 +325,7 @@ async fn deal_to_invoice_to_payment(backend: Backend) {
         1,
         "one invoice, no duplicate"
     );
+    world.assert_xero_requests_conform();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -349,6 +367,7 @@ async fn an_expired_token_is_refreshed_once_and_the_rotated_refresh_token_surviv
         })
         .await;
     assert_eq!(world.sims.xero.token_refreshes(), refreshes + 2);
+    world.assert_xero_requests_conform();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -384,6 +403,7 @@ async fn a_429_pauses_the_connection_and_the_change_still_syncs() {
         "no call before Retry-After elapsed: the next came {:?} after the 429",
         next.at.duration_since(refused_at)
     );
+    world.assert_xero_requests_conform();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -438,7 +458,7 @@ async fn a_batch_with_one_invalid_item_syncs_the_others_and_fails_only_that_one(
             .any(|c| c.stamp.as_deref() == Some(bad_id.as_str())),
         "the invalid one was not created"
     );
-    let batched = world.recorder.take().into_iter().any(|r| {
+    let batched = world.recorder.sent().into_iter().any(|r| {
         r.method == "PUT"
             && r.body
                 .as_ref()
@@ -451,4 +471,5 @@ async fn a_batch_with_one_invalid_item_syncs_the_others_and_fails_only_that_one(
         batched,
         "the invalid item travelled in one batch call with a valid one"
     );
+    world.assert_xero_requests_conform();
 }

@@ -73,6 +73,8 @@ pub struct ApiResponse {
 /// published schema. The authorization header is recorded as `Bearer ***`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentRequest {
+    /// The side the request went to.
+    pub system: System,
     pub method: String,
     pub path: String,
     pub query: Vec<(String, String)>,
@@ -85,6 +87,11 @@ pub struct SentRequest {
 pub struct RequestRecorder(Mutex<Vec<SentRequest>>);
 
 impl RequestRecorder {
+    /// What was sent so far.
+    pub fn sent(&self) -> Vec<SentRequest> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn take(&self) -> Vec<SentRequest> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -240,6 +247,7 @@ impl ApiClient {
             let mut recorded = headers.clone();
             recorded.push(("authorization".into(), "Bearer ***".into()));
             recorder.push(SentRequest {
+                system: self.system,
                 method: request.method.to_string(),
                 path: request.path.clone(),
                 query: request.query.clone(),

@@ -2,15 +2,17 @@
 //! short window for the same connection and entity type leave as one batch call, and
 //! each caller gets its own item's outcome.
 //!
-//! A batch is cut when it is full, or when its window has passed and a flight slot is
-//! free: while the connection is busy (rate-limited, or all slots in flight), batches
-//! keep filling instead of leaving half empty.
+//! A batch is cut when it is full, or when its window has passed, a flight slot is
+//! free and the connection's rate gate would let a call through: while the connection
+//! is busy, batches keep filling instead of leaving half empty.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::gate::RateGate;
 
 type Job<I, O> = (I, oneshot::Sender<O>);
 
@@ -30,14 +32,29 @@ where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<O>> + Send + 'static,
     {
+        Self::gated(max, window, in_flight, None, flush)
+    }
+
+    /// As `new`, and a batch also waits (filling) until `gate` would let a call through.
+    pub fn gated<F, Fut>(
+        max: usize,
+        window: Duration,
+        in_flight: usize,
+        gate: Option<Arc<RateGate>>,
+        flush: F,
+    ) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<O>> + Send + 'static,
+    {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(
-            rx,
-            max.max(1),
+        let limits = Limits {
+            max: max.max(1),
             window,
-            in_flight.max(1),
-            Arc::new(flush),
-        ));
+            in_flight: in_flight.max(1),
+            gate,
+        };
+        tokio::spawn(run(rx, limits, Arc::new(flush)));
         Self { tx }
     }
 
@@ -50,11 +67,16 @@ where
     }
 }
 
-async fn run<I, O, F, Fut>(
-    mut rx: mpsc::UnboundedReceiver<Job<I, O>>,
+struct Limits {
     max: usize,
     window: Duration,
     in_flight: usize,
+    gate: Option<Arc<RateGate>>,
+}
+
+async fn run<I, O, F, Fut>(
+    mut rx: mpsc::UnboundedReceiver<Job<I, O>>,
+    limits: Limits,
     flush: Arc<F>,
 ) where
     I: Send + 'static,
@@ -62,6 +84,12 @@ async fn run<I, O, F, Fut>(
     F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Vec<O>> + Send + 'static,
 {
+    let Limits {
+        max,
+        window,
+        in_flight,
+        gate,
+    } = limits;
     let slots = Arc::new(Semaphore::new(in_flight));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -95,6 +123,22 @@ async fn run<I, O, F, Fut>(
                 },
             }
         };
+        if let Some(gate) = &gate {
+            // Keep filling until the gate would let the call through.
+            loop {
+                if batch.len() >= max || !open {
+                    gate.ready().await;
+                    break;
+                }
+                tokio::select! {
+                    _ = gate.ready() => break,
+                    item = rx.recv() => match item {
+                        Some(item) => batch.push(item),
+                        None => open = false,
+                    },
+                }
+            }
+        }
         let flush = flush.clone();
         tokio::spawn(async move {
             let (items, answers): (Vec<I>, Vec<oneshot::Sender<O>>) = batch.into_iter().unzip();

@@ -124,7 +124,7 @@ impl RateGate {
                 self.wait(Duration::from_millis(50)).await;
                 continue;
             };
-            match self.take_slot() {
+            match self.slot(true) {
                 None => break permit,
                 Some(wait) => {
                     drop(permit);
@@ -136,8 +136,17 @@ impl RateGate {
         GatePermit { _at_once: permit }
     }
 
-    /// Counts a call in every window, or says how long until one would be allowed.
-    fn take_slot(&self) -> Option<Duration> {
+    /// Waits until a call could be sent now, without counting one: a batch waits here,
+    /// still filling, and leaves as full as the budget makes it.
+    pub async fn ready(&self) {
+        while let Some(wait) = self.slot(false) {
+            self.wait(wait).await;
+        }
+    }
+
+    /// Counts a call in every window (when `take`), or says how long until one would be
+    /// allowed.
+    fn slot(&self, take: bool) -> Option<Duration> {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(until) = state.paused_until {
@@ -168,6 +177,9 @@ impl RateGate {
         }
         if wait > Duration::ZERO {
             return Some(wait);
+        }
+        if !take {
+            return None;
         }
         if self.pace.is_some() {
             state.tokens -= 1.0;

@@ -79,22 +79,29 @@ impl Batches {
             parse,
         };
         let k = kind.clone();
-        let reads = Coalescer::new(MAX_ITEMS, window, IN_FLIGHT, move |ids| {
+        let gate = Some(kind.client.gate().clone());
+        let reads = Coalescer::gated(MAX_ITEMS, window, IN_FLIGHT, gate.clone(), move |ids| {
             let k = k.clone();
             async move { k.read(ids).await }
         });
         let k = kind.clone();
-        let finds = Coalescer::new(MAX_TERMS, window, IN_FLIGHT, move |terms| {
-            let k = k.clone();
-            async move { k.find(terms).await }
-        });
+        let finds = Coalescer::gated(
+            MAX_TERMS,
+            window,
+            IN_FLIGHT,
+            Some(kind.search_gate.clone()),
+            move |terms| {
+                let k = k.clone();
+                async move { k.find(terms).await }
+            },
+        );
         let k = kind.clone();
-        let creates = Coalescer::new(MAX_ITEMS, window, IN_FLIGHT, move |items| {
+        let creates = Coalescer::gated(MAX_ITEMS, window, IN_FLIGHT, gate.clone(), move |items| {
             let k = k.clone();
             async move { k.create(items).await }
         });
         let k = kind;
-        let updates = Coalescer::new(MAX_ITEMS, window, IN_FLIGHT, move |items| {
+        let updates = Coalescer::gated(MAX_ITEMS, window, IN_FLIGHT, gate, move |items| {
             let k = k.clone();
             async move { k.update(items).await }
         });

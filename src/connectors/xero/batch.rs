@@ -51,26 +51,51 @@ pub struct Batches {
 
 impl Batches {
     pub fn new(client: Arc<ApiClient>, kind: Kind, window: Duration, in_flight: usize) -> Self {
+        let gate = client.gate().clone();
         let c = client.clone();
-        let reads = Coalescer::new(MAX_ITEMS, window, in_flight, move |ids| {
-            let c = c.clone();
-            async move { read(&c, kind, ids).await }
-        });
+        let reads = Coalescer::gated(
+            MAX_ITEMS,
+            window,
+            in_flight,
+            Some(gate.clone()),
+            move |ids| {
+                let c = c.clone();
+                async move { read(&c, kind, ids).await }
+            },
+        );
         let c = client.clone();
-        let finds = Coalescer::new(MAX_TERMS, window, in_flight, move |terms| {
-            let c = c.clone();
-            async move { find(&c, kind, terms).await }
-        });
+        let finds = Coalescer::gated(
+            MAX_TERMS,
+            window,
+            in_flight,
+            Some(gate.clone()),
+            move |terms| {
+                let c = c.clone();
+                async move { find(&c, kind, terms).await }
+            },
+        );
         let c = client.clone();
-        let creates = Coalescer::new(MAX_ITEMS, window, in_flight, move |items| {
-            let c = c.clone();
-            async move { create(&c, kind, items).await }
-        });
+        let creates = Coalescer::gated(
+            MAX_ITEMS,
+            window,
+            in_flight,
+            Some(gate.clone()),
+            move |items| {
+                let c = c.clone();
+                async move { create(&c, kind, items).await }
+            },
+        );
         let c = client;
-        let updates = Coalescer::new(MAX_ITEMS, window, in_flight, move |items| {
-            let c = c.clone();
-            async move { update(&c, kind, items).await }
-        });
+        let updates = Coalescer::gated(
+            MAX_ITEMS,
+            window,
+            in_flight,
+            Some(gate.clone()),
+            move |items| {
+                let c = c.clone();
+                async move { update(&c, kind, items).await }
+            },
+        );
         Self {
             reads,
             finds,

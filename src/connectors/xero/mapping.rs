@@ -237,13 +237,16 @@ pub fn invoice_body(fields: &FieldMap) -> Map<String, Value> {
             "number" if !value.is_null() => {
                 body.insert("InvoiceNumber".into(), json!(as_text(value)));
             }
-            "customer" => {
+            // An invoice always has a contact: a cleared customer is left as it is.
+            "customer" if !value.is_null() => {
                 body.insert("Contact".into(), json!({"ContactID": as_text(value)}));
             }
-            "issue_date" => {
+            // Xero cannot clear an invoice's dates: a cleared one is left as it is.
+            "issue_date" if !value.is_null() => {
                 body.insert("Date".into(), json!(as_text(value)));
             }
-            "due_date" => {
+            // Xero cannot clear an invoice's dates: a cleared one is left as it is.
+            "due_date" if !value.is_null() => {
                 body.insert("DueDate".into(), json!(as_text(value)));
             }
             "currency" if !value.is_null() => {
