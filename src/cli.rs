@@ -106,6 +106,12 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
+    /// Which scenarios run, comma-separated: `ingest`, `backfill`.
+    #[arg(long, value_delimiter = ',', default_values_t = [String::from("ingest"), String::from("backfill")])]
+    pub scenarios: Vec<String>,
+    /// Customers the backfill brings from the CRM into an empty Xero.
+    #[arg(long, default_value_t = 3000)]
+    pub customers: usize,
     /// Seconds each step runs.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,

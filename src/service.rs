@@ -153,7 +153,7 @@ pub(crate) fn spawn_http(
 /// Connects the store the settings name and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<SeaStore>> {
     let url = redact_url(&settings.database_url);
-    let store = store::connect(&settings.database_url)
+    let store = store::connect_for_workers(&settings.database_url, settings.orchestrator.workers)
         .await
         .with_context(|| format!("cannot open the database at {url}"))?;
     store

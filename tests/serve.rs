@@ -245,6 +245,8 @@ async fn bench_smoke_run_writes_valid_json() {
             "1",
             "--concurrency",
             "1,4",
+            "--customers",
+            "60",
             "--out",
             &out.display().to_string(),
         ],
@@ -258,11 +260,19 @@ async fn bench_smoke_run_writes_valid_json() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let written: Vec<_> = std::fs::read_dir(&out).expect("results folder").collect();
-    assert_eq!(written.len(), 1);
-    let path = written[0].as_ref().expect("entry").path();
-    let document: Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("valid JSON");
+    let mut written: Vec<_> = std::fs::read_dir(&out)
+        .expect("results folder")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    written.sort();
+    assert_eq!(written.len(), 2, "one JSON file per scenario: {written:?}");
+    let read = |path: &std::path::Path| -> Value {
+        serde_json::from_slice(&std::fs::read(path).expect("read")).expect("valid JSON")
+    };
+    let backfill = read(&written[0]);
+    assert_eq!(backfill["scenario"], "rate_limited_backfill");
+    assert_eq!(backfill["report"]["created_in_xero"], 60, "{backfill}");
+    let document = read(&written[1]);
     let steps = document["report"]["steps"].as_array().expect("steps");
     assert_eq!(
         steps

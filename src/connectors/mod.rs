@@ -196,13 +196,13 @@ pub trait Connector: Send + Sync {
         stamp: &str,
     ) -> Result<Option<ExternalRecord>, ConnectorError>;
 
-    /// Both look-ups of a first sight at once: the record created from `stamp`, and
-    /// one with the same natural key. Systems that batch look-ups answer both in one
-    /// call.
+    /// Both look-ups of a first sight at once: the record created from `stamp` (when
+    /// one may exist), and one with the same natural key. Systems that batch look-ups
+    /// answer both in one call.
     async fn find_match(
         &self,
         entity: EntityType,
-        stamp: &str,
+        stamp: Option<&str>,
         fields: Option<&FieldMap>,
     ) -> Result<(Option<ExternalRecord>, Option<ExternalRecord>), ConnectorError> {
         let by_natural_key = async {
@@ -211,8 +211,13 @@ pub trait Connector: Send + Sync {
                 None => Ok(None),
             }
         };
-        let (by_stamp, by_natural_key) =
-            futures::join!(self.find_by_stamp(entity, stamp), by_natural_key);
+        let by_stamp = async {
+            match stamp {
+                Some(stamp) => self.find_by_stamp(entity, stamp).await,
+                None => Ok(None),
+            }
+        };
+        let (by_stamp, by_natural_key) = futures::join!(by_stamp, by_natural_key);
         Ok((by_stamp?, by_natural_key?))
     }
 

@@ -257,8 +257,11 @@ async fn find_target(
             .and_then(as_target)
             .map(|t| (t, TargetFound::Linked)));
     }
+    // Tandem claims a link before it creates, so a record stamped with this source's
+    // id can exist only when a link does (a create in flight, or cut off by a crash).
+    let stamp = link.map(|_| source.id.as_str());
     let (by_stamp, by_natural_key) = connector
-        .find_match(entity, &source.id, source.fields.as_ref())
+        .find_match(entity, stamp, source.fields.as_ref())
         .await?;
     if let Some(found) = by_stamp.and_then(as_target) {
         return Ok(Some((found, TargetFound::ByStamp)));

@@ -187,6 +187,12 @@ pub struct SeaStore {
 
 /// Connects to `postgres://…` or `sqlite://…` (`sqlite::memory:` for tests).
 pub async fn connect(database_url: &str) -> StoreResult<SeaStore> {
+    connect_for_workers(database_url, 32).await
+}
+
+/// Connects with a PostgreSQL pool large enough for `workers`: each holds one
+/// connection for its entity lock while it syncs and briefly uses others.
+pub async fn connect_for_workers(database_url: &str, workers: usize) -> StoreResult<SeaStore> {
     let mut options = ConnectOptions::new(database_url.to_string());
     options
         .sqlx_logging(false)
@@ -201,8 +207,8 @@ pub async fn connect(database_url: &str) -> StoreResult<SeaStore> {
         };
         options.max_connections(size).min_connections(1);
     } else {
-        // Each worker may hold one connection for its entity lock and use another.
-        options.max_connections(48).min_connections(2);
+        let size = (workers + 16).clamp(24, 96) as u32;
+        options.max_connections(size).min_connections(2);
     }
     let db = Database::connect(options).await?;
     if db.get_database_backend() == DatabaseBackend::Sqlite && !database_url.contains(":memory:") {

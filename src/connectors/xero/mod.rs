@@ -175,9 +175,11 @@ impl XeroConnector {
                     per: Duration::from_secs(24 * 3600),
                 },
             ],
+            // A quarter of the minute's budget may go at once (a first sync starts
+            // fast); the rest is paced so later batches fill while they wait.
             Some(Pace {
                 per_second: limits.per_minute as f64 / 60.0,
-                burst: limits.at_once as f64,
+                burst: (limits.per_minute / 4).max(limits.at_once) as f64,
             }),
             limits.at_once,
         );

@@ -1,0 +1,196 @@
+//! The rate-limited backfill: customers that exist only in the CRM are brought into an
+//! empty Xero through a resync of everything, with the simulated Xero enforcing its
+//! real limits (60 calls in any minute, 5 at once). The figure that matters is the
+//! time against the least time the limit allows: the calls the backfill needs when
+//! every call carries a full batch of 50 (one look-up by e-mail and one create per
+//! customer), spread over Xero's rolling minute.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use sim::{CustomerSeed, SimConfig, Simulators};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ServeArgs;
+use crate::config::Settings;
+use crate::connectors::http::RequestRecorder;
+use crate::domain::System;
+use crate::secret::Secret;
+use crate::wiring::WiringOptions;
+
+/// Items per Xero batch call.
+const BATCH: usize = 50;
+const PER_MINUTE: usize = 60;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillReport {
+    pub customers: usize,
+    pub created_in_xero: usize,
+    pub seconds: f64,
+    /// The least time Xero's limit allows for the calls a backfill needs with full
+    /// batches: `ceil(customers / 50)` look-ups and as many creates, at most 60 in any
+    /// rolling minute.
+    pub least_seconds: f64,
+    pub ratio_to_least: f64,
+    pub xero_calls: usize,
+    pub xero_calls_refused_429: usize,
+    pub share_refused_429: f64,
+    pub xero_creates: usize,
+    pub xero_lookups: usize,
+    pub xero_other_calls: usize,
+    pub mean_items_per_create: f64,
+    pub workers: usize,
+    /// Within 1.2 times the least time, with at most 1% of calls refused.
+    pub goal_met: bool,
+}
+
+/// The least time `calls` take when at most `per_minute` may start in any rolling
+/// minute: each full minute's worth after the first waits a minute.
+pub fn least_seconds(calls: usize, per_minute: usize) -> f64 {
+    if calls == 0 {
+        return 0.0;
+    }
+    ((calls - 1) / per_minute.max(1)) as f64 * 60.0
+}
+
+pub async fn run(settings: &Settings, customers: usize) -> anyhow::Result<BackfillReport> {
+    let stop_sims = CancellationToken::new();
+    let sims = Simulators::start(
+        SimConfig::default(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        stop_sims.clone(),
+    )
+    .await
+    .context("cannot start the simulators")?;
+    for n in 0..customers {
+        sims.hubspot.person_creates_customer(&CustomerSeed {
+            name: format!("Backfill Customer {n}"),
+            email: format!("backfill.{n}@example.com"),
+            phone: Some(format!("+1 555 {n:07}")),
+        });
+    }
+    let pair = format!(
+        "backfill_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut settings = settings.clone();
+    settings.pairs.clear();
+    // Polling and webhooks off: the resync is the only source of work.
+    settings
+        .pairs
+        .insert(pair.clone(), crate::demo::pair_for(&sims, 0));
+    settings.bus.prefix = format!("tandem_bench_{}", uuid::Uuid::new_v4().simple());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    settings.listen = format!("127.0.0.1:{port}");
+    let token = format!("{}", uuid::Uuid::new_v4().simple());
+    settings.admin_token = Some(Secret::new(token.clone()));
+    settings.orchestrator.workers = 64;
+    settings.validate().context("the backfill's settings")?;
+    let workers = settings.orchestrator.workers;
+
+    let recorder = std::sync::Arc::new(RequestRecorder::default());
+    let stop = CancellationToken::new();
+    let engine = tokio::spawn(crate::service::serve_with(
+        settings,
+        ServeArgs::default(),
+        stop.clone(),
+        WiringOptions {
+            recorder: Some(recorder.clone()),
+            ..Default::default()
+        },
+    ));
+    let base = format!("http://127.0.0.1:{port}");
+    crate::demo::wait_until_up(&base, Duration::from_secs(30)).await?;
+    let started = Instant::now();
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/api/resync"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"pair": pair, "system": "crm", "entity": "customer", "everything": true}))
+        .send()
+        .await
+        .context("cannot start the resync")?;
+    anyhow::ensure!(
+        answer.status().as_u16() == 202,
+        "the resync was refused: {}",
+        answer.text().await.unwrap_or_default()
+    );
+    let deadline = started + Duration::from_secs(600);
+    let created = loop {
+        let created = sims
+            .xero
+            .customers()
+            .iter()
+            .filter(|c| c.stamp.is_some())
+            .count();
+        if created >= customers || Instant::now() > deadline {
+            break created;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = engine.await;
+    stop_sims.cancel();
+
+    let calls = sims.xero.calls();
+    let refused = sims.xero.refused_429();
+    let sent: Vec<_> = recorder
+        .take()
+        .into_iter()
+        .filter(|r| r.system == System::Finance)
+        .collect();
+    let creates: Vec<_> = sent.iter().filter(|r| r.method == "PUT").collect();
+    let lookups = sent
+        .iter()
+        .filter(|r| r.method == "GET" && r.query.iter().any(|(k, _)| k == "where"))
+        .count();
+    let items: usize = creates
+        .iter()
+        .filter_map(|r| r.body.as_ref()?.get("Contacts")?.as_array().map(Vec::len))
+        .sum();
+    let needed = 2 * customers.div_ceil(BATCH);
+    let least = least_seconds(needed, PER_MINUTE).max(1.0);
+    let share = if calls.is_empty() {
+        0.0
+    } else {
+        refused as f64 / calls.len() as f64
+    };
+    let ratio = seconds / least;
+    Ok(BackfillReport {
+        customers,
+        created_in_xero: created,
+        seconds,
+        least_seconds: least,
+        ratio_to_least: ratio,
+        xero_calls: calls.len(),
+        xero_calls_refused_429: refused,
+        share_refused_429: share,
+        xero_creates: creates.len(),
+        xero_lookups: lookups,
+        xero_other_calls: sent.len().saturating_sub(creates.len() + lookups),
+        mean_items_per_create: if creates.is_empty() {
+            0.0
+        } else {
+            items as f64 / creates.len() as f64
+        },
+        workers,
+        goal_met: created == customers && ratio <= 1.2 && share <= 0.01,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_seconds;
+
+    #[test]
+    fn the_least_time_counts_whole_minutes_after_the_first() {
+        assert_eq!(least_seconds(60, 60), 0.0);
+        assert_eq!(least_seconds(61, 60), 60.0);
+        assert_eq!(least_seconds(120, 60), 60.0);
+        assert_eq!(least_seconds(121, 60), 120.0);
+    }
+}
