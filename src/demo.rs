@@ -42,6 +42,7 @@ pub fn pair_for(sims: &Simulators, poll_interval_secs: u64) -> PairSettings {
         webhook_secrets: vec![Secret::new(hubspot.client_secret.clone())],
         customer_object: Default::default(),
         batch_window_ms: 20,
+        rate_limit_share: 1.0,
     };
     let finance = ConnectionSettings {
         kind: ConnectorKind::Xero,
@@ -55,6 +56,7 @@ pub fn pair_for(sims: &Simulators, poll_interval_secs: u64) -> PairSettings {
         webhook_secrets: vec![Secret::new(xero.webhook_key.clone())],
         customer_object: Default::default(),
         batch_window_ms: 20,
+        rate_limit_share: 1.0,
     };
     PairSettings {
         enabled: true,

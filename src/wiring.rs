@@ -114,13 +114,21 @@ fn connector(
         return None;
     };
     let batch_window = Duration::from_millis(settings.batch_window_ms);
+    let share = |n: usize| ((n as f64 * settings.rate_limit_share).floor() as usize).max(1);
     Some(match settings.kind {
         ConnectorKind::Xero => Arc::new(XeroConnector::new(XeroParts {
             base_url: settings.base_url.clone(),
             tenant_id: settings.tenant_id.clone().unwrap_or_default(),
             auth,
             http,
-            limits: options.xero_limits.unwrap_or_default(),
+            limits: {
+                let limits = options.xero_limits.unwrap_or_default();
+                XeroLimits {
+                    per_minute: share(limits.per_minute),
+                    at_once: share(limits.at_once),
+                    per_day: share(limits.per_day),
+                }
+            },
             batch_window,
             recorder: options.recorder.clone(),
         })),
@@ -132,7 +140,13 @@ fn connector(
                 CustomerObjectSetting::Contacts => CustomerObject::Contacts,
                 CustomerObjectSetting::Companies => CustomerObject::Companies,
             },
-            limits: options.hubspot_limits.unwrap_or_default(),
+            limits: {
+                let limits = options.hubspot_limits.unwrap_or_default();
+                HubSpotLimits {
+                    per_ten_seconds: share(limits.per_ten_seconds),
+                    searches_per_second: share(limits.searches_per_second),
+                }
+            },
             batch_window,
             recorder: options.recorder.clone(),
         })),

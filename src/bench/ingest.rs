@@ -129,6 +129,7 @@ fn bench_pair() -> PairSettings {
         webhook_secrets: vec![Secret::new(WEBHOOK_KEY)],
         customer_object: Default::default(),
         batch_window_ms: 20,
+        rate_limit_share: 1.0,
     };
     PairSettings {
         enabled: true,

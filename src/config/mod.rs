@@ -233,6 +233,15 @@ pub struct ConnectionSettings {
     /// How long a single read or write waits for others to share its batch call.
     #[serde(default = "default_batch_window_ms")]
     pub batch_window_ms: u64,
+    /// This process's part of the service's rate limit (0 < share <= 1): with three
+    /// processes running workers for the pair, 0.33 each keeps them under the limit
+    /// together.
+    #[serde(default = "default_rate_limit_share")]
+    pub rate_limit_share: f64,
+}
+
+fn default_rate_limit_share() -> f64 {
+    1.0
 }
 
 fn default_batch_window_ms() -> u64 {

@@ -230,3 +230,20 @@ fn an_unknown_field_or_direction_names_the_key() {
     let err = load_from(Some(&file.0), Figment::new()).expect_err("unknown policy");
     assert_eq!(err.key, "pairs.acme.conflict_policy");
 }
+
+#[test]
+fn a_rate_limit_share_outside_zero_to_one_names_the_key() {
+    let file = toml_file(&format!("{PAIR}rate_limit_share = 1.5\n"));
+    let err = load_from(Some(&file.0), Figment::new()).expect_err("a share above 1");
+    assert_eq!(err.key, "pairs.acme.finance.rate_limit_share");
+    let file = toml_file(&format!(
+        "{PAIR}rate_limit_share = 0.5\ncustomer_object = \"companies\"\n"
+    ));
+    let err = load_from(Some(&file.0), Figment::new())
+        .expect_err("customers as companies is a CRM setting");
+    assert!(err.key.starts_with("pairs.acme.finance"), "{}", err.key);
+    let ok = toml_file(&format!("{PAIR}rate_limit_share = 0.5\n"));
+    let settings = load_from(Some(&ok.0), Figment::new()).expect("a half share is valid");
+    let finance = settings.pairs["acme"].finance.as_ref().expect("finance");
+    assert_eq!(finance.rate_limit_share, 0.5);
+}

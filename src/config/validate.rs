@@ -221,6 +221,20 @@ fn validate_connection(
             "an empty secret would accept forged webhooks; remove it",
         ));
     }
+    if !(connection.rate_limit_share > 0.0 && connection.rate_limit_share <= 1.0) {
+        return Err(SettingsError::new(
+            format!("{key}.rate_limit_share"),
+            "must be more than 0 and at most 1 (this process's part of the service's limit)",
+        ));
+    }
+    if expected == ConnectorKind::Xero
+        && connection.customer_object != crate::config::CustomerObjectSetting::Contacts
+    {
+        return Err(SettingsError::new(
+            format!("{key}.customer_object"),
+            "only a HubSpot connection chooses between contacts and companies; remove it here",
+        ));
+    }
     if expected == ConnectorKind::Xero && connection.tenant_id.as_deref().is_none_or(str::is_empty)
     {
         return Err(SettingsError::new(
