@@ -372,6 +372,11 @@ impl HubSpotSim {
         self.tokens.expire_all();
     }
 
+    /// Every access token issued so far, for tests that check none leaks.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.tokens.issued()
+    }
+
     /// Successful token grants so far.
     pub fn token_refreshes(&self) -> usize {
         self.tokens.grants()

@@ -117,6 +117,16 @@ impl Tokens {
         }
     }
 
+    /// Every access token issued so far.
+    pub(crate) fn issued(&self) -> Vec<String> {
+        self.issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn grants(&self) -> usize {
         self.grants.load(Ordering::Relaxed)
     }

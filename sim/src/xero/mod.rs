@@ -350,6 +350,14 @@ impl XeroSim {
             .expire_all();
     }
 
+    /// Every access and refresh token issued so far, for tests that check none leaks.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .issued()
+    }
+
     /// Successful refresh-token grants so far.
     pub fn token_refreshes(&self) -> usize {
         self.tokens

@@ -79,6 +79,14 @@ impl Tokens {
         self.grace = grace;
     }
 
+    /// Every access and refresh token issued so far (tests search logs for them).
+    pub(crate) fn issued(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.access.keys().cloned().collect();
+        all.push(self.current_refresh.clone());
+        all.extend(self.previous_refresh.iter().map(|(t, _)| t.clone()));
+        all
+    }
+
     pub(crate) fn refreshes(&self) -> usize {
         self.refreshes
     }

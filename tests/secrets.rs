@@ -1,0 +1,284 @@
+//! Secrets never leave: a full sync against the simulators with known secret values
+//! (admin token, webhook keys, client secrets, every OAuth access and refresh token the
+//! simulators issued), then a search of every admin API answer, every log line at
+//! trace level, and every row of every table but the credential store.
+
+mod support;
+
+use std::io::Read as _;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use sea_orm::{ConnectionTrait, Statement};
+use sim::{CustomerSeed, SimConfig, Simulators};
+use tokio_util::sync::CancellationToken;
+
+use support::{eventually, free_port, unique, TestDatabase};
+
+const ADMIN: &str = "admin-secret-4a0c9f21b7e84d6f";
+
+fn settings_file(
+    sims: &Simulators,
+    pg: &str,
+    port: u16,
+    log: &std::path::Path,
+) -> std::path::PathBuf {
+    let hubspot = sims.hubspot.settings();
+    let xero = sims.xero.settings();
+    let toml = format!(
+        r#"database_url = "{pg}"
+amqp_url = "{amqp}"
+listen = "127.0.0.1:{port}"
+admin_token = "{ADMIN}"
+
+[bus]
+prefix = "{prefix}"
+
+[pairs.acme]
+poll_interval_secs = 2
+poll_overlap_secs = 2
+
+[pairs.acme.crm]
+kind = "hubspot"
+base_url = "{hubspot_url}"
+client_id = "{hs_id}"
+client_secret = "{hs_secret}"
+refresh_token = "{hs_refresh}"
+webhook_secrets = ["{hs_secret}"]
+
+[pairs.acme.finance]
+kind = "xero"
+base_url = "{xero_api}"
+token_url = "{xero_token}"
+tenant_id = "{tenant}"
+client_id = "{x_id}"
+client_secret = "{x_secret}"
+refresh_token = "{x_refresh}"
+webhook_secrets = ["{x_key}"]
+"#,
+        amqp = support::amqp_url(),
+        prefix = unique("secrets"),
+        hubspot_url = sims.hubspot_url,
+        hs_id = hubspot.client_id,
+        hs_secret = hubspot.client_secret,
+        hs_refresh = hubspot.refresh_token,
+        xero_api = sims.xero_api_url(),
+        xero_token = sims.xero_token_url(),
+        tenant = xero.tenant_id,
+        x_id = xero.client_id,
+        x_secret = xero.client_secret,
+        x_refresh = xero.refresh_token,
+        x_key = xero.webhook_key,
+    );
+    let path = log.with_extension("toml");
+    std::fs::write(&path, toml).expect("write settings");
+    path
+}
+
+struct Engine(Child);
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row() {
+    let db = TestDatabase::create().await;
+    let stop = CancellationToken::new();
+    let mut config = SimConfig::default();
+    config.hubspot.client_secret = "hubspot-client-secret-7d1e5b".into();
+    config.hubspot.refresh_token = "hubspot-refresh-token-93c4aa".into();
+    config.xero.client_secret = "xero-client-secret-51f0e2".into();
+    config.xero.refresh_token = "xero-refresh-token-0be8d7".into();
+    config.xero.webhook_key = "xero-webhook-key-c3a9f6".into();
+    let sims = Simulators::start(config, "127.0.0.1:0", "127.0.0.1:0", stop.clone())
+        .await
+        .expect("simulators");
+    sims.xero.set_refresh_grace(Duration::ZERO);
+
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("{}.log", unique("tandem_secrets")));
+    let settings = settings_file(&sims, &db.url, port, &log);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TANDEM_") && !key.starts_with("TANDEM_TEST_") {
+            command.env_remove(key);
+        }
+    }
+    let engine = Engine(
+        command
+            .arg("serve")
+            .env("TANDEM_CONFIG", &settings)
+            .env("TANDEM_LOG", "trace")
+            .stdout(Stdio::from(std::fs::File::create(&log).expect("log file")))
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&log)
+                    .expect("log file"),
+            ))
+            .spawn()
+            .expect("start tandem"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    tandem::demo::wait_until_up(&base, Duration::from_secs(60))
+        .await
+        .expect("tandem answers");
+    let (crm_url, finance_url) = tandem::demo::webhook_urls(&base, "acme");
+    sims.send_webhooks_to(Some(crm_url), Some(finance_url));
+
+    // A full sync: both ways, an invoice and its payment, a token refresh mid-run and
+    // a refused item whose request and response are kept.
+    let seed = |n: usize| CustomerSeed {
+        name: format!("Secret Keeper {n}"),
+        email: format!("keeper{n}@example.com"),
+        phone: None,
+    };
+    let customer = sims.hubspot.person_creates_customer(&seed(1));
+    sims.xero.person_creates_contact(&seed(2));
+    sims.hubspot.person_creates_customer(&CustomerSeed {
+        email: "not-an-email".into(),
+        ..seed(3)
+    });
+    sims.hubspot.person_wins_deal(
+        &customer,
+        "Audit",
+        &[("Audit".into(), Decimal::from(2), Decimal::from(100))],
+    );
+    let s = sims.clone();
+    eventually(Duration::from_secs(60), "an invoice in Xero", || {
+        let done = s.xero.invoices().iter().any(|i| i.stamp.is_some());
+        async move { done }
+    })
+    .await;
+    sims.xero.expire_access_tokens();
+    sims.hubspot.expire_access_tokens();
+    let invoice = sims
+        .xero
+        .invoices()
+        .into_iter()
+        .find(|i| i.stamp.is_some())
+        .expect("invoice");
+    sims.xero
+        .person_pays_invoice(&invoice.id, Decimal::from(200))
+        .expect("payment");
+    let s = sims.clone();
+    eventually(
+        Duration::from_secs(60),
+        "the payment back in the CRM",
+        || {
+            let done = s
+                .hubspot
+                .invoices()
+                .iter()
+                .any(|i| i.status.as_deref() == Some("paid"));
+            async move { done }
+        },
+    )
+    .await;
+    assert!(
+        sims.xero.token_refreshes() >= 2,
+        "a refresh happened mid-run"
+    );
+
+    let mut secrets: Vec<String> = vec![
+        ADMIN.into(),
+        sims.hubspot.settings().client_secret.clone(),
+        sims.hubspot.settings().refresh_token.clone(),
+        sims.xero.settings().client_secret.clone(),
+        sims.xero.settings().webhook_key.clone(),
+    ];
+    secrets.extend(sims.xero.issued_tokens());
+    secrets.extend(sims.hubspot.issued_tokens());
+    assert!(
+        secrets.len() >= 9,
+        "the simulators issued tokens: {}",
+        secrets.len()
+    );
+
+    // Every admin answer.
+    let http = reqwest::Client::new();
+    let mut answers = String::new();
+    let ids: Vec<String> = sims.hubspot.customers().into_iter().map(|c| c.id).collect();
+    let mut paths: Vec<String> = [
+        "/api/sync-logs?limit=500",
+        "/api/failures",
+        "/api/stats?window=24h",
+        "/api/queue",
+        "/api/conflicts",
+        "/api/deletes",
+        "/metrics",
+        "/ready",
+        "/health",
+        "/openapi.json",
+        "/",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .collect();
+    paths.extend(
+        ids.iter()
+            .map(|id| format!("/api/records/acme/customer/crm/{id}")),
+    );
+    for path in &paths {
+        let answer = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("answer");
+        answers.push_str(&answer.text().await.expect("body"));
+    }
+    assert!(
+        answers.contains("Email address must be valid"),
+        "the failure's exchange is there"
+    );
+
+    // Every stored row but the credentials, whose job is to keep them.
+    let store = sea_orm::Database::connect(&db.url).await.expect("database");
+    let mut rows = String::new();
+    for table in migration::TABLES.iter().filter(|t| **t != "credential") {
+        let found = store
+            .query_all(Statement::from_string(
+                store.get_database_backend(),
+                format!("SELECT row_to_json(t)::text AS row FROM {table} t"),
+            ))
+            .await
+            .expect("rows");
+        for row in found {
+            rows.push_str(&row.try_get::<String>("", "row").expect("text"));
+        }
+    }
+    assert!(
+        rows.contains("not-an-email"),
+        "the rows hold the sync's data"
+    );
+    let _ = store.close().await;
+
+    drop(engine);
+    let mut logged = String::new();
+    std::fs::File::open(&log)
+        .expect("log")
+        .read_to_string(&mut logged)
+        .expect("read log");
+    assert!(
+        logged.lines().count() > 50,
+        "the log was written at trace level"
+    );
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&settings);
+    stop.cancel();
+
+    for secret in &secrets {
+        assert!(
+            !answers.contains(secret.as_str()),
+            "a secret in an API answer"
+        );
+        assert!(!logged.contains(secret.as_str()), "a secret in the log");
+        assert!(!rows.contains(secret.as_str()), "a secret in a stored row");
+    }
+}
