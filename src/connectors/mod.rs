@@ -43,14 +43,6 @@ pub struct Written {
     pub exchange: Exchange,
 }
 
-/// One record to create in a batch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewRecord {
-    pub fields: FieldMap,
-    pub stamp: String,
-    pub idempotency_key: String,
-}
-
 /// A page of changed records, oldest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChangePage {
@@ -154,23 +146,6 @@ pub trait Connector: Send + Sync {
         stamp: &str,
         idempotency_key: &str,
     ) -> Result<Written, ConnectorError>;
-
-    /// Creates several records, each with its own outcome in the same order. Systems
-    /// with batch endpoints send one call for the lot; the default sends one each.
-    async fn create_many(
-        &self,
-        entity: EntityType,
-        items: &[NewRecord],
-    ) -> Vec<Result<Written, ConnectorError>> {
-        let mut outcomes = Vec::with_capacity(items.len());
-        for item in items {
-            outcomes.push(
-                self.create(entity, &item.fields, &item.stamp, &item.idempotency_key)
-                    .await,
-            );
-        }
-        outcomes
-    }
 
     /// Writes the given fields (a `null` clears one).
     async fn update(

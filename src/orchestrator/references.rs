@@ -11,9 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::connectors::{
-    ChangePage, Connector, ConnectorError, ExternalRecord, NewRecord, Written,
-};
+use crate::connectors::{ChangePage, Connector, ConnectorError, ExternalRecord, Written};
 use crate::domain::{EntityType, FieldMap, PairId, System};
 use crate::store::Store;
 
@@ -186,19 +184,6 @@ impl Connector for LinkedReferences {
             .create(entity, &fields, stamp, idempotency_key)
             .await?;
         self.read_written(entity, written).await
-    }
-
-    async fn create_many(
-        &self,
-        entity: EntityType,
-        items: &[NewRecord],
-    ) -> Vec<Result<Written, ConnectorError>> {
-        futures::future::join_all(
-            items
-                .iter()
-                .map(|i| self.create(entity, &i.fields, &i.stamp, &i.idempotency_key)),
-        )
-        .await
     }
 
     async fn update(

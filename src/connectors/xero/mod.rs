@@ -23,7 +23,7 @@ use super::http::client::header_number;
 use super::http::{
     ApiClient, ApiClientParts, ApiRequest, Pace, RateGate, RequestRecorder, TokenSource, Window,
 };
-use super::{ChangePage, Connector, ConnectorError, ExternalRecord, NewRecord, Written};
+use super::{ChangePage, Connector, ConnectorError, ExternalRecord, Written};
 use crate::domain::{EntityType, FieldMap, System};
 
 /// Xero's token endpoint, unless settings name another.
@@ -302,19 +302,6 @@ impl Connector for XeroConnector {
             })
             .await
             .unwrap_or_else(|| Err(stopped()))
-    }
-
-    async fn create_many(
-        &self,
-        entity: EntityType,
-        items: &[NewRecord],
-    ) -> Vec<Result<Written, ConnectorError>> {
-        futures::future::join_all(
-            items
-                .iter()
-                .map(|i| self.create(entity, &i.fields, &i.stamp, &i.idempotency_key)),
-        )
-        .await
     }
 
     async fn update(
