@@ -110,11 +110,13 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     // Batch calls carry as many changes as are in flight: on the embedded store, with
     // nothing else to share, the demo keeps many.
     settings.orchestrator.workers = settings.orchestrator.workers.max(128);
+    // The simulators outlive the engine, so in-flight syncs finish against them.
+    let stop_sims = CancellationToken::new();
     let sims = Simulators::start(
         SimConfig::default(),
         "127.0.0.1:0",
         "127.0.0.1:0",
-        shutdown.clone(),
+        stop_sims.clone(),
     )
     .await
     .context("cannot start the simulators")?;
@@ -180,6 +182,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     .await;
     let _ = people.await;
     let result = engine.await.context("the engine task failed")?;
+    stop_sims.cancel();
     let _ = std::fs::remove_file(&database);
     result?;
     println!("demo stopped");
