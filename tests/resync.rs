@@ -624,6 +624,31 @@ async fn an_operator_reads_a_failure_retries_it_and_pauses_the_queue() {
         .await;
     assert_eq!((status, failures.as_array().map(Vec::len)), (200, Some(1)));
 
+    // A filter that matches nothing retries nothing; an unknown entity type is refused.
+    let (status, retried) = r
+        .call(
+            reqwest::Method::POST,
+            "/api/failures/retry",
+            Some(TOKEN),
+            Some(json!({"pair": "acme", "entity": "invoice"})),
+        )
+        .await;
+    assert_eq!(
+        (status, retried["count"].as_u64()),
+        (200, Some(0)),
+        "{retried}"
+    );
+    let (status, refused) = r
+        .call(
+            reqwest::Method::POST,
+            "/api/failures/retry",
+            Some(TOKEN),
+            Some(json!({"entity": "order"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("customer"), "{refused}");
+
     // The cause is gone (the injected failure was used up): retry all.
     let (status, retried) = r
         .call(

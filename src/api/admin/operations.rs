@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::records::{link_view, LinkView};
 use super::{AdminState, ApiError};
 use crate::bus::{BusMessage, Lane};
-use crate::domain::{ChangeEvent, ChangeKind, System, Trigger};
+use crate::domain::{ChangeEvent, ChangeKind, EntityType, System, Trigger};
 use crate::store::{EntityLink, NewSyncLogEntry, Outcome, SyncCommit, SyncStatus};
 
 pub struct OperationsApi {
@@ -40,8 +40,13 @@ pub struct QueueView {
 
 #[derive(Debug, Object)]
 pub struct RetryBody {
-    /// One failed link; all failed links (up to 1,000) when absent.
+    /// One failed link; otherwise every failed link (up to 1,000) that matches the
+    /// filters below.
     pub link_id: Option<Uuid>,
+    /// Only the failures of this pair.
+    pub pair: Option<String>,
+    /// Only failures of this entity type: `customer` or `invoice`.
+    pub entity: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -216,9 +221,20 @@ impl OperationsApi {
         self.queue().await
     }
 
-    /// Sends failed records through the sync again (one, or all).
+    /// Sends failed records through the sync again: one, those of a pair or entity
+    /// type, or all.
     #[oai(path = "/failures/retry", method = "post")]
     async fn retry(&self, body: Json<RetryBody>) -> Answer<Count> {
+        let entity = match body.0.entity.as_deref().map(str::parse::<EntityType>) {
+            None => None,
+            Some(Ok(entity)) => Some(entity),
+            Some(Err(_)) => {
+                return Answer::BadRequest(ApiError::new(
+                    "`entity` must be `customer` or `invoice`",
+                ))
+            }
+        };
+        let pair = body.0.pair.clone();
         let links = match body.0.link_id {
             Some(id) => match self.state.store.get_link(id).await {
                 Ok(Some(link)) if link.sync_status == SyncStatus::Failed => vec![link],
@@ -234,7 +250,11 @@ impl OperationsApi {
                 .links_with_status(SyncStatus::Failed, 1000, 0)
                 .await
             {
-                Ok(links) => links,
+                Ok(links) => links
+                    .into_iter()
+                    .filter(|l| pair.as_deref().is_none_or(|p| l.pair.as_str() == p))
+                    .filter(|l| entity.is_none_or(|e| l.entity == e))
+                    .collect(),
                 Err(err) => return unavailable("the store", err),
             },
         };
