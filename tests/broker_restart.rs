@@ -47,6 +47,7 @@ fn change(n: u64) -> BusMessage {
             .expect("valid time"),
         trigger: Trigger::Poll,
         job_id: None,
+        transaction_id: None,
     })
 }
 

@@ -25,6 +25,7 @@ fn change(id: &str) -> BusMessage {
             .expect("valid time"),
         trigger: Trigger::Webhook,
         job_id: None,
+        transaction_id: None,
     })
 }
 

@@ -191,6 +191,7 @@ impl Harness {
             occurred_at: Utc::now(),
             trigger: Trigger::Webhook,
             job_id: None,
+            transaction_id: None,
         };
         self.bus
             .publish(Lane::Live, &BusMessage::ChangeV1(event))
@@ -232,7 +233,8 @@ impl Harness {
                         .iter()
                         .rev()
                         .filter(|l| {
-                            l.entry.external_id == id && l.entry.outcome != Outcome::Retrying
+                            l.entry.external_id == id
+                                && !matches!(l.entry.outcome, Outcome::Retrying | Outcome::Received)
                         })
                         .map(|l| l.entry.outcome)
                         .collect();
@@ -426,6 +428,7 @@ async fn first_sync_of_two_populated_systems_creates_no_duplicates(h: &Harness) 
                 occurred_at: Utc::now(),
                 trigger: Trigger::Manual,
                 job_id: None,
+                transaction_id: None,
             })
         })
         .collect();
@@ -443,7 +446,7 @@ async fn first_sync_of_two_populated_systems_creates_no_duplicates(h: &Harness) 
                 .expect("counts");
             counts
                 .iter()
-                .filter(|(o, _)| **o != Outcome::Retrying)
+                .filter(|(o, _)| !matches!(o, Outcome::Retrying | Outcome::Received))
                 .map(|(_, n)| *n)
                 .sum::<u64>()
                 >= 1000

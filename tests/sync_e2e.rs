@@ -473,3 +473,64 @@ async fn a_batch_with_one_invalid_item_syncs_the_others_and_fails_only_that_one(
     );
     world.assert_xero_requests_conform();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_history_holds_the_whole_chain_under_one_transaction_id() {
+    let world = World::start(Backend::Production).await;
+    let id = world.sims.hubspot.person_creates_customer(&person(0, "h"));
+    let path = format!("/api/records/{PAIR}/customer/crm/{id}");
+    let is_echo = |e: &Value| {
+        e["outcome"] == "skipped"
+            && e["system"] == "finance"
+            && e["detail"].as_str().unwrap_or_default().contains("echo")
+    };
+    let mut record = Value::Null;
+    let deadline = Instant::now() + SETTLE;
+    while Instant::now() < deadline {
+        record = world.admin(&path).await;
+        if record["history"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(is_echo))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let history = record["history"].as_array().cloned().unwrap_or_default();
+    let created = history
+        .iter()
+        .find(|e| e["outcome"] == "created")
+        .unwrap_or_else(|| panic!("a create in the history: {record}"));
+    let transaction = &created["transaction_id"];
+    assert!(
+        created["request"].is_object() && created["response"].is_object(),
+        "{created}"
+    );
+    let chain: Vec<&Value> = history
+        .iter()
+        .filter(|e| e["transaction_id"] == *transaction)
+        .collect();
+    let has = |outcome: &str, system: &str, trigger: Option<&str>| {
+        chain.iter().any(|e| {
+            e["outcome"] == outcome
+                && e["system"] == system
+                && trigger.is_none_or(|t| e["trigger"] == t)
+        })
+    };
+    assert!(
+        has("received", "crm", Some("webhook")),
+        "the webhook that started it: {record}"
+    );
+    assert!(
+        has("created", "crm", None),
+        "the decision and its write: {record}"
+    );
+    assert!(
+        has("received", "finance", None),
+        "the echo announced: {record}"
+    );
+    assert!(
+        chain.iter().any(|e| is_echo(e)),
+        "the echo skipped, in the same transaction: {record}"
+    );
+}

@@ -232,6 +232,7 @@ async fn bare_publish(bus: &dyn Bus, in_flight: usize, length: Duration) -> anyh
         occurred_at: Utc::now(),
         trigger: Trigger::Manual,
         job_id: None,
+        transaction_id: None,
     });
     let batch = vec![message; in_flight];
     let started = Instant::now();

@@ -25,6 +25,10 @@ pub struct ChangeEvent {
     /// The resync or replay job this event belongs to, for its progress counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<Uuid>,
+    /// The transaction this change belongs to, when one was already chosen (a retry of
+    /// a logged attempt); the orchestrator picks one otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -130,6 +130,7 @@ impl JobRunner {
                 occurred_at: Utc::now(),
                 trigger: Trigger::Manual,
                 job_id: Some(job),
+                transaction_id: None,
             })
             .collect();
         self.publish(job, events).await
@@ -289,6 +290,7 @@ impl JobRunner {
                         occurred_at: Utc::now(),
                         trigger: Trigger::Replay,
                         job_id: Some(job),
+                        transaction_id: None,
                     });
                 }
             }

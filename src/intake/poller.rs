@@ -185,6 +185,7 @@ impl Poller {
                         .map_or_else(Utc::now, |v| v.with_timezone(&Utc)),
                     trigger: Trigger::Poll,
                     job_id: None,
+                    transaction_id: None,
                 }));
             }
         }

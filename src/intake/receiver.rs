@@ -263,5 +263,6 @@ fn to_event(pair: &PairId, system: System, change: &WebhookChange) -> Option<Cha
             .unwrap_or_else(Utc::now),
         trigger: Trigger::Webhook,
         job_id: None,
+        transaction_id: None,
     })
 }

@@ -12,7 +12,7 @@ use crate::connectors::{ExternalRecord, Written};
 use crate::domain::{
     apply, decide, idempotency_key, settle, ChangeEvent, Changes, Checksum, DecisionInput,
     FieldConflict, FieldMap, LinkSnapshot, SkipReason, SourceRecord, SyncDecision, SyncPolicy,
-    System, TargetFound, TargetRecord,
+    System, TargetFound, TargetRecord, Trigger,
 };
 use crate::store::{
     Direction, EntityLink, LinkState, NewConflict, NewSyncLogEntry, Outcome, Store, SyncCommit,
@@ -67,8 +67,16 @@ pub(super) async fn perform(
     });
     tracing::info!(decision = ?decision_name(&decision), "decided");
 
+    // An echo belongs to the write that caused it: it is logged under that write's
+    // transaction, so a record's history reads as one chain.
+    let transaction_id = match (&decision, fetched.link.as_ref()) {
+        (SyncDecision::Skip(SkipReason::Echo), Some(link)) => {
+            link.last_transaction_id.unwrap_or(cx.transaction_id)
+        }
+        _ => cx.transaction_id,
+    };
     let mut log = NewSyncLogEntry::new(
-        cx.transaction_id,
+        transaction_id,
         event.pair.clone(),
         event.entity,
         side,
@@ -229,6 +237,20 @@ pub(super) async fn perform(
     }
     log.link_id = row.as_ref().map(|r| r.id);
     log.duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(detail) = announced(event) {
+        let mut received = NewSyncLogEntry::new(
+            transaction_id,
+            event.pair.clone(),
+            event.entity,
+            side,
+            &event.external_id,
+            event.trigger,
+            Outcome::Received,
+        );
+        received.link_id = log.link_id;
+        received.detail = Some(detail);
+        cx.store.append_log(received).await?;
+    }
     cx.store
         .commit_sync(SyncCommit {
             link: row,
@@ -484,6 +506,24 @@ fn record_conflicts(cx: &SyncContext<'_>, conflicts: &[FieldConflict]) -> Vec<Ne
 
 fn to_json(fields: &FieldMap) -> Value {
     Value::Object(fields.clone().into_iter().collect())
+}
+
+/// How the change was announced, for the head of its chain in the record's history.
+fn announced(event: &ChangeEvent) -> Option<String> {
+    let at = event
+        .occurred_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    match event.trigger {
+        Trigger::Webhook => Some(format!(
+            "webhook from {} received: changed at {at}",
+            event.system
+        )),
+        Trigger::Poll => Some(format!(
+            "found by polling {}: changed at {at}",
+            event.system
+        )),
+        Trigger::Manual | Trigger::Replay | Trigger::Retry => None,
+    }
 }
 
 fn skip_detail(reason: SkipReason) -> &'static str {

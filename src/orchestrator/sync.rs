@@ -257,7 +257,7 @@ impl ChangeHandler for Orchestrator {
                 reason: format!("no pair named `{}` in the settings", event.pair),
             };
         };
-        let transaction_id = Uuid::now_v7();
+        let transaction_id = event.transaction_id.unwrap_or_else(Uuid::now_v7);
         let span = tracing::info_span!("sync", transaction_id = %transaction_id);
         let started = Instant::now();
         let priority = match event.trigger {

@@ -145,6 +145,7 @@ impl OperationsApi {
             occurred_at: Utc::now(),
             trigger: Trigger::Manual,
             job_id: None,
+            transaction_id: None,
         };
         self.state
             .bus
@@ -272,6 +273,7 @@ impl OperationsApi {
                     occurred_at: Utc::now(),
                     trigger: Trigger::Retry,
                     job_id: None,
+                    transaction_id: None,
                 }))
             })
             .collect();
