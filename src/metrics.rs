@@ -21,6 +21,8 @@ struct Registry {
     /// (metric, labels) -> value.
     counters: BTreeMap<(&'static str, Labels), u64>,
     durations: BTreeMap<String, Histogram>,
+    /// Per lane, when the message a worker took last was first published (Unix ms).
+    last_taken_published_ms: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default, Clone)]
@@ -40,6 +42,24 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 
 fn count(metric: &'static str, labels: Labels, by: u64) {
     *registry().counters.entry((metric, labels)).or_default() += by;
+}
+
+/// A worker took a message of `lane` first published at `published_ms`.
+pub fn delivered(lane: &'static str, published_ms: Option<u64>) {
+    if let Some(at) = published_ms {
+        registry().last_taken_published_ms.insert(lane, at);
+    }
+}
+
+/// The age of the oldest message waiting in `lane`, in seconds, when it can be told:
+/// none when the lane is empty; otherwise at most the age of the message a worker
+/// took last (a lane is first in, first out, so what waits was published after it).
+pub fn oldest_age_seconds(lane: &'static str, depth: u64, now_ms: u64) -> Option<f64> {
+    if depth == 0 {
+        return Some(0.0);
+    }
+    let at = *registry().last_taken_published_ms.get(lane)?;
+    Some(now_ms.saturating_sub(at) as f64 / 1000.0)
 }
 
 /// A change event was taken in (published to the bus).
@@ -95,6 +115,7 @@ pub fn rate_limit_wait(system: &str) {
 /// Gauges read at scrape time.
 pub struct Gauges {
     pub queue_depth: Vec<(&'static str, u64)>,
+    pub oldest_age_seconds: Vec<(&'static str, f64)>,
     pub open_conflicts: u64,
     pub failed_records: u64,
 }
@@ -166,7 +187,40 @@ pub fn render(gauges: &Gauges) -> String {
     for (lane, depth) in &gauges.queue_depth {
         let _ = writeln!(out, "tandem_queue_depth{{lane=\"{lane}\"}} {depth}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP tandem_queue_oldest_age_seconds Age of the oldest message waiting in each lane (at most).\n# TYPE tandem_queue_oldest_age_seconds gauge"
+    );
+    for (lane, age) in &gauges.oldest_age_seconds {
+        let _ = writeln!(
+            out,
+            "tandem_queue_oldest_age_seconds{{lane=\"{lane}\"}} {age:.3}"
+        );
+    }
     let _ = writeln!(out, "# HELP tandem_open_conflicts Conflicts waiting for a person.\n# TYPE tandem_open_conflicts gauge\ntandem_open_conflicts {}", gauges.open_conflicts);
     let _ = writeln!(out, "# HELP tandem_failed_records Records whose last sync failed.\n# TYPE tandem_failed_records gauge\ntandem_failed_records {}", gauges.failed_records);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_age_is_bounded_by_the_last_message_taken() {
+        assert_eq!(oldest_age_seconds("lane-a", 0, 9_000), Some(0.0), "empty");
+        assert_eq!(
+            oldest_age_seconds("lane-a", 3, 9_000),
+            None,
+            "nothing taken yet"
+        );
+        delivered("lane-a", Some(4_000));
+        assert_eq!(oldest_age_seconds("lane-a", 3, 9_000), Some(5.0));
+        delivered("lane-a", None);
+        assert_eq!(
+            oldest_age_seconds("lane-a", 3, 9_000),
+            Some(5.0),
+            "unknown times do not reset it"
+        );
+    }
 }

@@ -342,6 +342,22 @@ async fn a_resync_of_1000_ids_answers_at_once_and_live_changes_go_first() {
         after.contains_key(r#"tandem_queue_depth{lane="bulk"}"#),
         "{after:?}"
     );
+    // Both lanes were drained: nothing waits, so the oldest waiting message is 0 s old.
+    for lane in ["live", "bulk"] {
+        let depth = after
+            .get(&format!(r#"tandem_queue_depth{{lane="{lane}"}}"#))
+            .copied();
+        let age = after
+            .get(&format!(
+                r#"tandem_queue_oldest_age_seconds{{lane="{lane}"}}"#
+            ))
+            .copied();
+        if depth == Some(0.0) {
+            assert_eq!(age, Some(0.0), "{after:?}");
+        } else {
+            assert!(age.is_some_and(|a| a >= 0.0), "{after:?}");
+        }
+    }
     assert!(
         after
             .keys()

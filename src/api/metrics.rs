@@ -12,10 +12,15 @@ use crate::store::SyncStatus;
 pub async fn metrics(state: Data<&HttpState>) -> Response {
     let admin = &state.admin;
     let mut queue_depth = Vec::new();
+    let mut oldest_age_seconds = Vec::new();
+    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     for lane in Lane::ALL {
         // A lane that cannot be read is left out rather than reported as empty.
         if let Ok(depth) = admin.bus.depth(lane).await {
             queue_depth.push((lane.as_str(), depth));
+            if let Some(age) = crate::metrics::oldest_age_seconds(lane.as_str(), depth, now_ms) {
+                oldest_age_seconds.push((lane.as_str(), age));
+            }
         }
     }
     let open_conflicts = admin
@@ -34,6 +39,7 @@ pub async fn metrics(state: Data<&HttpState>) -> Response {
         .content_type("text/plain; version=0.0.4")
         .body(render(&Gauges {
             queue_depth,
+            oldest_age_seconds,
             open_conflicts,
             failed_records,
         }))

@@ -91,6 +91,7 @@ fn fresh(message: &BusMessage, lane: Lane) -> Outgoing {
         last_error: None,
         not_before_ms: 0,
         lane,
+        published_ms: super::now_ms(),
     }
 }
 
@@ -151,6 +152,7 @@ impl Consumer for MemoryConsumer {
                     item.attempt,
                     item.last_error,
                     item.lane,
+                    item.published_ms,
                     Box::new(handle),
                 ));
             }

@@ -158,6 +158,8 @@ pub struct Delivery {
     /// The error that made the previous attempt retry, or that parked it.
     pub last_error: Option<String>,
     pub lane: Lane,
+    /// Unix milliseconds of its first publish, when the backend knows it.
+    pub published_ms: Option<u64>,
     handle: Option<Box<dyn DeliveryHandle>>,
 }
 
@@ -176,6 +178,7 @@ impl Delivery {
         attempt: u32,
         last_error: Option<String>,
         lane: Lane,
+        published_ms: u64,
         handle: Box<dyn DeliveryHandle>,
     ) -> Self {
         Self {
@@ -183,6 +186,7 @@ impl Delivery {
             attempt,
             last_error,
             lane,
+            published_ms: (published_ms > 0).then_some(published_ms),
             handle: Some(handle),
         }
     }
@@ -210,6 +214,7 @@ impl Delivery {
             last_error: Some(error.to_string()),
             not_before_ms: now_ms() + delay.as_millis() as u64,
             lane: self.lane,
+            published_ms: self.published_ms.unwrap_or(0),
         };
         handle.retry(outgoing, delay).await
     }
@@ -225,6 +230,7 @@ impl Delivery {
             last_error: Some(reason.to_string()),
             not_before_ms: 0,
             lane: self.lane,
+            published_ms: self.published_ms.unwrap_or(0),
         };
         handle.park(outgoing).await
     }
@@ -248,6 +254,8 @@ pub(crate) struct Outgoing {
     pub not_before_ms: u64,
     /// The lane it belongs to (a parked message remembers where it came from).
     pub lane: Lane,
+    /// Unix milliseconds of the first publish (0: unknown); kept through retries.
+    pub published_ms: u64,
 }
 
 /// The backend's side of a delivery.

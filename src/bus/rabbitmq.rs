@@ -35,6 +35,7 @@ const HEADER_ATTEMPT: &str = "x-tandem-attempt";
 const HEADER_LAST_ERROR: &str = "x-tandem-last-error";
 const HEADER_NOT_BEFORE: &str = "x-tandem-not-before";
 const HEADER_LANE: &str = "x-tandem-lane";
+const HEADER_PUBLISHED: &str = "x-tandem-published-ms";
 /// How long to wait for the broker to connect or to confirm before calling it down.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -180,6 +181,7 @@ impl Bus for RabbitBus {
                 last_error: None,
                 not_before_ms: 0,
                 lane,
+                published_ms: now_ms(),
             };
             pending.push(send(&channel, &exchange, lane.as_str(), &fresh).await);
         }
@@ -372,6 +374,12 @@ async fn send(
         HEADER_LANE.into(),
         AMQPValue::LongString(message.lane.as_str().into()),
     );
+    if message.published_ms > 0 {
+        headers.insert(
+            HEADER_PUBLISHED.into(),
+            AMQPValue::LongLongInt(message.published_ms as i64),
+        );
+    }
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type(ShortString::from("application/json"))
@@ -581,6 +589,7 @@ impl ConsumerLoop {
                 last_error: header_string(properties, HEADER_LAST_ERROR),
                 not_before_ms: header_u64(properties, HEADER_NOT_BEFORE).unwrap_or(0),
                 lane,
+                published_ms: header_u64(properties, HEADER_PUBLISHED).unwrap_or(0),
             };
             if outgoing.not_before_ms > now_ms() + 50 {
                 if let Err(err) = self.delay_again(&delivery, &outgoing).await {
@@ -602,6 +611,7 @@ impl ConsumerLoop {
                 outgoing.attempt,
                 outgoing.last_error,
                 lane,
+                outgoing.published_ms,
                 Box::new(handle),
             ));
         }

@@ -125,6 +125,7 @@ impl WorkerPool {
                 Some(delivery) = bulk.next() => delivery,
                 else => break,
             };
+            crate::metrics::delivered(delivery.lane.as_str(), delivery.published_ms);
             let handler = self.handler.clone();
             let abandon = abandon.clone();
             in_flight.spawn(async move {
