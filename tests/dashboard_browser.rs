@@ -1,0 +1,612 @@
+//! The dashboard in a real browser: headless Chromium driven through chromedriver's W3C
+//! WebDriver HTTP API, against the whole engine (embedded backend) and the simulated
+//! HubSpot and Xero. A person pastes the admin token, watches the synced count rise,
+//! opens a failed sync's details, retries it once the cause is fixed, and pauses and
+//! resumes the queue. Screenshots of the key moments land in `docs/screenshots/`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` packages (`/usr/bin/chromium`,
+//! `/usr/bin/chromedriver`); without them the test fails and says how to install them.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use sim::{CustomerSeed, SimConfig, Simulators};
+use tandem::cli::ServeArgs;
+use tandem::config::Settings;
+use tandem::secret::Secret;
+use tandem::wiring::WiringOptions;
+use tokio_util::sync::CancellationToken;
+
+use support::{free_port, unique, TestSqlite};
+
+const PAIR: &str = "acme";
+const ADMIN: &str = "browser-admin-token-0123456789abcdef";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "chromedriver";
+const INSTALL: &str = "install them with `apt-get install chromium chromium-driver`";
+/// How long the page may take to show something: the dashboard polls every 2 s, and a
+/// sync through both simulators takes well under a second.
+const SETTLE: Duration = Duration::from_secs(60);
+/// The W3C name of the key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+// ---------------------------------------------------------------------------------
+// The engine and the simulators.
+// ---------------------------------------------------------------------------------
+
+struct World {
+    sims: Arc<Simulators>,
+    base: String,
+    stop_sims: CancellationToken,
+    stop_engine: CancellationToken,
+    engine: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _sqlite: TestSqlite,
+}
+
+impl World {
+    async fn start() -> Self {
+        let stop_sims = CancellationToken::new();
+        let sims = Simulators::start(
+            SimConfig::default(),
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            stop_sims.clone(),
+        )
+        .await
+        .expect("simulators start");
+        let sqlite = TestSqlite::create();
+        let mut settings = Settings {
+            database_url: sqlite.url.clone(),
+            amqp_url: "memory".into(),
+            listen: format!("127.0.0.1:{}", free_port()),
+            admin_token: Some(Secret::new(ADMIN)),
+            ..Default::default()
+        };
+        settings.bus.prefix = unique("browser");
+        // Polling off: only webhooks and the page's buttons move records, so a failure
+        // stays failed until the test presses retry.
+        settings
+            .pairs
+            .insert(PAIR.into(), tandem::demo::pair_for(&sims, 0));
+        settings.validate().expect("valid settings");
+        let base = format!("http://{}", settings.listen);
+        let stop_engine = CancellationToken::new();
+        let engine = tokio::spawn(tandem::service::serve_with(
+            settings,
+            ServeArgs::default(),
+            stop_engine.clone(),
+            WiringOptions::default(),
+        ));
+        tandem::demo::wait_until_up(&base, Duration::from_secs(30))
+            .await
+            .expect("tandem answers");
+        let (crm, finance) = tandem::demo::webhook_urls(&base, PAIR);
+        sims.send_webhooks_to(Some(crm), Some(finance));
+        Self {
+            sims,
+            base,
+            stop_sims,
+            stop_engine,
+            engine: Some(engine),
+            _sqlite: sqlite,
+        }
+    }
+
+    async fn stop(mut self) {
+        self.sims.send_webhooks_to(None, None);
+        self.stop_engine.cancel();
+        if let Some(engine) = self.engine.take() {
+            engine
+                .await
+                .expect("engine task")
+                .expect("engine stops cleanly");
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop_engine.cancel();
+        self.stop_sims.cancel();
+    }
+}
+
+fn person(n: usize) -> CustomerSeed {
+    CustomerSeed {
+        name: format!("Browser Person {n}"),
+        email: format!("browser.person{n}.{}@example.com", std::process::id()),
+        phone: Some(format!("+1 555 02{n:02}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// A minimal W3C WebDriver client.
+// ---------------------------------------------------------------------------------
+
+/// chromedriver and one Chromium session; both end when this is dropped.
+struct Browser {
+    driver: Child,
+    port: u16,
+    session: String,
+    http: reqwest::Client,
+    profile: PathBuf,
+}
+
+/// A WebDriver error answer: its `error` code and message.
+#[derive(Debug)]
+struct WdError {
+    code: String,
+    message: String,
+}
+
+impl std::fmt::Display for WdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl Browser {
+    async fn start() -> Self {
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "Chromium is not installed at {CHROMIUM}; {INSTALL}"
+        );
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {CHROMEDRIVER} ({err}); {INSTALL}"));
+        let profile = std::env::temp_dir().join(unique("tandem_chromium_profile"));
+        std::fs::create_dir_all(&profile).expect("a Chromium profile directory");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("HTTP client");
+        let mut browser = Self {
+            driver,
+            port,
+            session: String::new(),
+            http,
+            profile,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = browser
+                .http
+                .get(format!("{}/status", browser.root()))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if let Ok(answer) = ready {
+                let status: Value = answer.json().await.unwrap_or_default();
+                if status["value"]["ready"] == true {
+                    break;
+                }
+            }
+            if let Ok(Some(exit)) = browser.driver.try_wait() {
+                panic!("{CHROMEDRIVER} exited at once ({exit}); {INSTALL}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{CHROMEDRIVER} did not answer on port {port} within 30s; {INSTALL}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", browser.profile.display()),
+                ],
+            },
+        }}});
+        let created = browser
+            .raw("POST", "/session", Some(capabilities))
+            .await
+            .unwrap_or_else(|err| panic!("Chromium did not start: {err}; {INSTALL}"));
+        browser.session = created["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_string();
+        browser
+    }
+
+    fn root(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One WebDriver command; the answer's `value`, or its error.
+    async fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, WdError> {
+        let url = format!("{}{path}", self.root());
+        let request = match method {
+            "GET" => self.http.get(url),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.post(url).json(&body.unwrap_or_else(|| json!({}))),
+        };
+        let answer = request.send().await.map_err(|err| WdError {
+            code: "transport".into(),
+            message: err.to_string(),
+        })?;
+        let ok = answer.status().is_success();
+        let body: Value = answer.json().await.map_err(|err| WdError {
+            code: "transport".into(),
+            message: err.to_string(),
+        })?;
+        let value = body.get("value").cloned().unwrap_or(Value::Null);
+        if ok {
+            Ok(value)
+        } else {
+            Err(WdError {
+                code: value["error"].as_str().unwrap_or("unknown").to_string(),
+                message: value["message"].as_str().unwrap_or_default().to_string(),
+            })
+        }
+    }
+
+    /// A command in this session.
+    async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, WdError> {
+        self.raw(method, &format!("/session/{}{path}", self.session), body)
+            .await
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })))
+            .await
+            .unwrap_or_else(|err| panic!("open {url}: {err}"));
+    }
+
+    /// The elements matching a CSS selector or XPath expression, now.
+    async fn find_all(&self, using: &str, value: &str) -> Vec<String> {
+        let found = self
+            .cmd(
+                "POST",
+                "/elements",
+                Some(json!({ "using": using, "value": value })),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("find {value}: {err}"));
+        found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e[ELEMENT].as_str().map(str::to_string))
+            .collect()
+    }
+
+    async fn css(&self, selector: &str) -> String {
+        self.find_all("css selector", selector)
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no element `{selector}` on the page"))
+    }
+
+    /// An element's rendered text; empty when it went stale in between (the page
+    /// rebuilds its tables on every refresh).
+    async fn text_of(&self, element: &str) -> Result<String, WdError> {
+        self.cmd("GET", &format!("/element/{element}/text"), None)
+            .await
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+    }
+
+    /// The text of the first element matching a CSS selector; empty when there is none.
+    async fn text(&self, selector: &str) -> String {
+        for element in self.find_all("css selector", selector).await {
+            if let Ok(text) = self.text_of(&element).await {
+                return text;
+            }
+        }
+        String::new()
+    }
+
+    async fn type_into(&self, selector: &str, keys: &str) {
+        let element = self.css(selector).await;
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": keys })),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("type into {selector}: {err}"));
+    }
+
+    /// Clicks the first element a CSS selector or XPath expression finds, finding it
+    /// again when the page replaced it between finding and clicking.
+    async fn click(&self, using: &str, value: &str) {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            if let Some(element) = self.find_all(using, value).await.into_iter().next() {
+                match self
+                    .cmd(
+                        "POST",
+                        &format!("/element/{element}/click"),
+                        Some(json!({})),
+                    )
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(err) if err.code == "stale element reference" => {}
+                    Err(err) => panic!("click {value}: {err}"),
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing to click at `{value}` within {SETTLE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls the page until `check` holds, failing with `what` and the last value seen.
+    async fn wait_for<T, F, Fut>(&self, what: &str, mut read: F, check: impl Fn(&T) -> bool) -> T
+    where
+        T: std::fmt::Debug,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let seen = read().await;
+            if check(&seen) {
+                return seen;
+            }
+            if Instant::now() >= deadline {
+                let message = self.text("#message").await;
+                panic!(
+                    "timed out after {SETTLE:?} waiting for: {what}; last seen {seen:?}; page message {message:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Saves a PNG of the window to `docs/screenshots/<name>`.
+    async fn screenshot(&self, name: &str) {
+        let data = self
+            .cmd("GET", "/screenshot", None)
+            .await
+            .unwrap_or_else(|err| panic!("screenshot: {err}"));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().expect("base64 PNG"))
+            .expect("valid base64");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        std::fs::create_dir_all(&dir).expect("docs/screenshots");
+        std::fs::write(dir.join(name), png).expect("write the screenshot");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ends the session (Chromium quits) with a plain blocking request: Drop cannot
+        // await, and the test's runtime may be the one unwinding.
+        if !self.session.is_empty() {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = write!(
+                    stream,
+                    "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                    self.session, self.port
+                );
+                let _ = stream.read_to_end(&mut Vec::new());
+            }
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// The page's number in `#synced`, if it shows one yet.
+fn count(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// The failures table's row for a HubSpot id.
+fn failure_row(crm_id: &str) -> String {
+    format!("//tbody[@id='failures']/tr[td[1][starts-with(normalize-space(.), '{crm_id} ')]]")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_person_watches_syncs_reads_a_failure_retries_it_and_pauses_the_queue() {
+    let browser = Browser::start().await;
+    let world = World::start().await;
+
+    // 1. Open the dashboard, paste the token, see the synced count rise.
+    browser.goto(&format!("{}/", world.base)).await;
+    let asked = browser.text("#message").await;
+    assert!(
+        asked.contains("admin token"),
+        "the page asks for the token: {asked:?}"
+    );
+    // Tab leaves the field, which fires its `change` event, as a person's would.
+    browser
+        .type_into("#token", &format!("{ADMIN}\u{E004}"))
+        .await;
+    let first = browser
+        .wait_for(
+            "a first synced count",
+            || async { browser.text("#synced").await },
+            |t| count(t).is_some(),
+        )
+        .await;
+    let first = count(&first).expect("a number");
+    let seeded: Vec<String> = (0..3)
+        .map(|n| world.sims.hubspot.person_creates_customer(&person(n)))
+        .collect();
+    browser
+        .wait_for(
+            "the synced count to rise by the three new customers",
+            || async { browser.text("#synced").await },
+            |t| count(t).is_some_and(|n| n >= first + 3),
+        )
+        .await;
+    let sims = world.sims.clone();
+    let in_xero = |id: &str| {
+        sims.xero
+            .customers()
+            .iter()
+            .any(|c| c.stamp.as_deref() == Some(id))
+    };
+    assert!(
+        seeded.iter().all(|id| in_xero(id)),
+        "the seeded customers reached Xero"
+    );
+    browser
+        .wait_for(
+            "the recent syncs to list the created customers",
+            || async { browser.text("#logs").await },
+            |t| seeded.iter().all(|id| t.contains(id.as_str())),
+        )
+        .await;
+    assert_eq!(browser.text("#paused").await, "running");
+    browser.screenshot("dashboard-overview.png").await;
+
+    // 2. A customer Xero refuses: listed among failures, its details readable.
+    let bad_id = world.sims.hubspot.person_creates_customer(&CustomerSeed {
+        email: "not-an-email".into(),
+        ..person(9)
+    });
+    let row = failure_row(&bad_id);
+    let listed = browser
+        .wait_for(
+            "the refused customer among the failures",
+            || async {
+                let mut text = String::new();
+                for element in browser.find_all("xpath", &row).await {
+                    text = browser.text_of(&element).await.unwrap_or_default();
+                }
+                text
+            },
+            |t| t.contains("Email address must be valid"),
+        )
+        .await;
+    assert!(
+        listed.contains("not-an-email") || listed.contains(&bad_id),
+        "the row names the refused customer: {listed}"
+    );
+    let all_failures = browser.text("#failures").await;
+    assert!(
+        !seeded.iter().any(|id| browser_lists(&all_failures, id)),
+        "only the refused customer failed: {all_failures}"
+    );
+    browser
+        .click(
+            "xpath",
+            &format!("{row}//button[normalize-space(.)='Details']"),
+        )
+        .await;
+    let detail = browser
+        .wait_for(
+            "the failure's details",
+            || async { browser.text("#failure-detail pre").await },
+            |t| t.contains("status 400") && t.contains("Email address must be valid"),
+        )
+        .await;
+    assert!(
+        detail.contains("not-an-email"),
+        "the details show the request that was refused: {detail}"
+    );
+    browser.screenshot("dashboard-failure.png").await;
+
+    // 3. Fix the cause in HubSpot with nothing else watching, then retry from the page.
+    world.sims.send_webhooks_to(None, None);
+    let fixed_email = format!("fixed.{}@example.com", std::process::id());
+    let hubspot = world.sims.hubspot.settings();
+    let fixed = reqwest::Client::new()
+        .post(format!(
+            "{}/crm/v3/objects/contacts/batch/update",
+            world.sims.hubspot_url
+        ))
+        .bearer_auth(&hubspot.private_app_token)
+        .json(&json!({"inputs": [{"id": bad_id, "properties": {"email": fixed_email}}]}))
+        .send()
+        .await
+        .expect("the simulated HubSpot answers");
+    let status = fixed.status();
+    let body = fixed.text().await.unwrap_or_default();
+    assert!(
+        status.is_success(),
+        "e-mail fixed in HubSpot: {status} {body}"
+    );
+    assert!(
+        !in_xero(&bad_id),
+        "nothing synced the fixed customer before the retry"
+    );
+    browser
+        .click(
+            "xpath",
+            &format!("{row}//button[normalize-space(.)='Retry']"),
+        )
+        .await;
+    let sims = world.sims.clone();
+    let reached = tokio::time::timeout(SETTLE, async {
+        loop {
+            let found = sims
+                .xero
+                .customers()
+                .into_iter()
+                .find(|c| c.stamp.as_deref() == Some(bad_id.as_str()));
+            if let Some(found) = found {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the retried customer did not reach Xero within {SETTLE:?}"));
+    assert_eq!(reached.email.as_deref(), Some(fixed_email.as_str()));
+    browser
+        .wait_for(
+            "the retried customer gone from the failures",
+            || async { browser.find_all("xpath", &row).await.len() },
+            |rows| *rows == 0,
+        )
+        .await;
+    assert_eq!(
+        browser.text("#message").await,
+        "",
+        "the page reported no error"
+    );
+
+    // 4. Pause and resume the queue.
+    browser.click("css selector", "#pause").await;
+    browser
+        .wait_for(
+            "the queue shown as paused",
+            || async { browser.text("#paused").await },
+            |t| t == "paused",
+        )
+        .await;
+    browser.screenshot("dashboard-paused.png").await;
+    browser.click("css selector", "#resume").await;
+    browser
+        .wait_for(
+            "the queue shown as running again",
+            || async { browser.text("#paused").await },
+            |t| t == "running",
+        )
+        .await;
+
+    drop(browser);
+    world.stop().await;
+}
+
+/// Whether a failures row's text names a HubSpot id.
+fn browser_lists(text: &str, crm_id: &str) -> bool {
+    text.split_whitespace().any(|word| word == crm_id)
+}
