@@ -78,32 +78,19 @@ impl Batches {
             properties,
             parse,
         };
-        let k = kind.clone();
-        let gate = Some(kind.client.gate().clone());
-        let reads = Coalescer::gated(MAX_ITEMS, window, IN_FLIGHT, gate.clone(), move |ids| {
-            let k = k.clone();
-            async move { k.read(ids).await }
+        let gate = kind.client.gate().clone();
+        let search = kind.search_gate.clone();
+        let reads = kind.batched(MAX_ITEMS, window, &gate, |k, ids| async move {
+            k.read(ids).await
         });
-        let k = kind.clone();
-        let finds = Coalescer::gated(
-            MAX_TERMS,
-            window,
-            IN_FLIGHT,
-            Some(kind.search_gate.clone()),
-            move |terms| {
-                let k = k.clone();
-                async move { k.find(terms).await }
-            },
-        );
-        let k = kind.clone();
-        let creates = Coalescer::gated(MAX_ITEMS, window, IN_FLIGHT, gate.clone(), move |items| {
-            let k = k.clone();
-            async move { k.create(items).await }
+        let finds = kind.batched(MAX_TERMS, window, &search, |k, terms| async move {
+            k.find(terms).await
         });
-        let k = kind;
-        let updates = Coalescer::gated(MAX_ITEMS, window, IN_FLIGHT, gate, move |items| {
-            let k = k.clone();
-            async move { k.update(items).await }
+        let creates = kind.batched(MAX_ITEMS, window, &gate, |k, items| async move {
+            k.create(items).await
+        });
+        let updates = kind.batched(MAX_ITEMS, window, &gate, |k, items| async move {
+            k.update(items).await
         });
         Self {
             reads,
@@ -182,6 +169,25 @@ fn missing_answer(sent: &Value, status: u16) -> ConnectorError {
 }
 
 impl Kind {
+    /// A coalescer of up to `max` items whose batches wait for `gate` and call `call`.
+    fn batched<I, O, Fut>(
+        &self,
+        max: usize,
+        window: Duration,
+        gate: &Arc<RateGate>,
+        call: impl Fn(Kind, Vec<I>) -> Fut + Send + Sync + 'static,
+    ) -> Coalescer<I, O>
+    where
+        I: Send + 'static,
+        O: Send + 'static,
+        Fut: std::future::Future<Output = Vec<O>> + Send + 'static,
+    {
+        let kind = self.clone();
+        Coalescer::gated(max, window, IN_FLIGHT, Some(gate.clone()), move |items| {
+            call(kind.clone(), items)
+        })
+    }
+
     async fn read(&self, ids: Vec<String>) -> Vec<Found> {
         let request = ApiRequest::new(
             Method::POST,

@@ -51,57 +51,52 @@ pub struct Batches {
 
 impl Batches {
     pub fn new(client: Arc<ApiClient>, kind: Kind, window: Duration, in_flight: usize) -> Self {
-        let gate = client.gate().clone();
-        let c = client.clone();
-        let reads = Coalescer::gated(
-            MAX_ITEMS,
+        let batched = |max| Batched {
+            client: client.clone(),
+            max,
             window,
             in_flight,
-            Some(gate.clone()),
-            move |ids| {
-                let c = c.clone();
-                async move { read(&c, kind, ids).await }
-            },
-        );
-        let c = client.clone();
-        let finds = Coalescer::gated(
-            MAX_TERMS,
-            window,
-            in_flight,
-            Some(gate.clone()),
-            move |terms| {
-                let c = c.clone();
-                async move { find(&c, kind, terms).await }
-            },
-        );
-        let c = client.clone();
-        let creates = Coalescer::gated(
-            MAX_ITEMS,
-            window,
-            in_flight,
-            Some(gate.clone()),
-            move |items| {
-                let c = c.clone();
-                async move { create(&c, kind, items).await }
-            },
-        );
-        let c = client;
-        let updates = Coalescer::gated(
-            MAX_ITEMS,
-            window,
-            in_flight,
-            Some(gate.clone()),
-            move |items| {
-                let c = c.clone();
-                async move { update(&c, kind, items).await }
-            },
-        );
+        };
+        let reads = batched(MAX_ITEMS).of(move |c, ids| async move { read(&c, kind, ids).await });
+        let finds =
+            batched(MAX_TERMS).of(move |c, terms| async move { find(&c, kind, terms).await });
+        let creates =
+            batched(MAX_ITEMS).of(move |c, items| async move { create(&c, kind, items).await });
+        let updates =
+            batched(MAX_ITEMS).of(move |c, items| async move { update(&c, kind, items).await });
         Self {
             reads,
             finds,
             creates,
             updates,
         }
+    }
+}
+
+/// How one kind of batch call is cut: through the connection's gate, `max` items at
+/// most, one call of it in flight.
+struct Batched {
+    client: Arc<ApiClient>,
+    max: usize,
+    window: Duration,
+    in_flight: usize,
+}
+
+impl Batched {
+    fn of<I, O, Fut>(
+        self,
+        call: impl Fn(Arc<ApiClient>, Vec<I>) -> Fut + Send + Sync + 'static,
+    ) -> Coalescer<I, O>
+    where
+        I: Send + 'static,
+        O: Send + 'static,
+        Fut: std::future::Future<Output = Vec<O>> + Send + 'static,
+    {
+        let gate = Some(self.client.gate().clone());
+        let client = self.client;
+        Coalescer::gated(self.max, self.window, self.in_flight, gate, move |items| {
+            call(client.clone(), items)
+        })
     }
 }
 
