@@ -222,6 +222,28 @@ impl HubSpotConnector {
         Ok(mapping::deal_to_record(&deal, customer, &lines))
     }
 
+    /// A look-up by one property; a deal found is read again with its customer and
+    /// line items, which search answers do not carry.
+    async fn find(
+        &self,
+        entity: EntityType,
+        term: Term,
+    ) -> Result<Option<ExternalRecord>, ConnectorError> {
+        let found = self
+            .batches(entity)
+            .finds
+            .submit(term)
+            .await
+            .unwrap_or_else(|| Err(stopped()))?;
+        match (entity, found) {
+            (EntityType::Invoice, Some(deal)) => match mapping::id_of(&deal) {
+                Some(id) => self.get_deal(&id).await,
+                None => Ok(None),
+            },
+            (_, found) => Ok(found.and_then(|o| self.parse(entity, &o))),
+        }
+    }
+
     /// Creates a deal associated with its customer, then its line items.
     async fn create_deal(
         &self,
@@ -470,22 +492,11 @@ impl Connector for HubSpotConnector {
         entity: EntityType,
         stamp: &str,
     ) -> Result<Option<ExternalRecord>, ConnectorError> {
-        let found = self
-            .batches(entity)
-            .finds
-            .submit(Term {
-                property: "tandem_origin_id",
-                value: stamp.to_string(),
-            })
-            .await
-            .unwrap_or_else(|| Err(stopped()))?;
-        match (entity, found) {
-            (EntityType::Invoice, Some(deal)) => match mapping::id_of(&deal) {
-                Some(id) => self.get_deal(&id).await,
-                None => Ok(None),
-            },
-            (_, found) => Ok(found.and_then(|o| self.parse(entity, &o))),
-        }
+        let term = Term {
+            property: "tandem_origin_id",
+            value: stamp.to_string(),
+        };
+        self.find(entity, term).await
     }
 
     async fn find_by_natural_key(
@@ -500,21 +511,10 @@ impl Connector for HubSpotConnector {
         let Some(value) = fields.get(field).and_then(Value::as_str) else {
             return Ok(None);
         };
-        let found = self
-            .batches(entity)
-            .finds
-            .submit(Term {
-                property,
-                value: value.to_string(),
-            })
-            .await
-            .unwrap_or_else(|| Err(stopped()))?;
-        match (entity, found) {
-            (EntityType::Invoice, Some(deal)) => match mapping::id_of(&deal) {
-                Some(id) => self.get_deal(&id).await,
-                None => Ok(None),
-            },
-            (_, found) => Ok(found.and_then(|o| self.parse(entity, &o))),
-        }
+        let term = Term {
+            property,
+            value: value.to_string(),
+        };
+        self.find(entity, term).await
     }
 }

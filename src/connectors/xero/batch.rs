@@ -231,13 +231,16 @@ fn outcome(kind: Kind, sent: &Value, answered: Option<&Value>, status: u16) -> W
     }
 }
 
+/// Sends one batch write and gives each item the answer Xero gave it: Xero answers
+/// in the order sent, and `matched_by` (the stamp of a create, the id of an update)
+/// confirms it is the same item, or finds it when the order differs.
 async fn write(
     client: &ApiClient,
     kind: Kind,
     method: Method,
     bodies: Vec<Value>,
     key: String,
-    pick: impl Fn(usize, &Value, &[Value]) -> Option<Value>,
+    matched_by: &str,
 ) -> Vec<Wrote> {
     let request = ApiRequest::new(method, kind.path())
         .query("summarizeErrors", "false")
@@ -250,8 +253,12 @@ async fn write(
                 .iter()
                 .enumerate()
                 .map(|(i, sent)| {
-                    let item = pick(i, sent, &answered);
-                    outcome(kind, sent, item.as_ref(), answer.status)
+                    let wanted = sent.get(matched_by);
+                    let item = answered
+                        .get(i)
+                        .filter(|a| a.get(matched_by) == wanted)
+                        .or_else(|| answered.iter().find(|a| a.get(matched_by) == wanted));
+                    outcome(kind, sent, item, answer.status)
                 })
                 .collect()
         }
@@ -262,24 +269,7 @@ async fn write(
 async fn create(client: &ApiClient, kind: Kind, items: Vec<NewItem>) -> Vec<Wrote> {
     let key = batch_key(items.iter().map(|i| i.key.as_str()));
     let bodies: Vec<Value> = items.into_iter().map(|i| Value::Object(i.body)).collect();
-    // Xero answers in the order sent; the stamp confirms it is the same item.
-    let stamp_key = kind.stamp_key();
-    write(
-        client,
-        kind,
-        Method::PUT,
-        bodies,
-        key,
-        |i, sent, answered| {
-            let stamp = sent.get(stamp_key);
-            answered
-                .get(i)
-                .filter(|a| a.get(stamp_key) == stamp)
-                .or_else(|| answered.iter().find(|a| a.get(stamp_key) == stamp))
-                .cloned()
-        },
-    )
-    .await
+    write(client, kind, Method::PUT, bodies, key, kind.stamp_key()).await
 }
 
 async fn update(client: &ApiClient, kind: Kind, items: Vec<UpdateItem>) -> Vec<Wrote> {
@@ -293,20 +283,5 @@ async fn update(client: &ApiClient, kind: Kind, items: Vec<UpdateItem>) -> Vec<W
             Value::Object(body)
         })
         .collect();
-    write(
-        client,
-        kind,
-        Method::POST,
-        bodies,
-        key,
-        |i, sent, answered| {
-            let id = sent.get(id_key);
-            answered
-                .get(i)
-                .filter(|a| a.get(id_key) == id)
-                .or_else(|| answered.iter().find(|a| a.get(id_key) == id))
-                .cloned()
-        },
-    )
-    .await
+    write(client, kind, Method::POST, bodies, key, id_key).await
 }

@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 
 use self::batch::{Batches, Term, UpdateItem};
 use super::http::client::header_number;
+use super::http::Coalescer;
 use super::http::{
     ApiClient, ApiClientParts, ApiRequest, Pace, RateGate, RequestRecorder, TokenSource, Window,
 };
@@ -225,10 +226,42 @@ impl XeroConnector {
     }
 }
 
-fn stopped() -> ConnectorError {
-    ConnectorError::Connection {
-        system: System::Finance,
-        message: "the batch was dropped while the process stopped".into(),
+/// One item's outcome from its batch; a batch dropped while the process stops is a
+/// connection failure, retried later.
+async fn ask<I: Send + 'static, T: Send + 'static>(
+    batch: &Coalescer<I, Result<T, ConnectorError>>,
+    item: I,
+) -> Result<T, ConnectorError> {
+    batch.submit(item).await.unwrap_or_else(|| {
+        Err(ConnectorError::Connection {
+            system: System::Finance,
+            message: "the batch was dropped while the process stopped".into(),
+        })
+    })
+}
+
+impl XeroConnector {
+    async fn write_update(
+        &self,
+        entity: EntityType,
+        id: &str,
+        body: Map<String, Value>,
+        key: &str,
+    ) -> Result<Written, ConnectorError> {
+        let item = UpdateItem {
+            id: id.to_string(),
+            body,
+            key: key.to_string(),
+        };
+        ask(&self.batches(entity).updates, item).await
+    }
+
+    async fn find(
+        &self,
+        entity: EntityType,
+        term: Term,
+    ) -> Result<Option<ExternalRecord>, ConnectorError> {
+        ask(&self.batches(entity).finds, term).await
     }
 }
 
@@ -243,11 +276,7 @@ impl Connector for XeroConnector {
         entity: EntityType,
         id: &str,
     ) -> Result<Option<ExternalRecord>, ConnectorError> {
-        self.batches(entity)
-            .reads
-            .submit(id.to_string())
-            .await
-            .unwrap_or_else(|| Err(stopped()))
+        ask(&self.batches(entity).reads, id.to_string()).await
     }
 
     async fn list_changed(
@@ -294,14 +323,11 @@ impl Connector for XeroConnector {
             body.insert("Type".into(), json!("ACCREC"));
             body.entry("Status").or_insert(json!("DRAFT"));
         }
-        self.batches(entity)
-            .creates
-            .submit(batch::NewItem {
-                body,
-                key: idempotency_key.to_string(),
-            })
-            .await
-            .unwrap_or_else(|| Err(stopped()))
+        let item = batch::NewItem {
+            body,
+            key: idempotency_key.to_string(),
+        };
+        ask(&self.batches(entity).creates, item).await
     }
 
     async fn update(
@@ -312,15 +338,7 @@ impl Connector for XeroConnector {
         idempotency_key: &str,
     ) -> Result<Written, ConnectorError> {
         let body = Kind::of(entity).body(fields);
-        self.batches(entity)
-            .updates
-            .submit(UpdateItem {
-                id: id.to_string(),
-                body,
-                key: idempotency_key.to_string(),
-            })
-            .await
-            .unwrap_or_else(|| Err(stopped()))
+        self.write_update(entity, id, body, idempotency_key).await
     }
 
     async fn archive(
@@ -335,15 +353,7 @@ impl Connector for XeroConnector {
             // Only a draft can be deleted; Xero refuses the others and a person sees why.
             Kind::Invoices => body.insert("Status".into(), json!("DELETED")),
         };
-        self.batches(entity)
-            .updates
-            .submit(UpdateItem {
-                id: id.to_string(),
-                body,
-                key: idempotency_key.to_string(),
-            })
-            .await
-            .unwrap_or_else(|| Err(stopped()))
+        self.write_update(entity, id, body, idempotency_key).await
     }
 
     async fn find_by_stamp(
@@ -351,16 +361,12 @@ impl Connector for XeroConnector {
         entity: EntityType,
         stamp: &str,
     ) -> Result<Option<ExternalRecord>, ConnectorError> {
-        let kind = Kind::of(entity);
-        self.batches(entity)
-            .finds
-            .submit(Term {
-                field: kind.stamp_key(),
-                value: stamp.to_string(),
-                live_only: false,
-            })
-            .await
-            .unwrap_or_else(|| Err(stopped()))
+        let term = Term {
+            field: Kind::of(entity).stamp_key(),
+            value: stamp.to_string(),
+            live_only: false,
+        };
+        self.find(entity, term).await
     }
 
     async fn find_by_natural_key(
@@ -375,14 +381,11 @@ impl Connector for XeroConnector {
         let Some(value) = fields.get(canonical).and_then(Value::as_str) else {
             return Ok(None);
         };
-        self.batches(entity)
-            .finds
-            .submit(Term {
-                field,
-                value: value.to_string(),
-                live_only: true,
-            })
-            .await
-            .unwrap_or_else(|| Err(stopped()))
+        let term = Term {
+            field,
+            value: value.to_string(),
+            live_only: true,
+        };
+        self.find(entity, term).await
     }
 }
