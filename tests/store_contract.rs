@@ -603,3 +603,58 @@ async fn postgres_concurrent_migrations_both_succeed() {
         assert!(tables.iter().any(|t| t == table), "table `{table}` missing");
     }
 }
+
+/// A process that died holding a record leaves a lease row nobody renews: the record
+/// waits while the lease is live and is taken as soon as it lapses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lease_of_a_dead_process_lapses() {
+    use sea_orm::{ConnectionTrait, Database};
+    let b = Backend::postgres().await;
+    let db = Database::connect(&b.url).await.expect("connect");
+    let dead = uuid::Uuid::new_v4();
+    db.execute_unprepared(&format!(
+        "INSERT INTO record_lease (key, holder, expires_at) \
+         VALUES ('acme/customer/crm/dead', '{dead}', now() + interval '2 seconds')"
+    ))
+    .await
+    .expect("plant a live lease");
+    let waiting = {
+        let store = b.store.clone();
+        tokio::spawn(async move { store.lock_entity("acme/customer/crm/dead").await })
+    };
+    // Waiting a while and seeing nothing happen is the only way to show that something
+    // does not happen; the lease has well over a second left.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "took a record another process holds"
+    );
+    let lock = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the lapsed lease is taken")
+        .expect("task")
+        .expect("lock");
+    let holder: String = db
+        .query_one(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT holder::text AS holder FROM record_lease WHERE key = 'acme/customer/crm/dead'",
+        ))
+        .await
+        .expect("query")
+        .expect("the lease row")
+        .try_get("", "holder")
+        .expect("holder");
+    assert_ne!(holder, dead.to_string(), "the dead holder still holds it");
+    lock.release().await.expect("release");
+    let left = db
+        .query_one(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) AS n FROM record_lease",
+        ))
+        .await
+        .expect("query")
+        .expect("row")
+        .try_get::<i64>("", "n")
+        .expect("count");
+    assert_eq!(left, 0, "a released lease leaves no row");
+}

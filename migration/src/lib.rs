@@ -9,6 +9,7 @@ mod m20261123_000005_create_job;
 mod m20261123_000006_create_credential;
 mod m20261123_000007_create_conflict;
 mod m20261123_000008_create_pending_delete;
+mod m20261123_000009_create_record_lease;
 
 /// Every table the migrations create, so a check can confirm the schema is complete.
 pub const TABLES: &[&str] = &[
@@ -20,6 +21,7 @@ pub const TABLES: &[&str] = &[
     "credential",
     "conflict",
     "pending_delete",
+    "record_lease",
 ];
 
 pub struct Migrator;
@@ -36,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000006_create_credential::Migration),
             Box::new(m20261123_000007_create_conflict::Migration),
             Box::new(m20261123_000008_create_pending_delete::Migration),
+            Box::new(m20261123_000009_create_record_lease::Migration),
         ]
     }
 }

@@ -1,60 +1,63 @@
 //! Per-record locks: one change to a record at a time, across workers and processes.
 //!
-//! On PostgreSQL a transaction-scoped advisory lock, held by an open transaction on its
-//! own connection: committing, rolling back or dropping the guard releases it, so a
-//! crashed worker can never leave a record locked. On SQLite (single process) a keyed
-//! in-process mutex.
+//! On PostgreSQL a lease row (`record_lease`) names the process working on a record
+//! and until when. A lease holds no connection while its change waits for its batch
+//! call, so the number of changes in flight is not bounded by the pool. Inside one
+//! process the waiters for a record queue on a keyed mutex, so only one of them asks
+//! the database at a time and none polls behind its own neighbour. One heartbeat task
+//! per process renews the leases it holds; a process that dies stops renewing, and
+//! its leases lapse after [`LEASE_TTL`] for the next process to take.
+//!
+//! On SQLite (one process) the keyed mutex alone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
-use sha2::{Digest, Sha256};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, Value};
 use tokio::sync::OwnedMutexGuard;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use uuid::Uuid;
 
 use super::StoreResult;
 
-/// Advisory lock key for migrations; record keys hash elsewhere in the key space.
+/// Advisory lock key for migrations.
 pub(super) const MIGRATION_LOCK_KEY: i64 = 0x7461_6e64_656d_0001;
+
+/// How long a lease lasts without renewal: how long a record stays locked after the
+/// process holding it died.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How often the heartbeat renews: three chances before a lease lapses.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// The longest wait between two attempts on a record another process holds.
+const MAX_RETRY_WAIT: Duration = Duration::from_millis(500);
 
 /// Held while one record is worked on; release it (or drop it) when done.
 pub enum EntityLock {
-    Postgres(DatabaseTransaction),
+    Lease(LeaseGuard),
     Local(OwnedMutexGuard<()>),
 }
 
 impl EntityLock {
     pub async fn release(self) -> StoreResult<()> {
         match self {
-            EntityLock::Postgres(txn) => txn.commit().await?,
-            EntityLock::Local(guard) => drop(guard),
+            EntityLock::Lease(lease) => lease.release().await,
+            EntityLock::Local(guard) => {
+                drop(guard);
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 
-/// A stable 64-bit key for a record key, the same in every process.
-pub(super) fn lock_key(key: &str) -> i64 {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(bytes)
-}
-
-pub(super) async fn lock_postgres(db: &DatabaseConnection, key: &str) -> StoreResult<EntityLock> {
-    let txn = db.begin().await?;
-    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({})", lock_key(key)))
-        .await?;
-    Ok(EntityLock::Postgres(txn))
-}
-
+/// In-process keyed mutexes: the SQLite lock, and the queue in front of a lease.
 #[derive(Default)]
 pub(super) struct LocalLocks {
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
 }
 
 impl LocalLocks {
-    pub(super) async fn lock(&self, key: &str) -> EntityLock {
+    pub(super) async fn lock(&self, key: &str) -> OwnedMutexGuard<()> {
         let mutex = {
             let mut locks = self
                 .locks
@@ -73,6 +76,189 @@ impl LocalLocks {
                 }
             }
         };
-        EntityLock::Local(mutex.lock_owned().await)
+        mutex.lock_owned().await
+    }
+}
+
+/// This process's leases on PostgreSQL.
+pub(super) struct Leases {
+    shared: Arc<LeaseShared>,
+    local: LocalLocks,
+    heartbeat: Mutex<Option<DropGuard>>,
+}
+
+struct LeaseShared {
+    db: DatabaseConnection,
+    /// Who this process is in `record_lease.holder`; new at every start.
+    holder: Uuid,
+    held: Mutex<HashSet<String>>,
+}
+
+impl LeaseShared {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.db
+            .execute(Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                "DELETE FROM record_lease WHERE key = $1 AND holder = $2",
+                [key.into(), self.holder.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+impl Leases {
+    pub(super) fn new(db: DatabaseConnection) -> Self {
+        Self {
+            shared: Arc::new(LeaseShared {
+                db,
+                holder: Uuid::new_v4(),
+                held: Mutex::new(HashSet::new()),
+            }),
+            local: LocalLocks::default(),
+            heartbeat: Mutex::new(None),
+        }
+    }
+
+    pub(super) async fn lock(&self, key: &str) -> StoreResult<EntityLock> {
+        self.start_heartbeat();
+        let queued = self.local.lock(key).await;
+        let mut wait = Duration::from_millis(10);
+        // Another process holds the record: it is working on it now, or died and its
+        // lease lapses within LEASE_TTL.
+        while !self.try_take(key).await? {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(MAX_RETRY_WAIT);
+        }
+        self.shared.held().insert(key.to_string());
+        Ok(EntityLock::Lease(LeaseGuard {
+            key: key.to_string(),
+            shared: self.shared.clone(),
+            queued: Some(queued),
+            released: false,
+        }))
+    }
+
+    /// Takes the lease if nobody holds it, its holder let it lapse, or this process
+    /// holds it already (a guard dropped before its delete ran: the keyed mutex says
+    /// nobody here is using it).
+    async fn try_take(&self, key: &str) -> StoreResult<bool> {
+        let taken = self
+            .shared
+            .db
+            .query_one(Statement::from_sql_and_values(
+                self.shared.db.get_database_backend(),
+                "INSERT INTO record_lease (key, holder, expires_at) \
+                 VALUES ($1, $2, now() + make_interval(secs => $3)) \
+                 ON CONFLICT (key) DO UPDATE \
+                 SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+                 WHERE record_lease.expires_at < now() OR record_lease.holder = EXCLUDED.holder \
+                 RETURNING key",
+                [
+                    key.into(),
+                    self.shared.holder.into(),
+                    Value::Double(Some(LEASE_TTL.as_secs_f64())),
+                ],
+            ))
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    fn start_heartbeat(&self) {
+        let mut heartbeat = self.heartbeat.lock().unwrap_or_else(|p| p.into_inner());
+        if heartbeat.is_some() {
+            return;
+        }
+        let stop = CancellationToken::new();
+        let shared = Arc::downgrade(&self.shared);
+        tokio::spawn(renew_until(shared, stop.clone()));
+        *heartbeat = Some(stop.drop_guard());
+    }
+}
+
+/// Renews every lease this process holds, until the store is dropped.
+async fn renew_until(shared: Weak<LeaseShared>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(RENEW_EVERY) => {}
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let keys: Vec<String> = shared.held().iter().cloned().collect();
+        for chunk in keys.chunks(500) {
+            if let Err(err) = renew(&shared, chunk).await {
+                tracing::warn!(error = %err, leases = chunk.len(), "cannot renew record leases");
+            }
+        }
+    }
+}
+
+async fn renew(shared: &LeaseShared, keys: &[String]) -> StoreResult<()> {
+    let placeholders: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "UPDATE record_lease SET expires_at = now() + make_interval(secs => $2) \
+         WHERE holder = $1 AND key IN ({})",
+        placeholders.join(", ")
+    );
+    let mut values: Vec<Value> = vec![
+        shared.holder.into(),
+        Value::Double(Some(LEASE_TTL.as_secs_f64())),
+    ];
+    values.extend(keys.iter().map(|k| Value::from(k.as_str())));
+    shared
+        .db
+        .execute(Statement::from_sql_and_values(
+            shared.db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
+    Ok(())
+}
+
+/// One lease held by this process.
+pub struct LeaseGuard {
+    key: String,
+    shared: Arc<LeaseShared>,
+    /// This process's queue for the record, held until the row is gone, so that the
+    /// next waiter here cannot take a row that a late delete then removes.
+    queued: Option<OwnedMutexGuard<()>>,
+    released: bool,
+}
+
+impl LeaseGuard {
+    async fn release(mut self) -> StoreResult<()> {
+        self.released = true;
+        self.shared.held().remove(&self.key);
+        self.shared.delete(&self.key).await
+    }
+}
+
+impl Drop for LeaseGuard {
+    /// A guard dropped without release (a worker that failed or was cancelled): stop
+    /// renewing and delete the row in the background. If even that cannot run, the
+    /// lease lapses after LEASE_TTL, and this process may take it again at once.
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        self.shared.held().remove(&self.key);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = self.shared.clone();
+            let key = std::mem::take(&mut self.key);
+            let queued = self.queued.take();
+            runtime.spawn(async move {
+                if let Err(err) = shared.delete(&key).await {
+                    tracing::warn!(error = %err, "cannot delete a dropped record lease");
+                }
+                drop(queued);
+            });
+        }
     }
 }

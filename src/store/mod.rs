@@ -183,6 +183,8 @@ pub trait Store: Send + Sync {
 pub struct SeaStore {
     db: DatabaseConnection,
     local_locks: locks::LocalLocks,
+    /// Record leases, on PostgreSQL.
+    leases: Option<locks::Leases>,
 }
 
 /// Connects to `postgres://…` or `sqlite://…` (`sqlite::memory:` for tests).
@@ -190,8 +192,10 @@ pub async fn connect(database_url: &str) -> StoreResult<SeaStore> {
     connect_for_workers(database_url, 32).await
 }
 
-/// Connects with a PostgreSQL pool large enough for `workers`: each holds one
-/// connection for its entity lock while it syncs and briefly uses others.
+/// Connects with a PostgreSQL pool sized for `workers`. A worker uses a connection only
+/// for the moment of each query (its record lease is a row, not a held connection), so
+/// the pool grows slower than the workers and stays well under PostgreSQL's default of
+/// 100 connections even with two processes.
 pub async fn connect_for_workers(database_url: &str, workers: usize) -> StoreResult<SeaStore> {
     let mut options = ConnectOptions::new(database_url.to_string());
     options
@@ -207,7 +211,7 @@ pub async fn connect_for_workers(database_url: &str, workers: usize) -> StoreRes
         };
         options.max_connections(size).min_connections(1);
     } else {
-        let size = (workers + 16).clamp(24, 96) as u32;
+        let size = (workers / 4 + 16).clamp(16, 48) as u32;
         options.max_connections(size).min_connections(2);
     }
     let db = Database::connect(options).await?;
@@ -216,9 +220,12 @@ pub async fn connect_for_workers(database_url: &str, workers: usize) -> StoreRes
         db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
         db.execute_unprepared("PRAGMA busy_timeout=5000").await?;
     }
+    let leases = (db.get_database_backend() == DatabaseBackend::Postgres)
+        .then(|| locks::Leases::new(db.clone()));
     Ok(SeaStore {
         db,
         local_locks: locks::LocalLocks::default(),
+        leases,
     })
 }
 
@@ -488,9 +495,9 @@ impl Store for SeaStore {
     }
 
     async fn lock_entity(&self, key: &str) -> StoreResult<EntityLock> {
-        match self.db.get_database_backend() {
-            DatabaseBackend::Postgres => locks::lock_postgres(&self.db, key).await,
-            _ => Ok(self.local_locks.lock(key).await),
+        match &self.leases {
+            Some(leases) => leases.lock(key).await,
+            None => Ok(EntityLock::Local(self.local_locks.lock(key).await)),
         }
     }
 }
