@@ -96,8 +96,11 @@ impl BusConfig {
     }
 
     pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        // A worker can only work on a message it holds: fewer held than workers would
+        // leave workers idle behind a full queue.
+        let workers = u16::try_from(settings.orchestrator.workers).unwrap_or(u16::MAX);
         Self {
-            prefetch: settings.bus.prefetch,
+            prefetch: settings.bus.prefetch.max(workers),
             max_attempts: settings.bus.max_attempts,
             ..Self::new(settings.amqp_url.clone(), settings.bus.prefix.clone())
         }

@@ -72,7 +72,8 @@ pub struct BusSettings {
     /// Prefix of every exchange and queue name, so several deployments (or test runs)
     /// can share one broker.
     pub prefix: String,
-    /// Unacknowledged messages a consumer may hold at once.
+    /// Unacknowledged messages a consumer (one per lane) may hold at once; never
+    /// fewer than `orchestrator.workers`.
     pub prefetch: u16,
     /// Deliveries of one message before it is parked for a person.
     pub max_attempts: u32,
@@ -91,7 +92,9 @@ impl Default for BusSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OrchestratorSettings {
-    /// Changes handled at once by one process.
+    /// Changes handled at once by one process. A change waiting for its batch call
+    /// holds no database connection, and batch calls carry what is waiting, so many
+    /// workers mean fuller batches under a tight rate limit.
     pub workers: usize,
     /// How long in-flight work may take to finish after a stop signal.
     pub shutdown_grace_secs: u64,
@@ -100,7 +103,7 @@ pub struct OrchestratorSettings {
 impl Default for OrchestratorSettings {
     fn default() -> Self {
         Self {
-            workers: 8,
+            workers: 256,
             shutdown_grace_secs: 30,
         }
     }

@@ -22,7 +22,7 @@ use self::batch::{Batches, Term, UpdateItem};
 use super::http::client::header_number;
 use super::http::Coalescer;
 use super::http::{
-    ApiClient, ApiClientParts, ApiRequest, Pace, RateGate, RequestRecorder, TokenSource, Window,
+    ApiClient, ApiClientParts, ApiRequest, RateGate, RequestRecorder, TokenSource, Window,
 };
 use super::{ChangePage, Connector, ConnectorError, ExternalRecord, Written};
 use crate::domain::{EntityType, FieldMap, System};
@@ -176,12 +176,10 @@ impl XeroConnector {
                     per: Duration::from_secs(24 * 3600),
                 },
             ],
-            // A quarter of the minute's budget may go at once (a first sync starts
-            // fast); the rest is paced so later batches fill while they wait.
-            Some(Pace {
-                per_second: limits.per_minute as f64 / 60.0,
-                burst: (limits.per_minute / 4).max(limits.at_once) as f64,
-            }),
+            // No pacing beyond the rolling minute: the whole minute's budget may go
+            // at once. Batches fill while the gate is closed, and bulk batches wait
+            // to fill before leaving (coalesce.rs), so calls are not spent half full.
+            None,
             limits.at_once,
         );
         let client = Arc::new(ApiClient::new(ApiClientParts {
