@@ -101,82 +101,85 @@ impl JobRunner {
         Ok(job.id)
     }
 
+    /// Publishes the records to resync. A listing publishes page by page as it reads,
+    /// so workers start on the first page while later ones are still being listed
+    /// (a backfill's first batch calls do not wait for the whole listing); the job is
+    /// `listing` until the last page is out, so it cannot look done before then.
     async fn run_resync(&self, job: Uuid, request: ResyncRequest) -> Result<(), String> {
-        self.store
-            .set_job_status(job, JobStatus::Running, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let ids: Vec<String> = match &request.scope {
-            ResyncScope::Ids(ids) => ids
-                .iter()
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-            ResyncScope::ModifiedBetween { from, to } => {
-                self.list(&request, Some(*from), Some(*to)).await?
-            }
-            ResyncScope::Everything => self.list(&request, None, None).await?,
+        let event = |id: String| ChangeEvent {
+            event_id: format!("resync:{job}:{id}"),
+            pair: request.pair.clone(),
+            system: request.system,
+            entity: request.entity,
+            external_id: id,
+            kind: ChangeKind::Upsert,
+            occurred_at: Utc::now(),
+            trigger: Trigger::Manual,
+            job_id: Some(job),
+            transaction_id: None,
         };
-        let events = ids
-            .into_iter()
-            .map(|id| ChangeEvent {
-                event_id: format!("resync:{job}:{id}"),
-                pair: request.pair.clone(),
-                system: request.system,
-                entity: request.entity,
-                external_id: id,
-                kind: ChangeKind::Upsert,
-                occurred_at: Utc::now(),
-                trigger: Trigger::Manual,
-                job_id: Some(job),
-                transaction_id: None,
-            })
-            .collect();
-        self.publish(job, events).await
-    }
-
-    async fn list(
-        &self,
-        request: &ResyncRequest,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-    ) -> Result<Vec<String>, String> {
+        let (from, to) = match &request.scope {
+            ResyncScope::Ids(ids) => {
+                self.set_status(job, JobStatus::Running).await?;
+                let ids: BTreeSet<String> = ids.iter().cloned().collect();
+                let events: Vec<_> = ids.into_iter().map(event).collect();
+                if events.is_empty() {
+                    return self.set_status(job, JobStatus::Done).await;
+                }
+                return self.publish(job, events).await;
+            }
+            ResyncScope::ModifiedBetween { from, to } => (Some(*from), Some(*to)),
+            ResyncScope::Everything => (None, None),
+        };
+        self.set_status(job, JobStatus::Listing).await?;
         let connector = self
             .connectors
             .get(&(request.pair.clone(), request.system))
             .ok_or_else(|| format!("no connector for {} {}", request.pair, request.system))?;
-        let mut ids = Vec::new();
+        // A record changed while the listing runs can appear on two pages.
+        let mut seen = BTreeSet::new();
         let mut page: Option<String> = None;
         loop {
             let listed = connector
                 .list_changed(request.entity, from, page.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
-            for record in listed.records {
-                let version = record
-                    .version
-                    .as_deref()
-                    .and_then(|v| DateTime::parse_from_rfc3339(v).ok());
-                if to.is_none_or(|to| version.is_none_or(|v| v.with_timezone(&Utc) <= to)) {
-                    ids.push(record.id);
-                }
-            }
+            let events: Vec<_> = listed
+                .records
+                .into_iter()
+                .filter(|record| {
+                    let version = record
+                        .version
+                        .as_deref()
+                        .and_then(|v| DateTime::parse_from_rfc3339(v).ok());
+                    to.is_none_or(|to| version.is_none_or(|v| v.with_timezone(&Utc) <= to))
+                })
+                .filter(|record| seen.insert(record.id.clone()))
+                .map(|record| event(record.id))
+                .collect();
+            self.publish(job, events).await?;
             match listed.next {
                 Some(next) => page = Some(next),
-                None => return Ok(ids),
+                None => break,
             }
         }
+        if seen.is_empty() {
+            return self.set_status(job, JobStatus::Done).await;
+        }
+        self.set_status(job, JobStatus::Running).await
+    }
+
+    async fn set_status(&self, job: Uuid, status: JobStatus) -> Result<(), String> {
+        self.store
+            .set_job_status(job, status, None)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Publishes on the bulk lane in chunks, counting as it goes.
     async fn publish(&self, job: Uuid, events: Vec<ChangeEvent>) -> Result<(), String> {
         if events.is_empty() {
-            return self
-                .store
-                .set_job_status(job, JobStatus::Done, None)
-                .await
-                .map_err(|e| e.to_string());
+            return Ok(());
         }
         self.store
             .add_to_job(job, JobCounter::Queued, events.len() as i64)
@@ -297,6 +300,9 @@ impl JobRunner {
             if done {
                 break;
             }
+        }
+        if events.is_empty() {
+            return self.set_status(job, JobStatus::Done).await;
         }
         self.publish(job, events).await
     }

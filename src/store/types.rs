@@ -73,7 +73,7 @@ string_enum!(
 
 string_enum!(JobKind { Resync => "resync", Replay => "replay" });
 
-string_enum!(JobStatus { Queued => "queued", Running => "running", Done => "done", Failed => "failed" });
+string_enum!(JobStatus { Queued => "queued", Listing => "listing", Running => "running", Done => "done", Failed => "failed" });
 
 string_enum!(JobCounter { Queued => "queued", Published => "published", Synced => "synced", Failed => "failed", Skipped => "skipped" });
 

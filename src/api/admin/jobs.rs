@@ -46,7 +46,8 @@ pub struct JobView {
     pub id: Uuid,
     /// `resync` or `replay`.
     pub kind: String,
-    /// `queued`, `running`, `done` or `failed`.
+    /// `queued`, `listing` (still publishing the records it lists), `running`, `done` or
+    /// `failed`.
     pub status: String,
     pub queued: i64,
     pub published: i64,
