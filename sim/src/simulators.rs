@@ -2,6 +2,7 @@
 //! webhook outboxes, and the control routes a trial uses on either listener:
 //!
 //! - `GET /sim/inspect`: do the two sides agree? ([`Inspection`])
+//! - `GET /sim/journal`: every edit both sides applied ([`JournalEntry`]), in order;
 //! - `GET /sim/knobs`, `POST /sim/knobs`: latency, failures, webhook misbehaviour;
 //! - `POST /sim/webhooks` `{"crm_url", "finance_url"}`: where webhooks go.
 
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hubspot::{HubSpotSettings, HubSpotSim};
 use crate::inspect::Inspection;
+use crate::journal::{JournalEntry, Side};
 use crate::knobs::{KnobValues, Knobs};
 use crate::people::People;
 use crate::xero::{XeroSettings, XeroSim};
@@ -46,6 +48,11 @@ struct WebhookTargets {
 #[handler]
 fn inspect(sims: Data<&Arc<Simulators>>) -> Json<Inspection> {
     Json(sims.inspect())
+}
+
+#[handler]
+fn journal(sims: Data<&Arc<Simulators>>) -> Json<Vec<JournalEntry>> {
+    Json(sims.journal())
 }
 
 #[handler]
@@ -107,6 +114,7 @@ impl Simulators {
         let control = |route: Route| {
             route
                 .at("/sim/inspect", get(inspect))
+                .at("/sim/journal", get(journal))
                 .at("/sim/knobs", get(get_knobs).post(set_knobs))
                 .at("/sim/webhooks", post(set_webhooks))
                 .data(sims.clone())
@@ -154,5 +162,20 @@ impl Simulators {
             &self.hubspot.invoices(),
             &self.xero.invoices(),
         )
+    }
+
+    /// Every edit both simulators applied, by wall clock (`at_ms`), then side (CRM
+    /// first), then each side's own order.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        let mut entries = self.hubspot.journal();
+        entries.extend(self.xero.journal());
+        entries.sort_by_key(|e| {
+            let side = match e.side {
+                Side::Crm => 0,
+                Side::Finance => 1,
+            };
+            (e.at_ms, side, e.seq)
+        });
+        entries
     }
 }

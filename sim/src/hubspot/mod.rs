@@ -9,6 +9,7 @@ mod ops;
 mod routes;
 mod search;
 mod state;
+mod views;
 mod webhooks;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 
+use crate::journal::{Actor, Journal, JournalEntry, Side};
 use crate::knobs::Knobs;
 use crate::limits::{Limiter, Window};
 use crate::outbox::Outbox;
@@ -105,6 +107,7 @@ pub struct HubSpotSim {
     refused_429: AtomicUsize,
     daily_used: AtomicUsize,
     customers_as_companies: AtomicBool,
+    journal: Journal,
 }
 
 impl HubSpotSim {
@@ -142,6 +145,7 @@ impl HubSpotSim {
             refused_429: AtomicUsize::new(0),
             daily_used: AtomicUsize::new(0),
             customers_as_companies: AtomicBool::new(false),
+            journal: Journal::new(Side::Crm),
         })
     }
 
@@ -172,18 +176,26 @@ impl HubSpotSim {
         }
     }
 
-    /// Runs `change` under the state lock and queues the events it raised, still under
-    /// the lock, so the outbox sees events in the order the changes happened.
+    /// Runs `change` under the state lock and queues the events it raised and
+    /// journals the edits it made, still under the lock, so the outbox and the journal
+    /// see them in the order the changes happened.
     fn change<R>(
         &self,
         source: Source,
         change: impl FnOnce(&mut State, &mut Events<'_>) -> R,
     ) -> R {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut events = Events::new(&self.events, source);
+        let mut events = Events::new(&self.events, source, self.customer_kind());
         let result = change(&mut state, &mut events);
         for event in events.raised {
             self.outbox.push(event);
+        }
+        let actor = match source {
+            Source::Person => Actor::Person,
+            Source::Integration => Actor::Api,
+        };
+        for edit in events.edits {
+            self.journal.record(actor, edit);
         }
         result
     }
@@ -210,6 +222,7 @@ impl HubSpotSim {
         self.change(Source::Person, |state, events| {
             let id = state.insert(kind, state::initial_props(&writes));
             events.raise_creation(kind, id);
+            events.note_edit(state, id, None);
             id.to_string()
         })
     }
@@ -230,16 +243,21 @@ impl HubSpotSim {
                 writes.push(("phone".to_string(), non_empty(phone)));
             }
             // The UI bypasses the API's checks, so apply directly.
-            if let Some(record) = state.get_mut(kind, id).filter(|r| !r.archived()) {
+            let Some(object_id) = state.get(kind, id).filter(|r| !r.archived()).map(|r| r.id)
+            else {
+                return;
+            };
+            let before = events.snapshot(state, object_id);
+            if let Some(record) = state.get_mut(kind, id) {
                 let changed = state::apply(record, &writes);
                 if !changed.is_empty() {
                     record.touch();
-                    let object_id = record.id;
                     for (name, value) in &changed {
                         events.raise_change(kind, object_id, name, value);
                     }
                 }
             }
+            events.note_edit(state, object_id, before);
         });
     }
 
@@ -292,6 +310,7 @@ impl HubSpotSim {
                 state.link(deal, line);
             }
             events.raise_creation(Kind::Deal, deal);
+            events.note_edit(state, deal, None);
             deal.to_string()
         })
     }
@@ -304,66 +323,27 @@ impl HubSpotSim {
             state
                 .records(kind)
                 .values()
-                .map(|r| {
-                    let (name, email) = match kind {
-                        Kind::Company => (r.value("name"), r.value("tandem_email")),
-                        _ => {
-                            let full = [r.value("firstname"), r.value("lastname")]
-                                .into_iter()
-                                .flatten()
-                                .collect::<Vec<_>>()
-                                .join(" ");
-                            (non_empty(&full), r.value("email"))
-                        }
-                    };
-                    CustomerView {
-                        id: r.id.to_string(),
-                        stamp: r.value("tandem_origin_id"),
-                        name,
-                        email,
-                        phone: r.value("phone"),
-                        archived: r.archived(),
-                        updated_ms: r.updated_ms,
-                    }
-                })
+                .map(State::customer_view)
                 .collect()
         })
     }
 
     /// Every deal in stage `closedwon` (an invoice), archived ones included, in id order.
     pub fn invoices(&self) -> Vec<InvoiceView> {
-        let preferred = self.customer_kind();
-        let other = if preferred == Kind::Contact {
-            Kind::Company
-        } else {
-            Kind::Contact
-        };
+        let customer_kind = self.customer_kind();
         self.read(|state| {
             state
                 .records(Kind::Deal)
                 .values()
-                .filter(|r| r.value("dealstage").as_deref() == Some("closedwon"))
-                .map(|r| {
-                    let customer = state
-                        .linked(r.id, preferred)
-                        .into_iter()
-                        .chain(state.linked(r.id, other))
-                        .next()
-                        .map(|id| id.to_string());
-                    InvoiceView {
-                        id: r.id.to_string(),
-                        stamp: r.value("tandem_origin_id"),
-                        number: r.value("tandem_invoice_number"),
-                        customer,
-                        status: r.value("tandem_invoice_status"),
-                        total: r.value("amount"),
-                        amount_paid: r.value("tandem_amount_paid"),
-                        archived: r.archived(),
-                        updated_ms: r.updated_ms,
-                    }
-                })
+                .filter_map(|r| state.invoice_view(r, customer_kind))
                 .collect()
         })
+    }
+
+    /// Every edit applied to a customer or an invoice so far, by people and through
+    /// the API, in the order applied.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        self.journal.entries()
     }
 
     /// Every OAuth access token issued so far stops working now (the private-app

@@ -1,25 +1,45 @@
 //! The writes both API clients and simulated people make (create, update, archive),
-//! each raising the webhook events HubSpot would raise for it.
+//! each raising the webhook events HubSpot would raise for it and noting the edit for
+//! the journal.
 
 use serde_json::Value;
 
 use super::state::{apply, initial_props, now_ms, ItemError, Kind, PropertyWrite, State};
 use super::webhooks::{Action, EventMaker, Source};
+use crate::journal::{Edit, RecordView};
 
-/// Collects the events of the writes made under one hold of the state lock.
+/// Collects the events and journal edits of the writes made under one hold of the
+/// state lock.
 pub(crate) struct Events<'a> {
     maker: &'a EventMaker,
     source: Source,
+    /// Which kind holds customers, so the journal knows which objects are customers.
+    customer_kind: Kind,
     pub(crate) raised: Vec<Value>,
+    pub(crate) edits: Vec<Edit>,
 }
 
 impl<'a> Events<'a> {
-    pub(crate) fn new(maker: &'a EventMaker, source: Source) -> Self {
+    pub(crate) fn new(maker: &'a EventMaker, source: Source, customer_kind: Kind) -> Self {
         Self {
             maker,
             source,
+            customer_kind,
             raised: Vec::new(),
+            edits: Vec::new(),
         }
+    }
+
+    /// Object `id` in its canonical view now, to compare with after a write.
+    pub(crate) fn snapshot(&self, state: &State, id: u64) -> Option<RecordView> {
+        state.view(id, self.customer_kind)
+    }
+
+    /// Notes for the journal what a write did to object `id`, given its view before.
+    pub(crate) fn note_edit(&mut self, state: &State, id: u64, before: Option<RecordView>) {
+        let after = self.snapshot(state, id);
+        self.edits
+            .extend(Edit::between(before.as_ref(), after.as_ref()));
     }
 
     pub(crate) fn raise_creation(&mut self, kind: Kind, id: u64) {
@@ -68,6 +88,7 @@ pub(crate) fn create(
         state.link(id, *other_id);
     }
     events.raise(kind, id, Action::Creation, None);
+    events.note_edit(state, id, None);
     Ok(id)
 }
 
@@ -85,6 +106,7 @@ pub(crate) fn update(
         _ => return Err(ItemError::not_found()),
     };
     state.check_write(kind, writes, Some(own_id))?;
+    let before = events.snapshot(state, own_id);
     let Some(record) = state.get_mut(kind, id) else {
         return Err(ItemError::not_found());
     };
@@ -96,6 +118,7 @@ pub(crate) fn update(
     for (name, value) in &changed {
         events.raise(kind, own_id, Action::PropertyChange, Some((name, value)));
     }
+    events.note_edit(state, own_id, before);
     Ok(true)
 }
 
@@ -106,12 +129,15 @@ pub(crate) fn archive(
     kind: Kind,
     id: &str,
 ) -> Result<(), ItemError> {
-    let Some(record) = state.get_mut(kind, id).filter(|r| !r.archived()) else {
+    let Some(object_id) = state.get(kind, id).filter(|r| !r.archived()).map(|r| r.id) else {
         return Err(ItemError::not_found());
     };
-    record.touch();
-    record.archived_ms = Some(now_ms().max(record.updated_ms));
-    let id = record.id;
-    events.raise(kind, id, Action::Deletion, None);
+    let before = events.snapshot(state, object_id);
+    if let Some(record) = state.get_mut(kind, id) {
+        record.touch();
+        record.archived_ms = Some(now_ms().max(record.updated_ms));
+    }
+    events.raise(kind, object_id, Action::Deletion, None);
+    events.note_edit(state, object_id, before);
     Ok(())
 }

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::dates;
 use super::fields::{looks_like_email, put_opt, read_text};
 use super::state::{Category, Change, Store};
+use crate::view::CustomerView;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Contact {
@@ -87,6 +88,19 @@ impl Contact {
         phone.insert("PhoneType".into(), "DEFAULT".into());
         phone.insert("PhoneNumber".into(), number.unwrap_or_default().into());
         merge_by_type(&mut self.phones, phone, "PhoneType");
+    }
+
+    /// The contact as a customer; the stamp is its ContactNumber.
+    pub(crate) fn view(&self) -> CustomerView {
+        CustomerView {
+            id: self.id.clone(),
+            stamp: self.number.clone(),
+            name: Some(self.name.clone()),
+            email: self.email.clone(),
+            phone: self.phone(),
+            archived: self.archived,
+            updated_ms: self.updated_ms,
+        }
     }
 
     pub(crate) fn to_json(&self) -> Value {

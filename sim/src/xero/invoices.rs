@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::dates;
 use super::fields::{number, put_opt, read_decimal, read_text};
 use super::state::{Category, Change, Store};
+use crate::view::InvoiceView;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -148,6 +149,22 @@ impl Invoice {
 
     pub(crate) fn amount_due(&self) -> Decimal {
         self.totals().total - self.amount_paid
+    }
+
+    /// The invoice in the canonical view; the stamp is its Reference, and a deleted
+    /// one is archived.
+    pub(crate) fn view(&self) -> InvoiceView {
+        InvoiceView {
+            id: self.id.clone(),
+            stamp: self.reference.clone(),
+            number: Some(self.number.clone()),
+            customer: Some(self.contact_id.clone()),
+            status: Some(self.status.as_str().to_ascii_lowercase()),
+            total: Some(self.totals().total.normalize().to_string()),
+            amount_paid: Some(self.amount_paid.normalize().to_string()),
+            archived: self.status == Status::Deleted,
+            updated_ms: self.updated_ms,
+        }
     }
 
     pub(crate) fn to_json(&self, contact_name: Option<&str>) -> Value {

@@ -29,6 +29,7 @@ use poem::endpoint::make;
 use poem::{get, post, Route};
 use rust_decimal::Decimal;
 
+use crate::journal::{Actor, Edit, Journal, JournalEntry, RecordView, Side};
 use crate::knobs::Knobs;
 use crate::limits::{Limiter, Window};
 use crate::outbox::Outbox;
@@ -111,6 +112,7 @@ pub struct XeroSim {
     calls: Mutex<Vec<SimCall>>,
     refused_429: AtomicUsize,
     outbox: Arc<Outbox>,
+    journal: Journal,
 }
 
 impl XeroSim {
@@ -157,6 +159,7 @@ impl XeroSim {
             calls: Mutex::new(Vec::new()),
             refused_429: AtomicUsize::new(0),
             outbox,
+            journal: Journal::new(Side::Finance),
         })
     }
 
@@ -220,6 +223,14 @@ impl XeroSim {
         }
     }
 
+    /// Journals what an edit did to one record, given its view before and after.
+    /// Called under the state lock, so the journal keeps the order edits happened in.
+    fn note_edit(&self, actor: Actor, before: Option<RecordView>, after: Option<RecordView>) {
+        if let Some(edit) = Edit::between(before.as_ref(), after.as_ref()) {
+            self.journal.record(actor, edit);
+        }
+    }
+
     /// A person adds a contact in Xero's UI. Answers its ContactID.
     pub fn person_creates_contact(&self, seed: &CustomerSeed) -> String {
         let mut state = self.state();
@@ -231,8 +242,10 @@ impl XeroSim {
         contact.updated_ms = dates::next_stamp(None);
         let change = Change::new(Category::Contact, &contact.id, true, contact.updated_ms);
         let id = contact.id.clone();
+        let after = RecordView::Customer(contact.view());
         state.store.contacts.push(contact);
         self.raise(&[change]);
+        self.note_edit(Actor::Person, None, Some(after));
         id
     }
 
@@ -256,6 +269,11 @@ impl XeroSim {
         contact.updated_ms = dates::next_stamp(Some(contact.updated_ms));
         let change = Change::new(Category::Contact, &contact.id, false, contact.updated_ms);
         self.raise(&[change]);
+        self.note_edit(
+            Actor::Person,
+            Some(RecordView::Customer(before.view())),
+            Some(RecordView::Customer(contact.view())),
+        );
     }
 
     /// A person archives a contact. Unknown or already archived ones are left alone.
@@ -268,10 +286,16 @@ impl XeroSim {
         if contact.archived {
             return;
         }
+        let before = RecordView::Customer(contact.view());
         contact.archived = true;
         contact.updated_ms = dates::next_stamp(Some(contact.updated_ms));
         let change = Change::new(Category::Contact, &contact.id, false, contact.updated_ms);
         self.raise(&[change]);
+        self.note_edit(
+            Actor::Person,
+            Some(before),
+            Some(RecordView::Customer(contact.view())),
+        );
     }
 
     /// Approves (AUTHORISED) the invoice if it is DRAFT or SUBMITTED, then records a
@@ -298,9 +322,12 @@ impl XeroSim {
                 invoice.amount_due()
             ));
         }
+        let before = RecordView::Invoice(invoice.view());
         invoice.status = Status::Authorised;
         let change = invoices::pay(&mut state.store, index, amount)?;
         self.raise(&[change]);
+        let after = RecordView::Invoice(state.store.invoices[index].view());
+        self.note_edit(Actor::Person, Some(before), Some(after));
         Ok(())
     }
 
@@ -310,15 +337,7 @@ impl XeroSim {
             .store
             .contacts
             .iter()
-            .map(|c| CustomerView {
-                id: c.id.clone(),
-                stamp: c.number.clone(),
-                name: Some(c.name.clone()),
-                email: c.email.clone(),
-                phone: c.phone(),
-                archived: c.archived,
-                updated_ms: c.updated_ms,
-            })
+            .map(Contact::view)
             .collect()
     }
 
@@ -328,18 +347,14 @@ impl XeroSim {
             .store
             .invoices
             .iter()
-            .map(|i| InvoiceView {
-                id: i.id.clone(),
-                stamp: i.reference.clone(),
-                number: Some(i.number.clone()),
-                customer: Some(i.contact_id.clone()),
-                status: Some(i.status.as_str().to_ascii_lowercase()),
-                total: Some(i.totals().total.normalize().to_string()),
-                amount_paid: Some(i.amount_paid.normalize().to_string()),
-                archived: i.status == Status::Deleted,
-                updated_ms: i.updated_ms,
-            })
+            .map(invoices::Invoice::view)
             .collect()
+    }
+
+    /// Every edit applied to a customer or an invoice so far, by people and through
+    /// the API, in the order applied.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        self.journal.entries()
     }
 
     /// Every access token issued so far stops working now.

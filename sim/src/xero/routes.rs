@@ -2,6 +2,7 @@
 //! limits, the remaining-calls headers, the call log), then is dispatched to the list,
 //! read and batch-write handlers; plus the token endpoint and the inspection routes.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +15,9 @@ use super::contacts;
 use super::dates;
 use super::invoices;
 use super::query::{decode_pairs, flag, ListQuery};
-use super::state::{Change, Store, CONTACT_FIELDS, INVOICE_FIELDS};
+use super::state::{Category, Change, Store, CONTACT_FIELDS, INVOICE_FIELDS};
 use super::{SimCall, State, XeroSim};
+use crate::journal::{Actor, Edit, RecordView};
 use crate::knobs::{roll, KnobValues};
 use crate::limits::{InFlight, Refusal};
 
@@ -103,6 +105,24 @@ fn retry_after_secs(wait: Duration) -> u64 {
 
 /// What the gate lets through: the in-flight guard, if the limiter admitted the call.
 type Admission = Option<InFlight>;
+
+/// What a write did: its answer, the changes to raise as webhook events, and the
+/// edits to journal (none when the write was refused as a whole).
+struct Written {
+    answer: Answer,
+    changes: Vec<Change>,
+    edits: Vec<Edit>,
+}
+
+impl Written {
+    fn refused(answer: Answer) -> Self {
+        Self {
+            answer,
+            changes: Vec::new(),
+            edits: Vec::new(),
+        }
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -389,11 +409,7 @@ impl XeroSim {
 
     /// Runs a write under the state lock, answering a stored first answer for a
     /// repeated `Idempotency-Key` (per method and path) instead of writing again.
-    fn idempotent(
-        &self,
-        call: &Call,
-        write: impl FnOnce(&mut State) -> (Answer, Vec<Change>),
-    ) -> Answer {
+    fn idempotent(&self, call: &Call, write: impl FnOnce(&mut State) -> Written) -> Answer {
         if let Some(key) = &call.idempotency_key {
             if key.len() > MAX_IDEMPOTENCY_KEY {
                 return validation(
@@ -419,8 +435,15 @@ impl XeroSim {
                 return answer.clone();
             }
         }
-        let (answer, changes) = write(&mut state);
+        let Written {
+            answer,
+            changes,
+            edits,
+        } = write(&mut state);
         self.raise(&changes);
+        for edit in edits {
+            self.journal.record(Actor::Api, edit);
+        }
         if let Some(slot) = slot {
             state.idempotency.insert(slot, (now, answer.clone()));
         }
@@ -517,21 +540,20 @@ fn refused(item: &Value, messages: Vec<String>) -> Value {
 
 /// Applies a batch to a copy of the store; commits it unless errors are summarised
 /// and some item was refused, in which case nothing changes and the answer is 400.
+/// Each item that changed a record is one journal edit, against the record as the
+/// items before it left it.
 fn batch(
     state: &mut State,
     collection: &str,
     items: Vec<Value>,
     call: &Call,
     mut apply: impl FnMut(&mut Store, &Value) -> Result<(Value, Option<Change>), Vec<String>>,
-) -> (Answer, Vec<Change>) {
+) -> Written {
     if items.len() > MAX_BATCH {
-        return (
-            validation(
-                &format!("A maximum of {MAX_BATCH} {collection} can be sent in one request."),
-                Vec::new(),
-            ),
+        return Written::refused(validation(
+            &format!("A maximum of {MAX_BATCH} {collection} can be sent in one request."),
             Vec::new(),
-        );
+        ));
     }
     // Xero summarises unless told `summarizeErrors=false`.
     let summarize = flag(&call.pairs, "summarizeErrors") != Some(false);
@@ -539,6 +561,9 @@ fn batch(
     let mut answers = Vec::with_capacity(items.len());
     let mut refusals = Vec::new();
     let mut changes = Vec::new();
+    let mut edits = Vec::new();
+    // Each record's view after the last item that changed it.
+    let mut latest: HashMap<(Category, String), Option<RecordView>> = HashMap::new();
     for item in &items {
         match apply(&mut work, item) {
             Ok((mut rendered, change)) => {
@@ -546,7 +571,16 @@ fn batch(
                     o.insert("HasValidationErrors".into(), false.into());
                 }
                 answers.push(rendered);
-                changes.extend(change);
+                if let Some(change) = change {
+                    let key = (change.category, change.id.clone());
+                    let before = latest
+                        .remove(&key)
+                        .unwrap_or_else(|| state.store.view(change.category, &change.id));
+                    let after = work.view(change.category, &change.id);
+                    edits.extend(Edit::between(before.as_ref(), after.as_ref()));
+                    latest.insert(key, after);
+                    changes.push(change);
+                }
             }
             Err(messages) => {
                 let r = refused(item, messages);
@@ -565,24 +599,20 @@ fn batch(
                 "Elements": refusals,
             }),
         );
-        return (answer, Vec::new());
+        return Written::refused(answer);
     }
     state.store = work;
-    (
-        Answer::json(200, &envelope(collection, answers, None)),
+    Written {
+        answer: Answer::json(200, &envelope(collection, answers, None)),
         changes,
-    )
+        edits,
+    }
 }
 
-fn write(
-    state: &mut State,
-    kind: Kind,
-    call: &Call,
-    path_id: Option<&str>,
-) -> (Answer, Vec<Change>) {
+fn write(state: &mut State, kind: Kind, call: &Call, path_id: Option<&str>) -> Written {
     let mut items = match items(&call.body, kind.collection()) {
         Ok(items) => items,
-        Err(answer) => return (answer, Vec::new()),
+        Err(answer) => return Written::refused(answer),
     };
     // `POST /Contacts/{id}` updates that record.
     if let Some(id) = path_id {
@@ -601,10 +631,10 @@ fn write(
     })
 }
 
-fn pay(state: &mut State, call: &Call) -> (Answer, Vec<Change>) {
+fn pay(state: &mut State, call: &Call) -> Written {
     let items = match items(&call.body, "Payments") {
         Ok(items) => items,
-        Err(answer) => return (answer, Vec::new()),
+        Err(answer) => return Written::refused(answer),
     };
     batch(state, "Payments", items, call, |store, item| {
         let invoice_id = item

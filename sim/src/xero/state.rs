@@ -4,6 +4,7 @@
 use super::contacts::Contact;
 use super::invoices::{Invoice, Status};
 use super::query::{matches, ListQuery};
+use crate::journal::RecordView;
 
 pub(crate) const CONTACT_FIELDS: &[&str] = &[
     "ContactID",
@@ -25,7 +26,7 @@ pub(crate) const INVOICE_FIELDS: &[&str] = &[
     "CurrencyCode",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Category {
     Contact,
     Invoice,
@@ -70,6 +71,19 @@ impl Store {
         self.invoices
             .iter()
             .position(|i| i.id.eq_ignore_ascii_case(id))
+    }
+
+    /// Record `id` of `category` in its canonical view, if there is one; what the
+    /// journal compares before and after an edit.
+    pub(crate) fn view(&self, category: Category, id: &str) -> Option<RecordView> {
+        match category {
+            Category::Contact => self
+                .contact_index(id)
+                .map(|i| RecordView::Customer(self.contacts[i].view())),
+            Category::Invoice => self
+                .invoice_index(id)
+                .map(|i| RecordView::Invoice(self.invoices[i].view())),
+        }
     }
 
     pub(crate) fn contact_name(&self, id: &str) -> Option<&str> {
