@@ -126,12 +126,25 @@ pub(super) async fn perform(
             set_id(&mut r, other, &written.record.id);
             let target_after = after_of_written(&written.record, &fields);
             log.target_after = Some(to_json(&target_after.fields));
-            settle_row(
-                cx,
-                &mut r,
-                &source_after(source.fields.as_ref().unwrap_or(&fields)),
-                &target_after,
-            );
+            let mut src = source_after(source.fields.as_ref().unwrap_or(&fields));
+            // What the other side owns and set as it created the record (an invoice's
+            // status and totals, from finance) goes back in the same step; otherwise
+            // the source would lack it until the next change on either side.
+            let back = owned_by(cx, other, &target_after.fields, &src.fields);
+            if !back.is_empty() {
+                let key = key_for(cx, &source, "update-source", &back);
+                let written = cx
+                    .pair
+                    .connector(side)
+                    .update(event.entity, &source.id, &back, &key)
+                    .await?;
+                src = After {
+                    id: source.id.clone(),
+                    fields: apply(&src.fields, &back),
+                    version: written.record.version,
+                };
+            }
+            settle_row(cx, &mut r, &src, &target_after);
             log.outcome = Outcome::Created;
             row = Some(r);
         }
@@ -360,6 +373,29 @@ async fn write_changes(
         };
     }
     Ok((src, dst))
+}
+
+/// The fields only `owner` writes whose value there differs from `other_fields`.
+fn owned_by(
+    cx: &SyncContext<'_>,
+    owner: System,
+    owner_fields: &FieldMap,
+    other_fields: &FieldMap,
+) -> FieldMap {
+    let mapping = &cx.policy.mapping;
+    mapping
+        .synced_fields()
+        .filter(|field| {
+            let flow = mapping.flow(field);
+            flow.flows_from(owner) && !flow.flows_from(owner.opposite())
+        })
+        .filter_map(|field| {
+            // Null and missing say the same: nothing there.
+            let value = owner_fields.get(field).filter(|v| !v.is_null())?;
+            let there = other_fields.get(field).filter(|v| !v.is_null());
+            (there != Some(value)).then(|| (field.to_string(), value.clone()))
+        })
+        .collect()
 }
 
 fn after_of_target(target: &TargetRecord) -> After {
