@@ -105,6 +105,20 @@ pub(super) async fn with_status(
         .collect()
 }
 
+pub(super) async fn of_pair(
+    db: &impl ConnectionTrait,
+    pair: &PairId,
+) -> StoreResult<Vec<EntityLink>> {
+    Entity::find()
+        .filter(Column::Pair.eq(pair.as_str()))
+        .order_by_asc(Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
+}
+
 fn to_active(link: &EntityLink) -> ActiveModel {
     ActiveModel {
         id: Set(link.id),

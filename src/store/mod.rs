@@ -68,6 +68,8 @@ pub trait Store: Send + Sync {
         limit: u64,
         offset: u64,
     ) -> StoreResult<Vec<EntityLink>>;
+    /// Every link of a pair, whatever its status (for checks over a whole pair).
+    async fn links_of_pair(&self, pair: &PairId) -> StoreResult<Vec<EntityLink>>;
     /// Saves the link, appends the log entry, and records conflicts and a held delete,
     /// all in one transaction: all of it is stored or none of it.
     async fn commit_sync(&self, commit: SyncCommit) -> StoreResult<Uuid>;
@@ -192,6 +194,16 @@ pub async fn connect(database_url: &str) -> StoreResult<SeaStore> {
     connect_for_workers(database_url, 32).await
 }
 
+/// The connections the store opens at most for `workers`: 8 on a SQLite file, and on
+/// PostgreSQL a quarter of the workers plus 16, between 16 and 48.
+pub fn pool_size(database_url: &str, workers: usize) -> u32 {
+    if database_url.starts_with("sqlite") {
+        8
+    } else {
+        (workers / 4 + 16).clamp(16, 48) as u32
+    }
+}
+
 /// Connects with a PostgreSQL pool sized for `workers`. A worker uses a connection only
 /// for the moment of each query (its record lease is a row, not a held connection), so
 /// the pool grows slower than the workers and stays well under PostgreSQL's default of
@@ -211,8 +223,9 @@ pub async fn connect_for_workers(database_url: &str, workers: usize) -> StoreRes
         };
         options.max_connections(size).min_connections(1);
     } else {
-        let size = (workers / 4 + 16).clamp(16, 48) as u32;
-        options.max_connections(size).min_connections(2);
+        options
+            .max_connections(pool_size(database_url, workers))
+            .min_connections(2);
     }
     let db = Database::connect(options).await?;
     if db.get_database_backend() == DatabaseBackend::Sqlite && !database_url.contains(":memory:") {
@@ -311,6 +324,10 @@ impl Store for SeaStore {
         offset: u64,
     ) -> StoreResult<Vec<EntityLink>> {
         links::with_status(&self.db, status, limit, offset).await
+    }
+
+    async fn links_of_pair(&self, pair: &PairId) -> StoreResult<Vec<EntityLink>> {
+        links::of_pair(&self.db, pair).await
     }
 
     async fn commit_sync(&self, commit: SyncCommit) -> StoreResult<Uuid> {
