@@ -37,6 +37,23 @@ pub enum Command {
     Sim(SimArgs),
     /// Run the benchmark suite, print a table and write JSON to bench/results/.
     Bench(BenchArgs),
+    /// Convergence under chaos: edits on both sides while the engine is killed and the
+    /// brokers restarted; checks the end state and exits non-zero when a check fails.
+    Torture(TortureArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TortureArgs {
+    /// `small` (a few hundred records, one kill, one RabbitMQ restart) or `full`.
+    #[arg(long, default_value = "small")]
+    pub profile: String,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "bench/results")]
+    pub out: std::path::PathBuf,
+    /// Skip the RabbitMQ and PostgreSQL restarts (for brokers this machine cannot
+    /// restart: it restarts them with `rabbitmqctl` and `pg_ctlcluster`).
+    #[arg(long)]
+    pub no_restarts: bool,
 }
 
 /// Which parts of the engine this process runs; all by default. Scale out by running
@@ -106,10 +123,18 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Which scenarios run, comma-separated: `ingest`, `backfill`.
-    #[arg(long, value_delimiter = ',', default_values_t = [String::from("ingest"), String::from("backfill")])]
+    /// Which scenarios run, comma-separated: `ingest`, `backfill`, `e2e`, `economy`,
+    /// `memory`.
+    #[arg(long, value_delimiter = ',', default_values_t = [
+        String::from("ingest"),
+        String::from("backfill"),
+        String::from("e2e"),
+        String::from("economy"),
+        String::from("memory"),
+    ])]
     pub scenarios: Vec<String>,
-    /// Customers the backfill brings from the CRM into an empty Xero.
+    /// Customers the backfill brings from the CRM into an empty Xero; also the
+    /// customers seeded on both sides for `e2e` and `memory` (`economy` seeds at most 200).
     #[arg(long, default_value_t = 3000)]
     pub customers: usize,
     /// Seconds each step runs.
@@ -118,9 +143,28 @@ pub struct BenchArgs {
     /// Concurrent senders per step, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32, 64])]
     pub concurrency: Vec<usize>,
+    /// Changes a second simulated people offer at the fixed load (`e2e`, `memory`).
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    /// Offered changes a second of the rising steps (`e2e`), comma-separated; the
+    /// steps stop at the first that does not keep up.
+    #[arg(long, value_delimiter = ',', default_values_t = [250.0, 500.0, 1000.0, 1500.0, 2000.0])]
+    pub rates: Vec<f64>,
+    /// Orchestrator workers of the engine child (`e2e`, `economy`, `memory`); the
+    /// settings' `orchestrator.workers` when not given.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// The rate limits the engine's connectors keep to in `e2e`, `economy` and
+    /// `memory`: `lifted` (the engine's own speed; the simulators' limits are off too)
+    /// or `published` (Xero's 60 calls a minute; plain `tandem serve`).
+    #[arg(long, value_enum, default_value_t = crate::bench::engine::ConnectorLimits::Lifted)]
+    pub engine_limits: crate::bench::engine::ConnectorLimits,
     /// Where the JSON results go.
     #[arg(long, default_value = "bench/results")]
     pub out: std::path::PathBuf,
+    /// Internal: run as the engine child of a scenario (`serve` with lifted limits).
+    #[arg(long, hide = true)]
+    pub engine_child: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -53,6 +53,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Resync(args) => tandem::admin_client::resync(&settings, args).await?,
         Command::Replay(args) => tandem::admin_client::replay(&settings, args).await?,
         Command::Bench(args) => tandem::bench::run(&settings, &args).await?,
+        Command::Torture(args) => {
+            if !tandem::torture::torture(&settings, &args).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Status(args) => tandem::admin_client::status(&settings, args).await?,
         Command::Demo(args) => tandem::demo::run(settings, args).await?,
         Command::Sim(args) => tandem::demo::simulators(args).await?,

@@ -232,8 +232,9 @@ async fn resync_and_replay_from_the_command_line_ask_the_running_server() {
     );
 }
 
-/// A smoke run of the benchmark: it runs and writes valid JSON. Speed is not asserted;
-/// `tandem bench` measures it.
+/// A smoke run of the benchmark: every scenario runs about a second with small numbers
+/// and writes valid JSON with the keys the docs quote. Speed is not asserted; `tandem
+/// bench` measures it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_smoke_run_writes_valid_json() {
     let db = TestDatabase::create().await;
@@ -241,12 +242,20 @@ async fn bench_smoke_run_writes_valid_json() {
     let output = tandem_command(
         &[
             "bench",
+            "--scenarios",
+            "ingest,backfill,e2e,economy,memory",
             "--seconds",
             "1",
             "--concurrency",
             "1,4",
             "--customers",
             "60",
+            "--rate",
+            "40",
+            "--rates",
+            "40,80",
+            "--workers",
+            "16",
             "--out",
             &out.display().to_string(),
         ],
@@ -257,22 +266,35 @@ async fn bench_smoke_run_writes_valid_json() {
     );
     assert!(
         output.status.success(),
-        "{}",
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut written: Vec<_> = std::fs::read_dir(&out)
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("rate limits off") && stdout.contains("workers"),
+        "the output says how the simulators and the engine ran: {stdout}"
+    );
+    let written: Vec<_> = std::fs::read_dir(&out)
         .expect("results folder")
         .map(|entry| entry.expect("entry").path())
         .collect();
-    written.sort();
-    assert_eq!(written.len(), 2, "one JSON file per scenario: {written:?}");
-    let read = |path: &std::path::Path| -> Value {
+    assert_eq!(written.len(), 5, "one JSON file per scenario: {written:?}");
+    let read = |scenario: &str| -> Value {
+        let path = written
+            .iter()
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{scenario}-")))
+            })
+            .unwrap_or_else(|| panic!("no {scenario} results in {written:?}"));
         serde_json::from_slice(&std::fs::read(path).expect("read")).expect("valid JSON")
     };
-    let backfill = read(&written[0]);
+    let backfill = read("backfill");
     assert_eq!(backfill["scenario"], "rate_limited_backfill");
     assert_eq!(backfill["report"]["created_in_xero"], 60, "{backfill}");
-    let document = read(&written[1]);
+    let document = read("ingest");
     let steps = document["report"]["steps"].as_array().expect("steps");
     assert_eq!(
         steps
@@ -293,5 +315,74 @@ async fn bench_smoke_run_writes_valid_json() {
             .unwrap_or(0.0)
             > 0.0
     );
+
+    let e2e = read("e2e");
+    assert_eq!(e2e["scenario"], "end_to_end_sync");
+    let report = &e2e["report"];
+    assert_eq!(report["engine"]["workers"], 16, "{e2e}");
+    assert_eq!(report["engine"]["connector_limits"], "lifted", "{e2e}");
+    assert_eq!(report["customers"], 60, "{e2e}");
+    assert!(report["fixed"]["edits"].as_u64().unwrap_or(0) > 0, "{e2e}");
+    assert!(
+        report["fixed"]["arrived"].as_u64().unwrap_or(0) > 0,
+        "some edit reached the other side: {e2e}"
+    );
+    for key in ["p50_ms", "p99_ms", "max_ms"] {
+        assert!(report["fixed"]["latency"][key].is_number(), "{key}: {e2e}");
+    }
+    for key in [
+        "offered_per_second",
+        "completed_per_second",
+        "writes_per_change",
+        "peak_rss_mib",
+        "kept_up",
+    ] {
+        assert!(!report["fixed"][key].is_null(), "{key}: {e2e}");
+    }
+    assert!(!report["steps"].as_array().expect("steps").is_empty());
+    for key in [
+        "highest_sustained_per_second",
+        "fixed_goal_met",
+        "sustained_goal_met",
+    ] {
+        assert!(!report[key].is_null(), "{key}: {e2e}");
+    }
+
+    let economy = read("economy");
+    assert_eq!(economy["scenario"], "api_economy");
+    let checks = economy["report"]["checks"].as_array().expect("checks");
+    assert_eq!(
+        checks
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        vec![
+            "one_write_per_change",
+            "no_write_for_echoes",
+            "triple_delivery_one_write",
+            "ten_edits_in_a_second"
+        ]
+    );
+    assert!(
+        checks
+            .iter()
+            .all(|c| c["writes"].is_u64() && c["passed"].is_boolean()),
+        "{economy}"
+    );
+
+    let memory = read("memory");
+    assert_eq!(memory["scenario"], "memory");
+    let report = &memory["report"];
+    for key in [
+        "idle_after_start_mib",
+        "idle_after_first_sync_mib",
+        "peak_under_load_mib",
+    ] {
+        assert!(
+            report[key].as_f64().unwrap_or(0.0) > 0.0,
+            "{key} is a reading: {memory}"
+        );
+    }
+    assert!(report["samples"].as_u64().unwrap_or(0) > 10, "{memory}");
     let _ = std::fs::remove_dir_all(&out);
 }

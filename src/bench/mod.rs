@@ -1,9 +1,16 @@
-//! `tandem bench`: figures anyone can reproduce with one command. This build carries
-//! the webhook ingest and the rate-limited backfill scenarios; end-to-end load, API
-//! economy and memory are still to come.
+//! `tandem bench`: figures anyone can reproduce with one command. The scenarios: webhook
+//! ingest, the rate-limited backfill, end-to-end sync under load (`e2e`), API economy
+//! and memory. The last three run the engine as a child process against the simulators
+//! over HTTP (see `engine.rs` and `rig.rs`).
 
 pub mod backfill;
+pub mod cpu;
+pub mod e2e;
+pub mod economy;
+pub mod engine;
 pub mod ingest;
+pub mod memory;
+pub mod rig;
 
 use std::time::Duration;
 
@@ -35,16 +42,31 @@ impl Latency {
     }
 }
 
+pub const SCENARIOS: [&str; 5] = ["ingest", "backfill", "e2e", "economy", "memory"];
+
 /// `tandem bench`: runs the scenarios, prints a table, writes JSON.
 pub async fn run(
     settings: &crate::config::Settings,
     args: &crate::cli::BenchArgs,
 ) -> anyhow::Result<()> {
+    if args.engine_child {
+        return engine::serve_with_lifted_limits(settings.clone()).await;
+    }
+    for scenario in &args.scenarios {
+        if !SCENARIOS.contains(&scenario.as_str()) {
+            anyhow::bail!(
+                "no scenario `{scenario}`; the scenarios are {}",
+                SCENARIOS.join(", ")
+            );
+        }
+    }
     for scenario in &args.scenarios {
         match scenario.as_str() {
             "ingest" => run_ingest(settings, args).await?,
             "backfill" => run_backfill(settings, args).await?,
-            other => anyhow::bail!("no scenario `{other}`; the scenarios are ingest, backfill"),
+            "e2e" => run_e2e(settings, args).await?,
+            "economy" => run_economy(settings, args).await?,
+            _ => run_memory(settings, args).await?,
         }
     }
     Ok(())
@@ -161,6 +183,225 @@ async fn run_backfill(
             "at": chrono::Utc::now(),
             "database": crate::service::redact_url(&settings.database_url),
             "bus": crate::service::redact_url(&settings.amqp_url),
+            "report": r,
+        }),
+    )
+}
+
+fn met(goal: bool) -> &'static str {
+    if goal {
+        "met"
+    } else {
+        "missed"
+    }
+}
+
+fn print_steps(steps: &[&e2e::LoadStep]) {
+    println!(
+        "{:>8} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>28} {:>8}",
+        "offered",
+        "made/s",
+        "completed/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "missing",
+        "drain s",
+        "writes",
+        "peak MiB",
+        "cores eng/sims/pg/mq/other",
+        "kept up"
+    );
+    for s in steps {
+        println!(
+            "{:>8.0} {:>9.0} {:>11.0} {:>8.1} {:>8.1} {:>8.1} {:>8} {:>7.1} {:>7.2} {:>9.1} {:>28} {:>8}",
+            s.offered_rate,
+            s.offered_per_second,
+            s.completed_per_second,
+            s.latency.p50_ms,
+            s.latency.p99_ms,
+            s.latency.max_ms,
+            s.not_arrived,
+            s.drain_seconds,
+            s.writes_per_change,
+            s.peak_rss_mib,
+            format!(
+                "{:.2}/{:.2}/{:.2}/{:.2}/{:.2}",
+                s.cpu.engine_cores,
+                s.cpu.bench_cores,
+                s.cpu.postgres_cores,
+                s.cpu.rabbitmq_cores,
+                s.cpu.other_cores
+            ),
+            if s.kept_up { "yes" } else { "no" }
+        );
+    }
+    for s in steps {
+        println!(
+            "  at {:.0}/s the simulators answered HubSpot {} calls (p50 {:.1} ms, p99 {:.1} ms), Xero {} calls (p50 {:.1} ms, p99 {:.1} ms)",
+            s.offered_rate,
+            s.hubspot_calls.calls,
+            s.hubspot_calls.p50_ms,
+            s.hubspot_calls.p99_ms,
+            s.xero_calls.calls,
+            s.xero_calls.p50_ms,
+            s.xero_calls.p99_ms
+        );
+    }
+}
+
+async fn run_e2e(
+    settings: &crate::config::Settings,
+    args: &crate::cli::BenchArgs,
+) -> anyhow::Result<()> {
+    println!(
+        "end-to-end sync: {} customers on both sides, people editing names and phones at {}/s then rising steps, {} s each; {}",
+        args.customers, args.rate, args.seconds, e2e::SIMULATORS
+    );
+    let r = e2e::run(
+        settings,
+        &e2e::E2eOptions {
+            customers: args.customers,
+            workers: args.workers.unwrap_or(settings.orchestrator.workers),
+            seconds: args.seconds,
+            fixed_rate: args.rate,
+            rates: args.rates.clone(),
+            limits: args.engine_limits,
+        },
+    )
+    .await?;
+    println!("fixed load (latency from a person's edit to Tandem's write on the other side):");
+    print_steps(&[&r.fixed]);
+    println!(
+        "  CRM -> Xero p50 {:.1} ms p99 {:.1} ms; Xero -> CRM p50 {:.1} ms p99 {:.1} ms",
+        r.fixed.latency_crm_to_finance.p50_ms,
+        r.fixed.latency_crm_to_finance.p99_ms,
+        r.fixed.latency_finance_to_crm.p50_ms,
+        r.fixed.latency_finance_to_crm.p99_ms
+    );
+    if let Some(b) = &r.breakdown {
+        println!(
+            "  where a change's time goes (p50 / p99 ms over {} changes): edit -> receipt {:.0} / {:.0}, receipt -> decision {:.0} / {:.0}, decision -> write {:.0} / {:.0}, write -> commit {:.0} / {:.0}",
+            b.changes,
+            b.edit_to_receipt_ms.p50,
+            b.edit_to_receipt_ms.p99,
+            b.receipt_to_decision_ms.p50,
+            b.receipt_to_decision_ms.p99,
+            b.decision_to_write_ms.p50,
+            b.decision_to_write_ms.p99,
+            b.write_to_commit_ms.p50,
+            b.write_to_commit_ms.p99
+        );
+    }
+    println!(
+        "goal at {}/s (p50 <= 50 ms, p99 <= 500 ms): {}",
+        args.rate,
+        met(r.fixed_goal_met)
+    );
+    println!("rising load (kept up: completed >= 95% of offered, all arrived, p99 <= 3 s):");
+    print_steps(&r.steps.iter().collect::<Vec<_>>());
+    println!(
+        "highest sustained: {:.0} changes/s; goal (>= 1,000/s): {}",
+        r.highest_sustained_per_second,
+        met(r.sustained_goal_met)
+    );
+    write_json(
+        args,
+        "e2e",
+        serde_json::json!({
+            "scenario": "end_to_end_sync",
+            "at": chrono::Utc::now(),
+            "report": r,
+        }),
+    )
+}
+
+async fn run_economy(
+    settings: &crate::config::Settings,
+    args: &crate::cli::BenchArgs,
+) -> anyhow::Result<()> {
+    println!(
+        "API economy: Tandem's writes counted in the simulators' journals; {}",
+        e2e::SIMULATORS
+    );
+    let r = economy::run(
+        settings,
+        &economy::EconomyOptions {
+            customers: args.customers.min(200),
+            workers: args.workers.unwrap_or(settings.orchestrator.workers),
+            limits: args.engine_limits,
+        },
+    )
+    .await?;
+    println!("{:<27} {:>6} {:>6}  what", "check", "writes", "result");
+    for c in &r.checks {
+        println!(
+            "{:<27} {:>6} {:>6}  {}; expected {}",
+            c.name,
+            c.writes,
+            if c.passed { "pass" } else { "FAIL" },
+            c.setup,
+            c.expected
+        );
+    }
+    write_json(
+        args,
+        "economy",
+        serde_json::json!({
+            "scenario": "api_economy",
+            "at": chrono::Utc::now(),
+            "report": r,
+        }),
+    )
+}
+
+async fn run_memory(
+    settings: &crate::config::Settings,
+    args: &crate::cli::BenchArgs,
+) -> anyhow::Result<()> {
+    println!(
+        "memory: the engine child's VmRSS every {} ms; {} customers, then {}/s for {} s; {}",
+        engine::RssSampler::EVERY.as_millis(),
+        args.customers,
+        args.rate,
+        args.seconds,
+        e2e::SIMULATORS
+    );
+    let r = memory::run(
+        settings,
+        &memory::MemoryOptions {
+            customers: args.customers,
+            workers: args.workers.unwrap_or(settings.orchestrator.workers),
+            seconds: args.seconds,
+            rate: args.rate,
+            limits: args.engine_limits,
+        },
+    )
+    .await?;
+    println!(
+        "{:>16} {:>20} {:>15} {:>15} {:>8}",
+        "idle start MiB", "idle first sync MiB", "peak load MiB", "idle after MiB", "samples"
+    );
+    println!(
+        "{:>16.1} {:>20.1} {:>15.1} {:>15.1} {:>8}",
+        r.idle_after_start_mib,
+        r.idle_after_first_sync_mib,
+        r.peak_under_load_mib,
+        r.idle_after_load_mib,
+        r.samples
+    );
+    println!(
+        "goals: idle <= 40 MB (38.1 MiB) {}; peak under {}/s <= 150 MB (143.1 MiB) {}",
+        met(r.idle_goal_met),
+        args.rate,
+        met(r.peak_goal_met)
+    );
+    write_json(
+        args,
+        "memory",
+        serde_json::json!({
+            "scenario": "memory",
+            "at": chrono::Utc::now(),
             "report": r,
         }),
     )

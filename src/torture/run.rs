@@ -1,0 +1,489 @@
+//! The torture run: the engine as a child process against real PostgreSQL and RabbitMQ
+//! and both simulators over HTTP with their real rate limits; people edit both sides
+//! while the simulators misbehave, the engine is killed with SIGKILL and restarted, and
+//! RabbitMQ and PostgreSQL are restarted. When the edits stop and the engine has
+//! settled, [`super::check`] judges the end state against the journal of every edit.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rand::seq::SliceRandom as _;
+use rand::Rng as _;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sim::{CustomerEdit, KnobValues, SimConfig, Simulators};
+use tokio_util::sync::CancellationToken;
+
+use super::check::{self, CheckReport, EndState, Limits, LinkPair};
+use super::profile::Profile;
+use crate::bench::engine::{ConnectorLimits, EngineChild};
+use crate::config::Settings;
+use crate::domain::PairId;
+use crate::store::{self, Store as _};
+
+/// What happened during a run, beside the checker's verdict.
+#[derive(Debug, Serialize)]
+pub struct RunFacts {
+    pub profile: Profile,
+    pub first_sync_seconds: f64,
+    pub edit_seconds: f64,
+    pub settle_seconds: f64,
+    pub customers_crm: usize,
+    pub customers_finance: usize,
+    pub invoices_crm: usize,
+    pub invoices_finance: usize,
+    pub customer_edits: usize,
+    pub edited_on_both_sides: usize,
+    pub deals_won: usize,
+    pub invoices_paid: usize,
+    /// What the chaos schedule did, with the second of the edit phase it happened at.
+    pub chaos: Vec<String>,
+    pub xero_calls: usize,
+    pub xero_refused_429: usize,
+    pub hubspot_calls: usize,
+    pub hubspot_refused_429: usize,
+    /// Calls each simulator answered, by method, path (ids left out) and status class.
+    pub calls_by_kind: std::collections::BTreeMap<String, usize>,
+}
+
+/// One step of the chaos schedule, at a share of the edit phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Chaos {
+    KillEngine,
+    RestartRabbitMq,
+    RestartPostgres,
+}
+
+pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFacts, CheckReport)> {
+    anyhow::ensure!(
+        settings.database_url.starts_with("postgres"),
+        "tandem torture runs against PostgreSQL: set TANDEM_DATABASE_URL=postgres://..."
+    );
+    anyhow::ensure!(
+        settings.amqp_url.starts_with("amqp"),
+        "tandem torture runs against RabbitMQ: set TANDEM_AMQP_URL=amqp://..."
+    );
+    let stop_sims = CancellationToken::new();
+    let _stop_sims_on_exit = stop_sims.clone().drop_guard();
+    let sims = Simulators::start(
+        SimConfig::default(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        stop_sims.clone(),
+    )
+    .await
+    .context("cannot start the simulators")?;
+    let shared = profile.customers / 10;
+    let each = (profile.customers + shared) / 2;
+    sims.people.seed(&sims.hubspot, &sims.xero, each, shared);
+    println!(
+        "seeded {each} customers on each side, {shared} of them the same people ({} in all)",
+        2 * each - shared
+    );
+
+    let pair = format!(
+        "torture_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut settings = settings.clone();
+    settings.pairs.clear();
+    settings.pairs.insert(
+        pair.clone(),
+        crate::demo::pair_for(&sims, profile.poll_seconds),
+    );
+    settings.bus.prefix = format!("tandem_{pair}");
+
+    let mut engine = start_engine(&settings, &sims, &pair).await?;
+    println!("{}", engine.settings.line());
+
+    // The first sync: the poller finds everything on both sides.
+    let started = Instant::now();
+    wait_in_step(
+        &sims,
+        &engine,
+        Duration::from_secs(profile.first_sync_limit_secs),
+    )
+    .await
+    .context("the first sync did not finish")?;
+    let first_sync_seconds = started.elapsed().as_secs_f64();
+    println!("first sync done after {first_sync_seconds:.0}s");
+
+    // The edit phase, with the simulators misbehaving and the chaos schedule.
+    sims.knobs.set(profile.chaos_knobs());
+    let mut schedule = chaos_schedule(&profile);
+    let mut chaos_log = Vec::new();
+    let plan = EditPlan::new(&sims, &profile);
+    let edit_started = Instant::now();
+    let length = Duration::from_secs(profile.edit_seconds);
+    let mut counts = EditCounts::default();
+    let steps = (profile.edit_seconds * 10).max(1);
+    for step in 0..steps {
+        let due = edit_started + length.mul_f64(step as f64 / steps as f64);
+        tokio::time::sleep_until(due.into()).await;
+        plan.act(&sims, step, steps, &mut counts);
+        let share = step as f64 / steps as f64;
+        while let Some(&(at, chaos)) = schedule.first() {
+            if at > share {
+                break;
+            }
+            schedule.remove(0);
+            let second = edit_started.elapsed().as_secs();
+            match chaos {
+                Chaos::KillEngine => {
+                    engine.kill().await;
+                    chaos_log.push(format!("{second}s: engine killed with SIGKILL"));
+                    engine = start_engine(&settings, &sims, &pair).await?;
+                    chaos_log.push(format!(
+                        "{}s: engine restarted",
+                        edit_started.elapsed().as_secs()
+                    ));
+                }
+                Chaos::RestartRabbitMq => {
+                    restart_rabbitmq().await?;
+                    chaos_log.push(format!("{second}s: RabbitMQ restarted"));
+                }
+                Chaos::RestartPostgres => {
+                    restart_postgres().await?;
+                    chaos_log.push(format!("{second}s: PostgreSQL restarted"));
+                }
+            }
+            println!("  {}", chaos_log.last().map(String::as_str).unwrap_or(""));
+        }
+    }
+    let edits_stopped_at_ms = chrono::Utc::now().timestamp_millis();
+    let edit_seconds = edit_started.elapsed().as_secs_f64();
+    println!(
+        "edits stopped after {edit_seconds:.0}s: {} customer edits ({} on both sides at once), {} deals won, {} invoices paid",
+        counts.customer_edits, counts.both_sides, counts.deals_won, counts.invoices_paid
+    );
+
+    // Settle: the engine catches up (polling finds what dropped webhooks missed).
+    let settle_started = Instant::now();
+    let settled = wait_in_step(
+        &sims,
+        &engine,
+        Duration::from_secs(profile.settle_limit_secs),
+    )
+    .await;
+    let settle_seconds = settle_started.elapsed().as_secs_f64();
+    match &settled {
+        Ok(()) => println!("in step {settle_seconds:.0}s after the last edit"),
+        Err(err) => println!("not in step after {settle_seconds:.0}s: {err:#}"),
+    }
+    engine.stop().await.ok();
+    let links = links_of(&settings.database_url, &pair).await?;
+
+    let state = EndState {
+        crm_customers: sims.hubspot.customers(),
+        finance_customers: sims.xero.customers(),
+        crm_invoices: sims.hubspot.invoices(),
+        finance_invoices: sims.xero.invoices(),
+        journal: sims.journal(),
+        links,
+        edits_stopped_at_ms,
+    };
+    let report = check::check(
+        &state,
+        &Limits {
+            max_write_ratio: 1.05,
+            settle_seconds: 60,
+        },
+    );
+    let facts = RunFacts {
+        first_sync_seconds,
+        edit_seconds,
+        settle_seconds,
+        customers_crm: state.crm_customers.len(),
+        customers_finance: state.finance_customers.len(),
+        invoices_crm: state.crm_invoices.len(),
+        invoices_finance: state.finance_invoices.len(),
+        customer_edits: counts.customer_edits,
+        edited_on_both_sides: counts.both_sides,
+        deals_won: counts.deals_won,
+        invoices_paid: counts.invoices_paid,
+        chaos: chaos_log,
+        xero_calls: sims.xero.calls().len(),
+        xero_refused_429: sims.xero.refused_429(),
+        hubspot_calls: sims.hubspot.calls().len(),
+        hubspot_refused_429: sims.hubspot.refused_429(),
+        calls_by_kind: calls_by_kind(&sims),
+        profile,
+    };
+    stop_sims.cancel();
+    Ok((facts, report))
+}
+
+fn calls_by_kind(sims: &Simulators) -> std::collections::BTreeMap<String, usize> {
+    let mut kinds = std::collections::BTreeMap::new();
+    let xero = sims
+        .xero
+        .calls()
+        .into_iter()
+        .map(|c| ("xero", c.method, c.path, c.status));
+    let hubspot = sims
+        .hubspot
+        .calls()
+        .into_iter()
+        .map(|c| ("hubspot", c.method, c.path, c.status));
+    for (service, method, path, status) in xero.chain(hubspot) {
+        // Ids are digits or UUIDs; keep the words.
+        let path: Vec<&str> = path
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .filter(|part| !part.chars().any(|c| c.is_ascii_digit()))
+            .collect();
+        let key = format!("{service} {method} /{} {}xx", path.join("/"), status / 100);
+        *kinds.entry(key).or_insert(0) += 1;
+    }
+    kinds
+}
+
+async fn start_engine(
+    settings: &Settings,
+    sims: &Simulators,
+    pair: &str,
+) -> anyhow::Result<EngineChild> {
+    let engine = EngineChild::start(settings.clone(), ConnectorLimits::Published).await?;
+    let (crm, finance) = crate::demo::webhook_urls(&engine.base_url, pair);
+    sims.send_webhooks_to(Some(crm), Some(finance));
+    Ok(engine)
+}
+
+/// Waits until the simulators' inspection finds both sides in step and the engine has
+/// nothing unfinished, twice in a row a poll interval apart (a change can be in neither
+/// place for a moment: in a webhook on its way).
+async fn wait_in_step(
+    sims: &Simulators,
+    engine: &EngineChild,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    let mut calm_since: Option<Instant> = None;
+    loop {
+        let in_step = sims.inspect().in_step;
+        let idle = engine.unfinished(&http).await.is_ok_and(|n| n <= 0)
+            && engine.queue_depth(&http).await.is_ok_and(|n| n == 0);
+        if in_step && idle {
+            let since = *calm_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_secs(3) {
+                return Ok(());
+            }
+        } else {
+            calm_since = None;
+        }
+        if Instant::now() > deadline {
+            let inspection = sims.inspect();
+            let brief = |s: &sim::inspect::SideBySide| {
+                format!(
+                    "{} paired, {} agree, {} only in the CRM, {} only in finance",
+                    s.paired, s.agree, s.only_crm, s.only_finance
+                )
+            };
+            anyhow::bail!(
+                "still out of step after {within:?}: customers {}; invoices {}",
+                brief(&inspection.customers),
+                brief(&inspection.invoices)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn chaos_schedule(profile: &Profile) -> Vec<(f64, Chaos)> {
+    let mut schedule = Vec::new();
+    for k in 0..profile.kills {
+        schedule.push((
+            (k as f64 + 1.0) / (profile.kills as f64 + 1.0),
+            Chaos::KillEngine,
+        ));
+    }
+    for k in 0..profile.rabbitmq_restarts {
+        schedule.push((0.35 + 0.1 * k as f64, Chaos::RestartRabbitMq));
+    }
+    for k in 0..profile.postgres_restarts {
+        schedule.push((0.65 + 0.1 * k as f64, Chaos::RestartPostgres));
+    }
+    schedule.sort_by(|a, b| a.0.total_cmp(&b.0));
+    schedule
+}
+
+async fn restart_rabbitmq() -> anyhow::Result<()> {
+    for step in ["stop_app", "start_app"] {
+        let status = tokio::process::Command::new("rabbitmqctl")
+            .args(["-q", step])
+            .status()
+            .await
+            .context("cannot run rabbitmqctl")?;
+        anyhow::ensure!(status.success(), "rabbitmqctl {step} failed: {status}");
+    }
+    Ok(())
+}
+
+async fn restart_postgres() -> anyhow::Result<()> {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .context("cannot find the PostgreSQL cluster in /etc/postgresql")?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().to_string())
+        .next()
+        .context("no PostgreSQL cluster in /etc/postgresql")?;
+    let status = tokio::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+        .status()
+        .await
+        .context("cannot run pg_ctlcluster")?;
+    anyhow::ensure!(status.success(), "pg_ctlcluster restart failed: {status}");
+    Ok(())
+}
+
+/// Every link the engine holds for `pair`.
+async fn links_of(database_url: &str, pair: &str) -> anyhow::Result<Vec<LinkPair>> {
+    let store = store::connect(database_url).await?;
+    let links = store.links_of_pair(&PairId::new(pair)).await?;
+    Ok(links
+        .into_iter()
+        .filter_map(|l| {
+            Some(LinkPair {
+                entity: l.entity,
+                crm_id: l.crm_id?,
+                finance_id: l.finance_id?,
+            })
+        })
+        .collect())
+}
+
+#[derive(Debug, Default)]
+struct EditCounts {
+    customer_edits: usize,
+    both_sides: usize,
+    deals_won: usize,
+    invoices_paid: usize,
+}
+
+/// Who gets edited when: a share of the paired customers once each, in a random order
+/// spread over the edit phase; some of them on both sides in the same instant (a true conflict for
+/// the engine), the rest on one side. Deals are won for customers along the way and
+/// some invoices paid in finance.
+struct EditPlan {
+    /// (CRM id, finance id) of each customer pair, in edit order.
+    order: Vec<(String, String)>,
+    /// How many of `order` (from the front) are edited.
+    edited: usize,
+    /// Share of the edited ones edited on both sides.
+    both_sides_share: f64,
+    invoices: usize,
+    pay_share: f64,
+}
+
+impl EditPlan {
+    fn new(sims: &Simulators, profile: &Profile) -> Self {
+        let finance = sims.xero.customers();
+        let crm = sims.hubspot.customers();
+        // Pair by e-mail: after the first sync every customer is on both sides.
+        let by_email: std::collections::HashMap<_, _> = finance
+            .iter()
+            .filter_map(|c| Some((c.email.clone()?.to_lowercase(), c.id.clone())))
+            .collect();
+        let mut order: Vec<_> = crm
+            .iter()
+            .filter_map(|c| {
+                let email = c.email.clone()?.to_lowercase();
+                Some((c.id.clone(), by_email.get(&email)?.clone()))
+            })
+            .collect();
+        order.shuffle(&mut rand::thread_rng());
+        let edited = (order.len() as f64 * profile.edited_share).round() as usize;
+        Self {
+            edited: edited.min(order.len()),
+            order,
+            both_sides_share: profile.both_sides_share / profile.edited_share.max(f64::EPSILON),
+            invoices: profile.invoices,
+            pay_share: 0.3,
+        }
+    }
+
+    fn act(&self, sims: &Simulators, step: u64, steps: u64, counts: &mut EditCounts) {
+        let slice = |total: usize| {
+            let from = (total as u64 * step / steps) as usize;
+            let to = (total as u64 * (step + 1) / steps) as usize;
+            from..to
+        };
+        let mut rng = rand::thread_rng();
+        for n in slice(self.edited) {
+            let (crm_id, finance_id) = &self.order[n];
+            let edit = |side: &str| CustomerEdit {
+                name: Some(format!("Customer {n} edited in {side}")),
+                phone: Some(format!("+44 20 7946 {:04}", rng_phone())),
+            };
+            let roll: f64 = rng.gen();
+            if roll < self.both_sides_share {
+                // Both people save in the same instant, in either order.
+                if rng.gen_bool(0.5) {
+                    sims.hubspot.person_edits_customer(crm_id, &edit("crm"));
+                    sims.xero.person_edits_contact(finance_id, &edit("finance"));
+                } else {
+                    sims.xero.person_edits_contact(finance_id, &edit("finance"));
+                    sims.hubspot.person_edits_customer(crm_id, &edit("crm"));
+                }
+                counts.both_sides += 1;
+            } else if roll < self.both_sides_share + (1.0 - self.both_sides_share) / 2.0 {
+                sims.hubspot.person_edits_customer(crm_id, &edit("crm"));
+            } else {
+                sims.xero.person_edits_contact(finance_id, &edit("finance"));
+            }
+            counts.customer_edits += 1;
+        }
+        for _ in slice(self.invoices) {
+            let Some((crm_id, _)) = self.order.choose(&mut rng) else {
+                break;
+            };
+            let hours = Decimal::from(rng.gen_range(1..20));
+            sims.hubspot.person_wins_deal(
+                crm_id,
+                "Consulting",
+                &[("Consulting".to_string(), hours, Decimal::from(150))],
+            );
+            counts.deals_won += 1;
+            // Now and then someone in finance pays an invoice that reached Xero.
+            if rng.gen_bool(self.pay_share) {
+                let open: Vec<_> = sims
+                    .xero
+                    .invoices()
+                    .into_iter()
+                    .filter(|i| !i.archived && i.stamp.is_some())
+                    .filter(|i| i.amount_paid.as_deref().is_none_or(|p| p == "0"))
+                    .collect();
+                if let Some(invoice) = open.choose(&mut rng) {
+                    let total = invoice
+                        .total
+                        .as_deref()
+                        .and_then(|t| t.parse::<Decimal>().ok())
+                        .unwrap_or_default();
+                    if total > Decimal::ZERO
+                        && sims.xero.person_pays_invoice(&invoice.id, total).is_ok()
+                    {
+                        counts.invoices_paid += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn rng_phone() -> u32 {
+    rand::thread_rng().gen_range(0..10_000)
+}
+
+impl Profile {
+    /// The simulators' misbehaviour during the edit phase.
+    pub fn chaos_knobs(&self) -> KnobValues {
+        KnobValues {
+            error_rate: self.error_rate,
+            rate_limit_rate: self.rate_limit_rate,
+            webhook_duplicate_rate: 0.10,
+            webhook_reorder_rate: 0.10,
+            webhook_drop_rate: 0.05,
+            ..KnobValues::default()
+        }
+    }
+}
