@@ -29,6 +29,20 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
+    /// Whether sending this twice does no harm: reads (GET, and the POSTs that read:
+    /// batch reads and searches) and writes with an idempotency key. A HubSpot create
+    /// is not: a 5xx after it was applied would make a duplicate, so it goes back to
+    /// the orchestrator, which looks for the origin stamp before creating again.
+    pub fn repeatable(&self) -> bool {
+        self.method == Method::GET
+            || self.path.ends_with("/batch/read")
+            || self.path.ends_with("/search")
+            || self
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("idempotency-key"))
+    }
+
     pub fn new(method: Method, path: impl Into<String>) -> Self {
         Self {
             method,
@@ -126,6 +140,10 @@ pub struct ApiClient {
 /// Retries of one call after a 429 (waiting out each `Retry-After`) before the change
 /// is handed back to the orchestrator's own backoff.
 const RATE_LIMIT_RETRIES: u32 = 3;
+/// Retries of a call that is safe to repeat after a 5xx, and the waits before each:
+/// a service's passing hiccup should not send a whole batch of changes back through
+/// the orchestrator's backoff (seconds to minutes).
+const UNAVAILABLE_RETRIES: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
 /// When a 429 names no `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(2);
 
@@ -169,6 +187,7 @@ impl ApiClient {
     ) -> Result<ApiResponse, ConnectorError> {
         let mut refreshed = false;
         let mut limited = 0;
+        let mut unavailable = 0;
         loop {
             let priority = current_priority();
             let _permit = self.gate.acquire(priority).await;
@@ -205,6 +224,12 @@ impl ApiClient {
                         });
                     }
                     tracing::debug!(system = %self.system, ?retry_after, "rate limited; the connection pauses");
+                }
+                500..=599 if request.repeatable() && unavailable < UNAVAILABLE_RETRIES.len() => {
+                    drop(_permit);
+                    drop(_extra);
+                    tokio::time::sleep(UNAVAILABLE_RETRIES[unavailable]).await;
+                    unavailable += 1;
                 }
                 status @ 500..=599 => {
                     return Err(ConnectorError::Unavailable {
@@ -329,4 +354,23 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// A header as a number.
 pub fn header_number(headers: &HeaderMap, name: &str) -> Option<i64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_keyed_writes_may_be_repeated_after_a_5xx_and_other_writes_may_not() {
+        assert!(ApiRequest::new(Method::GET, "/Contacts").repeatable());
+        assert!(ApiRequest::new(Method::POST, "/crm/v3/objects/deals/batch/read").repeatable());
+        assert!(ApiRequest::new(Method::POST, "/crm/v3/objects/contacts/search").repeatable());
+        assert!(ApiRequest::new(Method::PUT, "/Contacts")
+            .header("Idempotency-Key", "k")
+            .repeatable());
+        assert!(
+            !ApiRequest::new(Method::POST, "/crm/v3/objects/contacts/batch/create").repeatable()
+        );
+        assert!(!ApiRequest::new(Method::PUT, "/Contacts").repeatable());
+    }
 }
