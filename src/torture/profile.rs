@@ -52,9 +52,9 @@ impl Profile {
             "small" => Ok(Self {
                 name: "small".into(),
                 customers: 300,
-                invoices: 20,
-                edited_share: 0.3,
-                both_sides_share: 0.1,
+                invoices: 12,
+                edited_share: 0.2,
+                both_sides_share: 0.07,
                 edit_seconds: 60,
                 kills: 1,
                 postgres_restarts: 0,
