@@ -150,12 +150,13 @@ async fn run<I, O, F, Fut>(
             loop {
                 // Keep filling until the gate would let the call through.
                 loop {
+                    let priority = batch_priority(&batch);
                     if batch.len() >= max || !open {
-                        gate.ready().await;
+                        gate.ready(priority).await;
                         break;
                     }
                     tokio::select! {
-                        _ = gate.ready() => break,
+                        _ = gate.ready(priority) => break,
                         item = rx.recv() => match item {
                             Some(item) => batch.push(item),
                             None => open = false,
@@ -175,11 +176,7 @@ async fn run<I, O, F, Fut>(
             }
         }
         let flush = flush.clone();
-        let priority = if batch.iter().any(|(_, p, _)| *p == Priority::Live) {
-            Priority::Live
-        } else {
-            Priority::Bulk
-        };
+        let priority = batch_priority(&batch);
         tokio::spawn(with_priority(priority, async move {
             let (items, answers): (Vec<I>, Vec<oneshot::Sender<O>>) = batch
                 .into_iter()
@@ -194,6 +191,15 @@ async fn run<I, O, F, Fut>(
         if !open {
             return;
         }
+    }
+}
+
+/// Live when any item is live: the batch call serves a live change.
+fn batch_priority<I, O>(batch: &[Job<I, O>]) -> Priority {
+    if batch.iter().any(|(_, p, _)| *p == Priority::Live) {
+        Priority::Live
+    } else {
+        Priority::Bulk
     }
 }
 

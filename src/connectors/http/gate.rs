@@ -49,9 +49,12 @@ pub struct Window {
 /// counts them from when they arrived. This margin covers the difference.
 const SKEW: Duration = Duration::from_millis(150);
 
-/// A steady pace within the windows: `per_second` on average, `burst` at once. Spent
-/// at the start of a window, a budget leaves nothing for the rest of it; paced, a
-/// connection's batches fill while they wait, so each call carries more.
+/// A steady pace within the windows for live work: `per_second` on average, `burst` at
+/// once. Spent at the start of a window, a budget leaves nothing for the live changes
+/// that come later in it; paced, a connection's batches fill while they wait, so each
+/// call carries more. Bulk work (a resync, a backfill) is held to the windows only: it
+/// is a job someone asked to finish, its batches wait to fill on their own, and it
+/// yields to live work waiting for a slot.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pace {
     pub per_second: f64,
@@ -124,7 +127,7 @@ impl RateGate {
                 self.wait(Duration::from_millis(50)).await;
                 continue;
             };
-            match self.slot(true) {
+            match self.slot(true, priority) {
                 None => break permit,
                 Some(wait) => {
                     drop(permit);
@@ -136,17 +139,18 @@ impl RateGate {
         GatePermit { _at_once: permit }
     }
 
-    /// Waits until a call could be sent now, without counting one: a batch waits here,
-    /// still filling, and leaves as full as the budget makes it.
-    pub async fn ready(&self) {
-        while let Some(wait) = self.slot(false) {
+    /// Waits until a call at `priority` could be sent now, without counting one: a
+    /// batch waits here, still filling, and leaves as full as the budget makes it.
+    pub async fn ready(&self, priority: Priority) {
+        while let Some(wait) = self.slot(false, priority) {
             self.wait(wait).await;
         }
     }
 
     /// Counts a call in every window (when `take`), or says how long until one would be
     /// allowed.
-    fn slot(&self, take: bool) -> Option<Duration> {
+    fn slot(&self, take: bool, priority: Priority) -> Option<Duration> {
+        let paced = self.pace.filter(|_| priority == Priority::Live);
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(until) = state.paused_until {
@@ -166,7 +170,7 @@ impl RateGate {
                 wait = wait.max(span.saturating_sub(now.duration_since(oldest)));
             }
         }
-        if let Some(pace) = self.pace {
+        if let Some(pace) = paced {
             let elapsed = now.duration_since(state.refilled).as_secs_f64();
             state.tokens = (state.tokens + elapsed * pace.per_second).min(pace.burst);
             state.refilled = now;
@@ -181,7 +185,7 @@ impl RateGate {
         if !take {
             return None;
         }
-        if self.pace.is_some() {
+        if paced.is_some() {
             state.tokens -= 1.0;
         }
         for sent in state.sent.iter_mut() {

@@ -22,7 +22,7 @@ use self::batch::{Batches, Term, UpdateItem};
 use super::http::client::header_number;
 use super::http::Coalescer;
 use super::http::{
-    ApiClient, ApiClientParts, ApiRequest, RateGate, RequestRecorder, TokenSource, Window,
+    ApiClient, ApiClientParts, ApiRequest, Pace, RateGate, RequestRecorder, TokenSource, Window,
 };
 use super::{ChangePage, Connector, ConnectorError, ExternalRecord, Written};
 use crate::domain::{EntityType, FieldMap, System};
@@ -176,10 +176,13 @@ impl XeroConnector {
                     per: Duration::from_secs(24 * 3600),
                 },
             ],
-            // No pacing beyond the rolling minute: the whole minute's budget may go
-            // at once. Batches fill while the gate is closed, and bulk batches wait
-            // to fill before leaving (coalesce.rs), so calls are not spent half full.
-            None,
+            // Live work: a quarter of the minute's budget may go at once, the rest is
+            // paced so later live changes find budget and batches fill while they
+            // wait. Bulk work may spend the whole minute at once (gate.rs).
+            Some(Pace {
+                per_second: limits.per_minute as f64 / 60.0,
+                burst: (limits.per_minute / 4).max(limits.at_once) as f64,
+            }),
             limits.at_once,
         );
         let client = Arc::new(ApiClient::new(ApiClientParts {
