@@ -129,7 +129,8 @@ pub trait Connector: Send + Sync {
         id: &str,
     ) -> Result<Option<ExternalRecord>, ConnectorError>;
 
-    /// Records changed at or after `since`, a page at a time.
+    /// Records changed at or after `since`, a page at a time, oldest change first (the
+    /// poller moves its cursor page by page on that order).
     async fn list_changed(
         &self,
         entity: EntityType,

@@ -132,16 +132,20 @@ impl Poller {
                     .map(|v| v.with_timezone(&Utc));
                 newest = newest.max(version);
             }
+            // Pages come oldest change first, so what is not listed yet changed at or
+            // after the newest version seen: the cursor moves page by page. A listing
+            // cut short (a rate limit, a restart) resumes where it stopped instead of
+            // spending the connection's budget on pages it already published.
+            if newest != cursor {
+                if let Some(newest) = newest {
+                    self.store
+                        .set_cursor(pair, system, entity, &newest.to_rfc3339())
+                        .await?;
+                }
+            }
             match changes.next {
                 Some(next) => page = Some(next),
                 None => break,
-            }
-        }
-        if let Some(newest) = newest {
-            if Some(newest) != cursor {
-                self.store
-                    .set_cursor(pair, system, entity, &newest.to_rfc3339())
-                    .await?;
             }
         }
         Ok(PollReport::Polled { published })
