@@ -301,6 +301,49 @@ async fn receipts_take_a_delivery_once_under_concurrency(b: &Backend) {
     );
 }
 
+/// A delivery's receipts in one statement: racing deliveries that share keys take each
+/// key exactly once between them, a key repeated within one delivery counts once, and
+/// forgetting lets the keys be taken again.
+async fn delivery_receipts_are_taken_once_in_one_statement(b: &Backend) {
+    let keys = |range: std::ops::Range<u32>| -> Vec<String> {
+        range.map(|i| format!("batch-{i}")).collect()
+    };
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let s = b.store.clone();
+            // Overlapping windows: every key is offered by several deliveries.
+            let offered = keys(n * 10..n * 10 + 40);
+            tokio::spawn(async move { s.record_receipts(&acme(), System::Crm, &offered).await })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for task in tasks {
+        taken.extend(task.await.expect("task").expect("record"));
+    }
+    taken.sort();
+    let mut expected = keys(0..110);
+    expected.sort();
+    assert_eq!(taken, expected, "each key taken exactly once");
+    let repeated = vec!["dup".to_string(), "dup".to_string(), "batch-3".to_string()];
+    let new = b
+        .store
+        .record_receipts(&acme(), System::Crm, &repeated)
+        .await
+        .expect("record");
+    assert_eq!(new, vec!["dup".to_string()]);
+    b.store
+        .forget_receipts(&acme(), System::Crm, &repeated)
+        .await
+        .expect("forget");
+    let mut again = b
+        .store
+        .record_receipts(&acme(), System::Crm, &repeated)
+        .await
+        .expect("record again");
+    again.sort();
+    assert_eq!(again, vec!["batch-3".to_string(), "dup".to_string()]);
+}
+
 async fn cursors_and_leases(b: &Backend) {
     let s = &b.store;
     let other = b.other_process().await;
@@ -580,6 +623,7 @@ contract!(
     history_follows_a_record_before_and_after_its_link,
     logs_filter_and_count,
     receipts_take_a_delivery_once_under_concurrency,
+    delivery_receipts_are_taken_once_in_one_statement,
     cursors_and_leases,
     job_counts_add_up_under_concurrency,
     credentials_rotate_in_one_step,

@@ -7,6 +7,7 @@
 //! only once every publish was confirmed. A lease in the store lets one process at a
 //! time poll a given cursor.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,53 +158,59 @@ impl Poller {
         target: &PollTarget,
         records: &[ExternalRecord],
     ) -> Result<usize, PollError> {
+        let events: Vec<ChangeEvent> = records
+            .iter()
+            .map(|record| ChangeEvent {
+                event_id: format!(
+                    "poll:{}:{}:{}:{}",
+                    target.system,
+                    target.entity,
+                    record.id,
+                    record.version.as_deref().unwrap_or("-")
+                ),
+                pair: target.pair.clone(),
+                system: target.system,
+                entity: target.entity,
+                external_id: record.id.clone(),
+                kind: if record.fields.is_some() {
+                    ChangeKind::Upsert
+                } else {
+                    ChangeKind::Delete
+                },
+                occurred_at: record
+                    .version
+                    .as_deref()
+                    .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+                    .map_or_else(Utc::now, |v| v.with_timezone(&Utc)),
+                trigger: Trigger::Poll,
+                job_id: None,
+                transaction_id: None,
+            })
+            .collect();
+        let keys: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+        // One statement for the page's receipts, not a round trip per record.
+        let new: HashSet<String> = self
+            .store
+            .record_receipts(&target.pair, target.system, &keys)
+            .await?
+            .into_iter()
+            .collect();
+        let mut taken = Vec::new();
         let mut fresh = Vec::new();
-        for record in records {
-            let event_id = format!(
-                "poll:{}:{}:{}:{}",
-                target.system,
-                target.entity,
-                record.id,
-                record.version.as_deref().unwrap_or("-")
-            );
-            if self
-                .store
-                .record_receipt(&target.pair, target.system, &event_id)
-                .await?
-            {
-                fresh.push(BusMessage::ChangeV1(ChangeEvent {
-                    event_id,
-                    pair: target.pair.clone(),
-                    system: target.system,
-                    entity: target.entity,
-                    external_id: record.id.clone(),
-                    kind: if record.fields.is_some() {
-                        ChangeKind::Upsert
-                    } else {
-                        ChangeKind::Delete
-                    },
-                    occurred_at: record
-                        .version
-                        .as_deref()
-                        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-                        .map_or_else(Utc::now, |v| v.with_timezone(&Utc)),
-                    trigger: Trigger::Poll,
-                    job_id: None,
-                    transaction_id: None,
-                }));
+        for event in events {
+            if new.contains(&event.event_id) && !taken.contains(&event.event_id) {
+                taken.push(event.event_id.clone());
+                fresh.push(BusMessage::ChangeV1(event));
             }
         }
         if fresh.is_empty() {
             return Ok(0);
         }
         if let Err(err) = self.bus.publish_batch(Lane::Live, &fresh).await {
-            for message in &fresh {
-                let BusMessage::ChangeV1(event) = message;
-                let _ = self
-                    .store
-                    .forget_receipt(&target.pair, target.system, &event.event_id)
-                    .await;
-            }
+            let _ = self
+                .store
+                .forget_receipts(&target.pair, target.system, &taken)
+                .await;
             return Err(err.into());
         }
         crate::metrics::event_received(

@@ -6,7 +6,7 @@
 //! Every refusal (too large, unsigned, stale, malformed, unknown pair) publishes and
 //! stores nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -169,14 +169,15 @@ fn accepted() -> Response {
 }
 
 /// De-duplicates the delivery's changes and publishes the new ones; on a publish
-/// failure forgets their receipts, so the sender's retry is taken.
+/// failure forgets their receipts, so the sender's retry is taken. A delivery's
+/// receipts are recorded in one statement.
 async fn take(
     intake: &WebhookIntake,
     pair: &PairId,
     system: System,
     changes: Vec<WebhookChange>,
 ) -> Result<usize, String> {
-    let mut fresh = Vec::new();
+    let mut candidates: Vec<(String, ChangeEvent)> = Vec::new();
     for change in changes {
         let Some(event) = to_event(pair, system, &change) else {
             continue;
@@ -185,30 +186,43 @@ async fn take(
         if intake.seen.contains_key(&cache_key) {
             continue;
         }
-        match intake
-            .store
-            .record_receipt(pair, system, &change.delivery_key)
-            .await
-        {
-            Ok(true) => fresh.push((cache_key, change.delivery_key.clone(), event)),
-            Ok(false) => intake.seen.insert(cache_key, ()).await,
-            Err(err) => {
-                forget(intake, pair, system, &fresh).await;
-                return Err(format!("the store is unavailable: {err}"));
-            }
+        candidates.push((cache_key, event));
+    }
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let keys: Vec<String> = candidates.iter().map(|(_, e)| e.event_id.clone()).collect();
+    let new: HashSet<String> = intake
+        .store
+        .record_receipts(pair, system, &keys)
+        .await
+        .map_err(|err| format!("the store is unavailable: {err}"))?
+        .into_iter()
+        .collect();
+    let mut fresh = Vec::new();
+    let mut published = HashSet::new();
+    for (cache_key, event) in candidates {
+        // A key announced twice in one delivery is published once.
+        if new.contains(&event.event_id) && published.insert(event.event_id.clone()) {
+            fresh.push((cache_key, event));
+        } else {
+            intake.seen.insert(cache_key, ()).await;
         }
     }
     let messages: Vec<_> = fresh
         .iter()
-        .map(|(_, _, e)| BusMessage::ChangeV1(e.clone()))
+        .map(|(_, e)| BusMessage::ChangeV1(e.clone()))
         .collect();
     if !messages.is_empty() {
         if let Err(err) = intake.bus.publish_batch(Lane::Live, &messages).await {
-            forget(intake, pair, system, &fresh).await;
+            let taken: Vec<String> = fresh.iter().map(|(_, e)| e.event_id.clone()).collect();
+            if let Err(err) = intake.store.forget_receipts(pair, system, &taken).await {
+                tracing::error!(error = %err, "cannot forget receipts; the sender's retry may be dropped");
+            }
             return Err(format!("the bus is unavailable: {err}"));
         }
     }
-    for (cache_key, _, _) in &fresh {
+    for (cache_key, _) in &fresh {
         intake.seen.insert(cache_key.clone(), ()).await;
     }
     crate::metrics::event_received(
@@ -218,23 +232,6 @@ async fn take(
         fresh.len() as u64,
     );
     Ok(fresh.len())
-}
-
-async fn forget(
-    intake: &WebhookIntake,
-    pair: &PairId,
-    system: System,
-    taken: &[(String, String, ChangeEvent)],
-) {
-    for (_, delivery_key, _) in taken {
-        if let Err(err) = intake
-            .store
-            .forget_receipt(pair, system, delivery_key)
-            .await
-        {
-            tracing::error!(error = %err, "cannot forget a receipt; the sender's retry may be dropped");
-        }
-    }
 }
 
 /// Maps an announced change to a change event, or `None` for object types Tandem does

@@ -107,6 +107,20 @@ pub trait Store: Send + Sync {
         system: System,
         delivery_key: &str,
     ) -> StoreResult<()>;
+    /// Records several deliveries in one statement; the keys that are new, each once.
+    async fn record_receipts(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_keys: &[String],
+    ) -> StoreResult<Vec<String>>;
+    /// Forgets several receipts in one statement.
+    async fn forget_receipts(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_keys: &[String],
+    ) -> StoreResult<()>;
 
     // Poll cursors.
     async fn cursor(
@@ -406,6 +420,24 @@ impl Store for SeaStore {
         delivery_key: &str,
     ) -> StoreResult<()> {
         receipts::forget(&self.db, pair, system, delivery_key).await
+    }
+
+    async fn record_receipts(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_keys: &[String],
+    ) -> StoreResult<Vec<String>> {
+        receipts::record_many(&self.db, pair, system, delivery_keys).await
+    }
+
+    async fn forget_receipts(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_keys: &[String],
+    ) -> StoreResult<()> {
+        receipts::forget_many(&self.db, pair, system, delivery_keys).await
     }
 
     async fn cursor(

@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use entity::webhook_receipt::{ActiveModel, Column, Entity};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
@@ -52,5 +52,77 @@ pub(super) async fn forget(
         .filter(Column::DeliveryKey.eq(delivery_key))
         .exec(db)
         .await?;
+    Ok(())
+}
+
+/// Rows a statement carries at most: far under every backend's parameter limit.
+const CHUNK: usize = 200;
+
+/// Records a delivery's receipts in one statement per [`CHUNK`]: under load a
+/// round trip per event is what limits the intake. Returns the keys inserted now;
+/// the unique index decides between racing callers, as in [`record`].
+pub(super) async fn record_many(
+    db: &impl ConnectionTrait,
+    pair: &PairId,
+    system: System,
+    delivery_keys: &[String],
+) -> StoreResult<Vec<String>> {
+    let mut keys: Vec<&String> = Vec::with_capacity(delivery_keys.len());
+    for key in delivery_keys {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let mut inserted = Vec::new();
+    let now = Utc::now();
+    for chunk in keys.chunks(CHUNK) {
+        let mut insert = Query::insert();
+        insert
+            .into_table(Entity)
+            .columns([
+                Column::Id,
+                Column::Pair,
+                Column::System,
+                Column::DeliveryKey,
+                Column::ReceivedAt,
+            ])
+            .on_conflict(
+                OnConflict::columns([Column::Pair, Column::System, Column::DeliveryKey])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .returning_col(Column::DeliveryKey);
+        for key in chunk {
+            insert.values_panic([
+                Uuid::now_v7().into(),
+                pair.as_str().into(),
+                system.as_str().into(),
+                key.as_str().into(),
+                now.into(),
+            ]);
+        }
+        let statement = db.get_database_backend().build(&insert);
+        for row in db.query_all(statement).await? {
+            inserted.push(row.try_get::<String>("", "delivery_key")?);
+        }
+    }
+    Ok(inserted)
+}
+
+/// Forgets receipts in one statement per [`CHUNK`].
+pub(super) async fn forget_many(
+    db: &impl ConnectionTrait,
+    pair: &PairId,
+    system: System,
+    delivery_keys: &[String],
+) -> StoreResult<()> {
+    for chunk in delivery_keys.chunks(CHUNK) {
+        Entity::delete_many()
+            .filter(Column::Pair.eq(pair.as_str()))
+            .filter(Column::System.eq(system.as_str()))
+            .filter(Column::DeliveryKey.is_in(chunk.iter().map(String::as_str)))
+            .exec(db)
+            .await?;
+    }
     Ok(())
 }
