@@ -237,11 +237,14 @@ pub async fn serve_with(
             // Acknowledging changes that no connector can sync would lose them.
             tracing::warn!("no pair has connectors for both sides: change events stay queued");
         } else {
-            let orchestrator = Arc::new(crate::orchestrator::Orchestrator::new(
-                store.clone(),
-                wiring.pairs,
-                settings.bus.max_attempts,
-            ));
+            let orchestrator = Arc::new(
+                crate::orchestrator::Orchestrator::new(
+                    store.clone(),
+                    wiring.pairs,
+                    settings.bus.max_attempts,
+                )
+                .with_settling(Duration::from_millis(settings.orchestrator.settle_ms)),
+            );
             let pool = crate::orchestrator::WorkerPool::new(
                 bus.clone(),
                 orchestrator,

@@ -48,6 +48,7 @@ struct Options {
     conflicts: ConflictPolicy,
     deletes: DeletePolicy,
     latency: Duration,
+    settle: Duration,
 }
 
 impl Default for Options {
@@ -59,6 +60,7 @@ impl Default for Options {
             conflicts: ConflictPolicy::LastWriteWins,
             deletes: DeletePolicy::Archive,
             latency: Duration::from_millis(1),
+            settle: Duration::ZERO,
         }
     }
 }
@@ -144,11 +146,14 @@ impl Harness {
                 finance: finance.clone() as Arc<dyn Connector>,
                 policies,
             };
-            let orchestrator = Arc::new(Orchestrator::new(
-                own_store,
-                HashMap::from([(acme(), runtime)]),
-                options.max_attempts,
-            ));
+            let orchestrator = Arc::new(
+                Orchestrator::new(
+                    own_store,
+                    HashMap::from([(acme(), runtime)]),
+                    options.max_attempts,
+                )
+                .with_settling(options.settle),
+            );
             let pool = WorkerPool::new(
                 bus.clone(),
                 orchestrator,
@@ -373,6 +378,40 @@ async fn events_for_one_record_are_handled_one_at_a_time(h: &Harness) {
         .expect("exists")
         .0;
     assert_eq!(finance_record.get("phone"), Some(&json!("+44 4")));
+}
+
+/// Ten edits of one record 100 ms apart, each announced: the first is written at once,
+/// the rest wait for the settling window and go as one write of the last value.
+async fn ten_quick_edits_of_one_record_write_at_most_twice(h: &Harness) {
+    let (crm_id, finance_id) = h.synced_customer(12).await;
+    let before = h.finance.writes();
+    for edit in 0..10 {
+        h.crm.person_edits(
+            EntityType::Customer,
+            &crm_id,
+            &fields(&[("phone", json!(format!("+44 20 7946 00{edit:02}")))]),
+        );
+        h.announce(System::Crm, EntityType::Customer, &crm_id).await;
+        // A person typing: the edits are spread over a second, not sent at once.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.handled(System::Crm, EntityType::Customer, &crm_id, 11)
+        .await;
+    let writes = h.finance.writes() - before;
+    assert!(
+        (1..=2).contains(&writes),
+        "{writes} writes for ten quick edits"
+    );
+    let finance_record = h
+        .finance
+        .record(EntityType::Customer, &finance_id)
+        .expect("exists")
+        .0;
+    assert_eq!(
+        finance_record.get("phone"),
+        Some(&json!("+44 20 7946 0009")),
+        "the last edit arrived"
+    );
 }
 
 async fn a_crash_after_the_create_is_repaired_from_the_stamp(h: &Harness) {
@@ -871,6 +910,8 @@ on_both_setups!(
     one_event_delivered_three_times_writes_once => Options::default(),
     events_for_one_record_are_handled_one_at_a_time => Options { workers: 8, latency: Duration::from_millis(15), ..Options::default() },
     a_crash_after_the_create_is_repaired_from_the_stamp => Options::default(),
+    // Settling is kept per process: one orchestrator, as the benchmark's engine.
+    ten_quick_edits_of_one_record_write_at_most_twice => Options { orchestrators: 1, settle: Duration::from_secs(1), ..Options::default() },
     first_sync_of_two_populated_systems_creates_no_duplicates => Options { workers: 8, ..Options::default() },
     edits_to_different_fields_on_both_sides_both_survive => Options::default(),
     the_same_field_edited_on_both_sides_follows_the_policy => Options::default(),

@@ -98,6 +98,9 @@ pub struct OrchestratorSettings {
     pub workers: usize,
     /// How long in-flight work may take to finish after a stop signal.
     pub shutdown_grace_secs: u64,
+    /// A record that began writing less than this ago waits for the rest of it before
+    /// it syncs again, so a burst of edits costs two writes, not one per edit. 0 = off.
+    pub settle_ms: u64,
 }
 
 impl Default for OrchestratorSettings {
@@ -105,6 +108,7 @@ impl Default for OrchestratorSettings {
         Self {
             workers: 256,
             shutdown_grace_secs: 30,
+            settle_ms: 1000,
         }
     }
 }

@@ -247,3 +247,19 @@ fn a_rate_limit_share_outside_zero_to_one_names_the_key() {
     let finance = settings.pairs["acme"].finance.as_ref().expect("finance");
     assert_eq!(finance.rate_limit_share, 0.5);
 }
+
+#[test]
+fn a_settling_window_over_a_minute_names_the_key() {
+    let err = load_from(
+        None,
+        with(&[("orchestrator", serde_json::json!({"settle_ms": 120_000}))]),
+    )
+    .expect_err("must fail");
+    assert_eq!(err.key, "orchestrator.settle_ms");
+    let ok = load_from(
+        None,
+        with(&[("orchestrator", serde_json::json!({"settle_ms": 0}))]),
+    )
+    .expect("0 turns settling off");
+    assert_eq!(ok.orchestrator.settle_ms, 0);
+}

@@ -90,6 +90,12 @@ impl Settings {
                 "must be between 1 and 1024",
             ));
         }
+        if self.orchestrator.settle_ms > 60_000 {
+            return Err(SettingsError::new(
+                "orchestrator.settle_ms",
+                "must be at most 60000 (a minute)",
+            ));
+        }
         if self.webhooks.max_body_bytes == 0 {
             return Err(SettingsError::new(
                 "webhooks.max_body_bytes",

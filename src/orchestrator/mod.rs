@@ -4,6 +4,7 @@
 mod perform;
 pub mod references;
 pub mod retry;
+mod settle;
 pub mod sync;
 pub mod workers;
 

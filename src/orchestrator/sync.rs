@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tracing::Instrument as _;
@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::perform::{perform, Performed, SyncContext};
 use super::retry::backoff;
+use super::settle::Settling;
 use super::workers::{ChangeHandler, HandleOutcome};
 use crate::connectors::http::{with_priority, Priority};
 use crate::connectors::{Connector, ConnectorError, ExternalRecord};
@@ -40,6 +41,7 @@ pub struct Orchestrator {
     store: Arc<dyn Store>,
     pairs: HashMap<PairId, PairRuntime>,
     max_attempts: u32,
+    settling: Settling,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +72,15 @@ impl Orchestrator {
             store,
             pairs,
             max_attempts: max_attempts.max(1),
+            settling: Settling::new(Duration::ZERO),
         }
+    }
+
+    /// Live changes of a record that began writing less than `window` ago wait for the
+    /// window's end (see [`Settling`]); zero, the default here, never waits.
+    pub fn with_settling(mut self, window: Duration) -> Self {
+        self.settling = Settling::new(window);
+        self
     }
 
     async fn sync(
@@ -265,7 +275,15 @@ impl ChangeHandler for Orchestrator {
             Trigger::Webhook | Trigger::Poll | Trigger::Retry => Priority::Live,
         };
         let work = async {
-            match self.sync(pair, &event, attempt, transaction_id).await {
+            // Bulk work (a resync, a replay) reads each record once anyway.
+            let turn = match priority {
+                Priority::Live => self.settling.turn(&event).await,
+                Priority::Bulk => None,
+            };
+            let result = self.sync(pair, &event, attempt, transaction_id).await;
+            let wrote = matches!(&result, Ok(outcome) if *outcome != Outcome::Skipped);
+            self.settling.finish(turn, wrote).await;
+            match result {
                 Ok(outcome) => {
                     crate::metrics::sync_finished(outcome.as_str(), started.elapsed());
                     HandleOutcome::Done
