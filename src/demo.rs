@@ -110,6 +110,9 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     // Batch calls carry as many changes as are in flight: on the embedded store, with
     // nothing else to share, the demo keeps many.
     settings.orchestrator.workers = settings.orchestrator.workers.max(128);
+    // The demo's store and bus are thrown away when it stops, so work still waiting for
+    // Xero's rate limit is not worth waiting for: Ctrl-C stops within seconds.
+    settings.orchestrator.shutdown_grace_secs = settings.orchestrator.shutdown_grace_secs.min(2);
     // The simulators outlive the engine, so in-flight syncs finish against them.
     let stop_sims = CancellationToken::new();
     let sims = Simulators::start(
