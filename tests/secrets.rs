@@ -23,6 +23,7 @@ fn settings_file(
     pg: &str,
     port: u16,
     log: &std::path::Path,
+    prefix: &str,
 ) -> std::path::PathBuf {
     let hubspot = sims.hubspot.settings();
     let xero = sims.xero.settings();
@@ -58,7 +59,6 @@ refresh_token = "{x_refresh}"
 webhook_secrets = ["{x_key}"]
 "#,
         amqp = support::amqp_url(),
-        prefix = unique("secrets"),
         hubspot_url = sims.hubspot_url,
         hs_id = hubspot.client_id,
         hs_secret = hubspot.client_secret,
@@ -102,7 +102,9 @@ async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row() {
 
     let port = free_port();
     let log = std::env::temp_dir().join(format!("{}.log", unique("tandem_secrets")));
-    let settings = settings_file(&sims, &db.url, port, &log);
+    let prefix = unique("secrets");
+    let _queues = support::TestQueues::new(&prefix);
+    let settings = settings_file(&sims, &db.url, port, &log, &prefix);
     let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
     for (key, _) in std::env::vars() {
         if key.starts_with("TANDEM_") && !key.starts_with("TANDEM_TEST_") {

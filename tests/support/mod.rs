@@ -207,3 +207,38 @@ pub fn free_port() -> u16 {
         .map(|addr| addr.port())
         .expect("a free port")
 }
+
+/// The RabbitMQ queues and exchange of one test's bus prefix, deleted when the test
+/// ends (also on panic): a durable queue left behind costs the broker memory, and a
+/// quorum queue its own log, in every later run on the machine.
+pub struct TestQueues {
+    prefix: String,
+}
+
+impl TestQueues {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+        }
+    }
+}
+
+impl Drop for TestQueues {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        // As for TestDatabase: Drop cannot await, and the test's runtime may be the one
+        // unwinding.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Runtime::new() else {
+                return;
+            };
+            runtime.block_on(async move {
+                let config = tandem::bus::BusConfig::new(amqp_url(), prefix);
+                if let Ok(bus) = tandem::bus::rabbitmq::RabbitBus::connect(config).await {
+                    let _ = bus.delete_topology().await;
+                }
+            });
+        })
+        .join();
+    }
+}
