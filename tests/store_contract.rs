@@ -131,6 +131,7 @@ async fn commit_sync_is_all_or_nothing(b: &Backend) {
         log: log(Some(&second), System::Crm, "c2", Outcome::Created),
         conflicts: vec![],
         hold_delete: false,
+        announced: None,
     })
     .await
     .expect("commit");
@@ -155,6 +156,7 @@ async fn commit_sync_is_all_or_nothing(b: &Backend) {
             log: log(Some(&stored), System::Crm, "c2", Outcome::Updated),
             conflicts: vec![],
             hold_delete: false,
+            announced: Some(log(Some(&stored), System::Crm, "c2", Outcome::Received)),
         })
         .await;
     assert!(
@@ -169,7 +171,10 @@ async fn commit_sync_is_all_or_nothing(b: &Backend) {
         .await
         .expect("logs")
         .len();
-    assert_eq!(before, after, "the log entry was rolled back with the link");
+    assert_eq!(
+        before, after,
+        "both log entries were rolled back with the link"
+    );
     let unchanged = s
         .get_link(second.id)
         .await
@@ -190,6 +195,7 @@ async fn history_follows_a_record_before_and_after_its_link(b: &Backend) {
         log: log(Some(&link), System::Crm, "c9", Outcome::Created),
         conflicts: vec![],
         hold_delete: false,
+        announced: None,
     })
     .await
     .expect("commit");
@@ -505,6 +511,7 @@ async fn conflicts_and_held_deletes(b: &Backend) {
         log: log(Some(&link), System::Crm, "c1", Outcome::Conflict),
         conflicts,
         hold_delete: true,
+        announced: None,
     })
     .await
     .expect("commit");

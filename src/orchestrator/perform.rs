@@ -90,6 +90,7 @@ pub(super) async fn perform(
     let mut row = fetched.link.clone();
     let mut conflicts = Vec::new();
     let mut hold_delete = false;
+    let mut link_unchanged = false;
     let source_after = |fields: &FieldMap| After {
         id: source.id.clone(),
         fields: fields.clone(),
@@ -103,6 +104,8 @@ pub(super) async fn perform(
                 (reason, row.as_mut(), &target, &source.fields)
             {
                 settle_row(cx, r, &source_after(fields), &after_of_target(t));
+            } else {
+                link_unchanged = true;
             }
         }
         SyncDecision::Create { fields, stamp } => {
@@ -250,7 +253,7 @@ pub(super) async fn perform(
     }
     log.link_id = row.as_ref().map(|r| r.id);
     log.duration_ms = started.elapsed().as_millis() as u64;
-    if let Some(detail) = announced(event) {
+    let announced = announced(event).map(|detail| {
         let mut received = NewSyncLogEntry::new(
             transaction_id,
             event.pair.clone(),
@@ -262,14 +265,17 @@ pub(super) async fn perform(
         );
         received.link_id = log.link_id;
         received.detail = Some(detail);
-        cx.store.append_log(received).await?;
-    }
+        received
+    });
     cx.store
         .commit_sync(SyncCommit {
-            link: row,
+            // A skip that left the link as it was (an echo, a duplicate) has nothing
+            // to save: under load every change is followed by the echo of its write.
+            link: row.filter(|_| !link_unchanged),
             log: log.clone(),
             conflicts,
             hold_delete,
+            announced,
         })
         .await?;
     Ok(Performed { log })

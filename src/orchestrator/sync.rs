@@ -226,6 +226,7 @@ impl Orchestrator {
             log: entry,
             conflicts: vec![],
             hold_delete: false,
+            announced: None,
         };
         if let Err(err) = self.store.commit_sync(commit).await {
             tracing::error!(error = %err, "cannot record the failure in the sync log");

@@ -349,6 +349,9 @@ impl Store for SeaStore {
         if let Some(link) = &commit.link {
             links::save(&txn, link).await?;
         }
+        if let Some(announced) = &commit.announced {
+            sync_log::append(&txn, announced).await?;
+        }
         let log_id = sync_log::append(&txn, &commit.log).await?;
         if let Some(link) = &commit.link {
             for conflict in &commit.conflicts {

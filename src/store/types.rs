@@ -250,6 +250,8 @@ pub struct SyncCommit {
     pub log: NewSyncLogEntry,
     pub conflicts: Vec<NewConflict>,
     pub hold_delete: bool,
+    /// What announced the change (a webhook's own words), logged just before `log`.
+    pub announced: Option<NewSyncLogEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -327,6 +327,7 @@ impl OperationsApi {
                     log,
                     conflicts: vec![],
                     hold_delete: false,
+                    announced: None,
                 })
                 .await
             {
