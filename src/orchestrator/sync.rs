@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::perform::{perform, Performed, SyncContext};
 use super::retry::backoff;
-use super::settle::Settling;
+use super::settle::{Settling, Turn};
 use super::workers::{ChangeHandler, HandleOutcome};
 use crate::connectors::http::{with_priority, Priority};
 use crate::connectors::{Connector, ConnectorError, ExternalRecord};
@@ -180,6 +180,28 @@ impl Orchestrator {
         Ok(Fetched { source, link })
     }
 
+    /// A change covered by a sync that waits for the record to settle is logged, so
+    /// the record's history says where the change went.
+    async fn record_covered(&self, event: &ChangeEvent, transaction_id: Uuid, due: Duration) {
+        let mut entry = NewSyncLogEntry::new(
+            transaction_id,
+            event.pair.clone(),
+            event.entity,
+            event.system,
+            &event.external_id,
+            event.trigger,
+            Outcome::Skipped,
+        );
+        entry.detail = Some(format!(
+            "settling: the record changed again within the window; its next sync, due in \
+             {} ms, reads it after this change",
+            due.as_millis()
+        ));
+        if let Err(err) = self.store.append_log(entry).await {
+            tracing::warn!(error = %err, "cannot record a settled change in the sync log");
+        }
+    }
+
     async fn record_failure(
         &self,
         event: &ChangeEvent,
@@ -279,8 +301,13 @@ impl ChangeHandler for Orchestrator {
             // Bulk work (a resync, a replay) reads each record once anyway.
             let turn = match priority {
                 Priority::Live => self.settling.turn(&event).await,
-                Priority::Bulk => None,
+                Priority::Bulk => Turn::Free,
             };
+            if let Turn::Covered { due } = turn {
+                self.record_covered(&event, transaction_id, due).await;
+                crate::metrics::sync_finished(Outcome::Skipped.as_str(), started.elapsed());
+                return HandleOutcome::Done;
+            }
             let result = self.sync(pair, &event, attempt, transaction_id).await;
             let wrote = matches!(&result, Ok(outcome) if *outcome != Outcome::Skipped);
             self.settling.finish(turn, wrote).await;
