@@ -75,15 +75,7 @@ pub(super) async fn perform(
         }
         _ => cx.transaction_id,
     };
-    let mut log = NewSyncLogEntry::new(
-        transaction_id,
-        event.pair.clone(),
-        event.entity,
-        side,
-        &event.external_id,
-        event.trigger,
-        Outcome::Skipped,
-    );
+    let mut log = NewSyncLogEntry::for_event(transaction_id, event, Outcome::Skipped);
     log.attempt = cx.attempt;
     log.source_snapshot = source.fields.as_ref().map(to_json);
     log.target_before = target.as_ref().map(|(t, _)| to_json(&t.fields));
@@ -254,15 +246,7 @@ pub(super) async fn perform(
     log.link_id = row.as_ref().map(|r| r.id);
     log.duration_ms = started.elapsed().as_millis() as u64;
     let announced = announced(event).map(|detail| {
-        let mut received = NewSyncLogEntry::new(
-            transaction_id,
-            event.pair.clone(),
-            event.entity,
-            side,
-            &event.external_id,
-            event.trigger,
-            Outcome::Received,
-        );
+        let mut received = NewSyncLogEntry::for_event(transaction_id, event, Outcome::Received);
         received.link_id = log.link_id;
         received.detail = Some(detail);
         received

@@ -183,15 +183,7 @@ impl Orchestrator {
     /// A change covered by a sync that waits for the record to settle is logged, so
     /// the record's history says where the change went.
     async fn record_covered(&self, event: &ChangeEvent, transaction_id: Uuid, due: Duration) {
-        let mut entry = NewSyncLogEntry::new(
-            transaction_id,
-            event.pair.clone(),
-            event.entity,
-            event.system,
-            &event.external_id,
-            event.trigger,
-            Outcome::Skipped,
-        );
+        let mut entry = NewSyncLogEntry::for_event(transaction_id, event, Outcome::Skipped);
         entry.detail = Some(format!(
             "settling: the record changed again within the window; its next sync, due in \
              {} ms, reads it after this change",
@@ -217,15 +209,7 @@ impl Orchestrator {
             .await
             .ok()
             .flatten();
-        let mut entry = NewSyncLogEntry::new(
-            transaction_id,
-            event.pair.clone(),
-            event.entity,
-            event.system,
-            &event.external_id,
-            event.trigger,
-            outcome,
-        );
+        let mut entry = NewSyncLogEntry::for_event(transaction_id, event, outcome);
         entry.link_id = link.as_ref().map(|l| l.id);
         entry.attempt = attempt;
         entry.error = Some(error.to_string());

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::{EntityType, PairId, System, Trigger};
+use crate::domain::{ChangeEvent, EntityType, PairId, System, Trigger};
 use crate::secret::Secret;
 
 macro_rules! string_enum {
@@ -187,6 +187,19 @@ pub struct NewSyncLogEntry {
 }
 
 impl NewSyncLogEntry {
+    /// An entry about the record a change event names.
+    pub fn for_event(transaction_id: Uuid, event: &ChangeEvent, outcome: Outcome) -> Self {
+        Self::new(
+            transaction_id,
+            event.pair.clone(),
+            event.entity,
+            event.system,
+            &event.external_id,
+            event.trigger,
+            outcome,
+        )
+    }
+
     /// An entry with only the essentials set; fill in the rest as needed.
     pub fn new(
         transaction_id: Uuid,

@@ -80,24 +80,27 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();
-        // Dropping runs on its own thread and runtime: Drop cannot await, and the test's
-        // runtime may be the one unwinding.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Runtime::new() else {
-                return;
-            };
-            runtime.block_on(async move {
-                use sea_orm::ConnectionTrait;
-                if let Ok(admin) = sea_orm::Database::connect(pg_admin_url()).await {
-                    let _ = admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                    let _ = admin.close().await;
-                }
-            });
-        })
-        .join();
+        on_own_runtime(async move {
+            use sea_orm::ConnectionTrait;
+            if let Ok(admin) = sea_orm::Database::connect(pg_admin_url()).await {
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+                let _ = admin.close().await;
+            }
+        });
     }
+}
+
+/// Runs clean-up to its end from a `Drop`: on a thread and runtime of its own, since
+/// Drop cannot await and the test's runtime may be the one unwinding.
+fn on_own_runtime(work: impl Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Runtime::new() {
+            runtime.block_on(work);
+        }
+    })
+    .join();
 }
 
 /// A fresh SQLite file for one test, removed when the test ends.
@@ -226,19 +229,11 @@ impl TestQueues {
 impl Drop for TestQueues {
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
-        // As for TestDatabase: Drop cannot await, and the test's runtime may be the one
-        // unwinding.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Runtime::new() else {
-                return;
-            };
-            runtime.block_on(async move {
-                let config = tandem::bus::BusConfig::new(amqp_url(), prefix);
-                if let Ok(bus) = tandem::bus::rabbitmq::RabbitBus::connect(config).await {
-                    let _ = bus.delete_topology().await;
-                }
-            });
-        })
-        .join();
+        on_own_runtime(async move {
+            let config = tandem::bus::BusConfig::new(amqp_url(), prefix);
+            if let Ok(bus) = tandem::bus::rabbitmq::RabbitBus::connect(config).await {
+                let _ = bus.delete_topology().await;
+            }
+        });
     }
 }
