@@ -14,7 +14,7 @@ use super::perform::{perform, Performed, SyncContext};
 use super::retry::backoff;
 use super::settle::{Settling, Turn};
 use super::workers::{ChangeHandler, HandleOutcome};
-use crate::connectors::http::{with_priority, Priority};
+use crate::connectors::http::{with_priority, BulkChange, Priority};
 use crate::connectors::{Connector, ConnectorError, ExternalRecord};
 use crate::domain::{ChangeEvent, EntityType, PairId, SyncPolicy, System, Trigger};
 use crate::store::{
@@ -282,6 +282,9 @@ impl ChangeHandler for Orchestrator {
             Trigger::Webhook | Trigger::Poll | Trigger::Retry => Priority::Live,
         };
         let work = async {
+            // Counted while it runs: half-full bulk batches wait for the bulk work on
+            // its way to them.
+            let _bulk = (priority == Priority::Bulk).then(BulkChange::begin);
             // Bulk work (a resync, a replay) reads each record once anyway.
             let turn = match priority {
                 Priority::Live => self.settling.turn(&event).await,

@@ -2,11 +2,13 @@
 //! batching.
 
 pub mod auth;
+pub mod bulk;
 pub mod client;
 pub mod coalesce;
 pub mod gate;
 
 pub use auth::{ClientAuth, OAuthSettings, OAuthTokens, StaticToken, TokenSource};
+pub use bulk::{BulkChange, Stage};
 pub use client::{
     ApiClient, ApiClientParts, ApiRequest, ApiResponse, RequestRecorder, SentRequest,
 };

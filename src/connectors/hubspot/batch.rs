@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::mapping::{id_of, prop};
-use crate::connectors::http::{ApiClient, ApiRequest, Coalescer, RateGate};
+use crate::connectors::http::{ApiClient, ApiRequest, Coalescer, RateGate, Stage};
 use crate::connectors::{ConnectorError, Exchange, ExternalRecord, Written};
 use crate::domain::System;
 
@@ -80,18 +80,30 @@ impl Batches {
         };
         let gate = kind.client.gate().clone();
         let search = kind.search_gate.clone();
-        let reads = kind.batched(MAX_ITEMS, window, &gate, |k, ids| async move {
+        let reads = kind.batched(MAX_ITEMS, window, &gate, Stage::Read, |k, ids| async move {
             k.read(ids).await
         });
-        let finds = kind.batched(MAX_TERMS, window, &search, |k, terms| async move {
-            k.find(terms).await
-        });
-        let creates = kind.batched(MAX_ITEMS, window, &gate, |k, items| async move {
-            k.create(items).await
-        });
-        let updates = kind.batched(MAX_ITEMS, window, &gate, |k, items| async move {
-            k.update(items).await
-        });
+        let finds = kind.batched(
+            MAX_TERMS,
+            window,
+            &search,
+            Stage::Find,
+            |k, terms| async move { k.find(terms).await },
+        );
+        let creates = kind.batched(
+            MAX_ITEMS,
+            window,
+            &gate,
+            Stage::Write,
+            |k, items| async move { k.create(items).await },
+        );
+        let updates = kind.batched(
+            MAX_ITEMS,
+            window,
+            &gate,
+            Stage::Write,
+            |k, items| async move { k.update(items).await },
+        );
         Self {
             reads,
             finds,
@@ -175,6 +187,7 @@ impl Kind {
         max: usize,
         window: Duration,
         gate: &Arc<RateGate>,
+        stage: Stage,
         call: impl Fn(Kind, Vec<I>) -> Fut + Send + Sync + 'static,
     ) -> Coalescer<I, O>
     where
@@ -183,9 +196,14 @@ impl Kind {
         Fut: std::future::Future<Output = Vec<O>> + Send + 'static,
     {
         let kind = self.clone();
-        Coalescer::gated(max, window, IN_FLIGHT, Some(gate.clone()), move |items| {
-            call(kind.clone(), items)
-        })
+        Coalescer::gated(
+            max,
+            window,
+            IN_FLIGHT,
+            Some(gate.clone()),
+            stage,
+            move |items| call(kind.clone(), items),
+        )
     }
 
     async fn read(&self, ids: Vec<String>) -> Vec<Found> {

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{validation_messages, Kind};
-use crate::connectors::http::{ApiClient, ApiRequest, ApiResponse, Coalescer};
+use crate::connectors::http::{ApiClient, ApiRequest, ApiResponse, Coalescer, Stage};
 use crate::connectors::{ConnectorError, Exchange, ExternalRecord, Written};
 use crate::domain::System;
 
@@ -51,19 +51,21 @@ pub struct Batches {
 
 impl Batches {
     pub fn new(client: Arc<ApiClient>, kind: Kind, window: Duration, in_flight: usize) -> Self {
-        let batched = |max| Batched {
+        let batched = |max, stage| Batched {
             client: client.clone(),
             max,
             window,
             in_flight,
+            stage,
         };
-        let reads = batched(MAX_ITEMS).of(move |c, ids| async move { read(&c, kind, ids).await });
-        let finds =
-            batched(MAX_TERMS).of(move |c, terms| async move { find(&c, kind, terms).await });
-        let creates =
-            batched(MAX_ITEMS).of(move |c, items| async move { create(&c, kind, items).await });
-        let updates =
-            batched(MAX_ITEMS).of(move |c, items| async move { update(&c, kind, items).await });
+        let reads = batched(MAX_ITEMS, Stage::Read)
+            .of(move |c, ids| async move { read(&c, kind, ids).await });
+        let finds = batched(MAX_TERMS, Stage::Find)
+            .of(move |c, terms| async move { find(&c, kind, terms).await });
+        let creates = batched(MAX_ITEMS, Stage::Write)
+            .of(move |c, items| async move { create(&c, kind, items).await });
+        let updates = batched(MAX_ITEMS, Stage::Write)
+            .of(move |c, items| async move { update(&c, kind, items).await });
         Self {
             reads,
             finds,
@@ -80,6 +82,7 @@ struct Batched {
     max: usize,
     window: Duration,
     in_flight: usize,
+    stage: Stage,
 }
 
 impl Batched {
@@ -94,9 +97,14 @@ impl Batched {
     {
         let gate = Some(self.client.gate().clone());
         let client = self.client;
-        Coalescer::gated(self.max, self.window, self.in_flight, gate, move |items| {
-            call(client.clone(), items)
-        })
+        Coalescer::gated(
+            self.max,
+            self.window,
+            self.in_flight,
+            gate,
+            self.stage,
+            move |items| call(client.clone(), items),
+        )
     }
 }
 
