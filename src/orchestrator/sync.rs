@@ -295,7 +295,14 @@ impl ChangeHandler for Orchestrator {
                 crate::metrics::sync_finished(Outcome::Skipped.as_str(), started.elapsed());
                 return HandleOutcome::Done;
             }
-            let result = self.sync(pair, &event, attempt, transaction_id).await;
+            let mut result = self.sync(pair, &event, attempt, transaction_id).await;
+            if let Err(SyncError::Store(StoreError::AlreadyLinked(detail))) = &result {
+                // The other side's change of the same new person linked the two records
+                // first (until a link names both, each side locks its own record). The
+                // link is there now, so syncing again finds it and waits for its lock.
+                tracing::debug!(%detail, "linked meanwhile by the other side's change; syncing again");
+                result = self.sync(pair, &event, attempt, transaction_id).await;
+            }
             let wrote = matches!(&result, Ok(outcome) if *outcome != Outcome::Skipped);
             self.settling.finish(turn, wrote).await;
             match result {
