@@ -135,8 +135,10 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
         sims.hubspot_url, sims.xero_url
     );
     println!(
-        "  seeded {} customers on each side, {} of them the same people; simulated people make {} edits a second",
-        args.customers, args.shared, args.edits_per_second
+        "  seeded {} customers on each side, {} of them the same people; simulated people make {} a second",
+        args.customers,
+        args.shared,
+        plural(args.edits_per_second, "edit")
     );
     println!("  dashboard: {base}/   (paste the admin token printed below)");
     println!(
@@ -270,4 +272,26 @@ pub async fn simulators(args: SimArgs) -> anyhow::Result<()> {
     shutdown.cancelled().await;
     let _ = people.await;
     Ok(())
+}
+
+/// "1 edit", "2 edits", "0.5 edits".
+fn plural(count: impl std::fmt::Display, noun: &str) -> String {
+    let count = count.to_string();
+    if count == "1" {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plural;
+
+    #[test]
+    fn one_edit_is_singular_and_others_plural() {
+        assert_eq!(plural(1, "edit"), "1 edit");
+        assert_eq!(plural(2, "edit"), "2 edits");
+        assert_eq!(plural(0.5, "edit"), "0.5 edits");
+    }
 }
