@@ -511,6 +511,14 @@ async fn admin_errors_say_what_was_wrong() {
         spec["paths"]["/resync"].is_object() && spec["servers"][0]["url"] == "/api",
         "{spec}"
     );
+    let (status, page) = r.call(reqwest::Method::GET, "/docs", None, None).await;
+    let page = page.as_str().unwrap_or_default();
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("SwaggerUIBundle") && page.contains("/resync"),
+        "/docs is not the API browser with the document: {}",
+        &page[..page.len().min(200)]
+    );
     r.finish().await;
 }
 

@@ -28,7 +28,13 @@ pub struct HttpState {
 pub fn routes(state: HttpState) -> impl poem::Endpoint {
     let admin = admin::service(state.admin.clone());
     let spec = admin.spec_endpoint();
-    let docs = admin.swagger_ui();
+    // The API browser's page carries the whole Swagger UI bundle (3 MiB); built when
+    // asked for rather than kept for the life of the process.
+    let browser = Arc::new(admin::service(state.admin.clone()));
+    let docs = poem::endpoint::make(move |_| {
+        let browser = browser.clone();
+        async move { poem::web::Html(browser.swagger_ui_html()) }
+    });
     Route::new()
         .at("/", get(dashboard::page))
         .at("/health", get(health::health))
@@ -43,7 +49,7 @@ pub fn routes(state: HttpState) -> impl poem::Endpoint {
             admin::require_token(admin.into_endpoint(), state.admin_token.clone()),
         )
         .at("/openapi.json", spec)
-        .nest("/docs", docs)
+        .at("/docs", get(docs))
         .data(state.intake.clone())
         .data(state)
 }
