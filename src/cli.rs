@@ -162,6 +162,10 @@ pub struct BenchArgs {
     /// Where the JSON results go.
     #[arg(long, default_value = "bench/results")]
     pub out: std::path::PathBuf,
+    /// A command to run the engine child under, for profiling, e.g. `valgrind
+    /// --tool=massif` (its pid must be the engine's, as valgrind's is).
+    #[arg(long)]
+    pub engine_wrapper: Option<String>,
     /// Internal: run as the engine child of a scenario (`serve` with lifted limits).
     #[arg(long, hide = true)]
     pub engine_child: bool,

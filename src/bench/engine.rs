@@ -44,6 +44,13 @@ impl ConnectorLimits {
     }
 }
 
+static WRAPPER: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Engine children start under `wrapper` (a profiler's command line, split on spaces).
+pub fn wrap_engine_in(wrapper: &str) {
+    let _ = WRAPPER.set(wrapper.split_whitespace().map(String::from).collect());
+}
+
 /// `tandem bench --engine-child`: `tandem serve` whose connectors keep to limits no
 /// load here reaches.
 pub async fn serve_with_lifted_limits(settings: Settings) -> anyhow::Result<()> {
@@ -147,7 +154,16 @@ impl EngineChild {
             ConnectorLimits::Published => &["serve"],
         };
         let exe = std::env::current_exe().context("cannot find this executable")?;
-        let mut command = Command::new(&exe);
+        // A profiler in front of the engine (`--engine-wrapper`).
+        let mut wrapper = WRAPPER.get().into_iter().flatten();
+        let mut command = match wrapper.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(wrapper).arg(&exe);
+                command
+            }
+            None => Command::new(&exe),
+        };
         // Every setting comes from the generated file; the log filter passes through.
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().to_string();

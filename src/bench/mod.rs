@@ -52,6 +52,9 @@ pub async fn run(
     if args.engine_child {
         return engine::serve_with_lifted_limits(settings.clone()).await;
     }
+    if let Some(wrapper) = &args.engine_wrapper {
+        engine::wrap_engine_in(wrapper);
+    }
     for scenario in &args.scenarios {
         if !SCENARIOS.contains(&scenario.as_str()) {
             anyhow::bail!(
