@@ -1,6 +1,7 @@
 //! The orchestrator: consumes change events from the bus ([`workers`]) and handles each
 //! one ([`sync`]): lock the record, fetch it, decide, write, record.
 
+pub mod idle;
 mod perform;
 pub mod references;
 pub mod retry;

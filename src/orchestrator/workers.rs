@@ -101,6 +101,12 @@ impl WorkerPool {
         let slots = Arc::new(Semaphore::new(self.workers));
         let in_flight = TaskTracker::new();
         let abandon = CancellationToken::new();
+        let stop_watching = CancellationToken::new();
+        let watcher = tokio::spawn(super::idle::give_back_when_idle(
+            in_flight.clone(),
+            stop_watching.clone(),
+            super::idle::return_free_memory,
+        ));
         let mut paused = self.control.paused.subscribe();
         'taking: loop {
             while *paused.borrow_and_update() {
@@ -137,6 +143,8 @@ impl WorkerPool {
                 drop(slot);
             });
         }
+        stop_watching.cancel();
+        let _ = watcher.await;
         in_flight.close();
         if tokio::time::timeout(self.grace, in_flight.wait())
             .await
