@@ -25,6 +25,13 @@ use crate::config::Settings;
 use crate::domain::{ChangeEvent, ChangeKind, EntityType, PairId, System, Trigger};
 use crate::store::Store;
 
+/// How many recently taken deliveries are remembered in memory, and for how long. The
+/// store's receipts are the authority; this only spares them the query for the
+/// redeliveries that come soon (a sender's retry, a duplicated delivery). A larger
+/// memory is not worth keeping: 100,000 entries held about 8 MiB after a busy minute.
+const SEEN_CAPACITY: u64 = 10_000;
+const SEEN_FOR: Duration = Duration::from_secs(3600);
+
 /// Everything the receiver needs, built once from settings.
 pub struct WebhookIntake {
     secrets: HashMap<(PairId, System), Vec<WebhookSecret>>,
@@ -55,8 +62,8 @@ impl WebhookIntake {
             bus,
             store,
             seen: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(24 * 3600))
+                .max_capacity(SEEN_CAPACITY)
+                .time_to_live(SEEN_FOR)
                 .build(),
             max_body_bytes: settings.webhooks.max_body_bytes,
             public_base_url: settings.webhooks.public_base_url.clone(),
