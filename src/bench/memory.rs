@@ -34,7 +34,7 @@ pub struct MemoryReport {
     pub idle_after_load_mib: f64,
     pub load: LoadStep,
     pub samples: usize,
-    /// Idle at most 40 MB (both idle readings).
+    /// Idle at most 40 MB (all three idle readings).
     pub idle_goal_met: bool,
     /// Peak at most 150 MB under the load.
     pub peak_goal_met: bool,
@@ -77,6 +77,9 @@ async fn measure(rig: &SyncRig, options: &MemoryOptions) -> anyhow::Result<Memor
     let started = Instant::now();
     let (load, _) = step(rig, &sampler, options.rate, length, &mut serial).await?;
     let peak = mib(sampler.peak(started, Instant::now()));
+    // The load's echoes are still being handled when its last change has arrived.
+    rig.settle(Duration::from_secs(1), Duration::from_secs(120))
+        .await?;
     let idle_after_load = idle(&sampler).await;
     // The goals are in MB (10^6 bytes); the figures in MiB.
     let limit = |megabytes: f64| megabytes * MB;
@@ -90,7 +93,9 @@ async fn measure(rig: &SyncRig, options: &MemoryOptions) -> anyhow::Result<Memor
         idle_after_load_mib: idle_after_load,
         load,
         samples: sampler.count(),
-        idle_goal_met: idle_after_start <= limit(40.0) && idle_after_first_sync <= limit(40.0),
+        idle_goal_met: [idle_after_start, idle_after_first_sync, idle_after_load]
+            .iter()
+            .all(|&idle| idle <= limit(40.0)),
         peak_goal_met: peak <= limit(150.0),
     })
 }
