@@ -44,6 +44,9 @@ pub struct RunFacts {
     pub hubspot_refused_429: usize,
     /// Calls each simulator answered, by method, path (ids left out) and status class.
     pub calls_by_kind: std::collections::BTreeMap<String, usize>,
+    /// Records each kind of Xero call named on average (the items of a batch write,
+    /// the ids or terms of a read): how full the batches were under Xero's limit.
+    pub xero_items_per_call: std::collections::BTreeMap<String, f64>,
 }
 
 /// One step of the chaos schedule, at a share of the edit phase.
@@ -207,10 +210,36 @@ pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFa
         hubspot_calls: sims.hubspot.calls().len(),
         hubspot_refused_429: sims.hubspot.refused_429(),
         calls_by_kind: calls_by_kind(&sims),
+        xero_items_per_call: xero_items_per_call(&sims),
         profile,
     };
     stop_sims.cancel();
     Ok((facts, report))
+}
+
+/// A call's kind: the service, method, path without ids and status class.
+fn kind(service: &str, method: &str, path: &str, status: u16) -> String {
+    // Ids are digits or UUIDs; keep the words.
+    let path: Vec<&str> = path
+        .split('/')
+        .filter(|part| !part.is_empty())
+        .filter(|part| !part.chars().any(|c| c.is_ascii_digit()))
+        .collect();
+    format!("{service} {method} /{} {}xx", path.join("/"), status / 100)
+}
+
+fn xero_items_per_call(sims: &Simulators) -> std::collections::BTreeMap<String, f64> {
+    let mut sums: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for call in sims.xero.calls() {
+        let entry = sums
+            .entry(kind("xero", &call.method, &call.path, call.status))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += call.items;
+    }
+    sums.into_iter()
+        .map(|(kind, (calls, items))| (kind, items as f64 / calls.max(1) as f64))
+        .collect()
 }
 
 fn calls_by_kind(sims: &Simulators) -> std::collections::BTreeMap<String, usize> {
@@ -226,14 +255,9 @@ fn calls_by_kind(sims: &Simulators) -> std::collections::BTreeMap<String, usize>
         .into_iter()
         .map(|c| ("hubspot", c.method, c.path, c.status));
     for (service, method, path, status) in xero.chain(hubspot) {
-        // Ids are digits or UUIDs; keep the words.
-        let path: Vec<&str> = path
-            .split('/')
-            .filter(|part| !part.is_empty())
-            .filter(|part| !part.chars().any(|c| c.is_ascii_digit()))
-            .collect();
-        let key = format!("{service} {method} /{} {}xx", path.join("/"), status / 100);
-        *kinds.entry(key).or_insert(0) += 1;
+        *kinds
+            .entry(kind(service, &method, &path, status))
+            .or_insert(0) += 1;
     }
     kinds
 }

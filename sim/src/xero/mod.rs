@@ -83,6 +83,9 @@ pub struct SimCall {
     /// The raw (still percent-encoded) query string.
     pub query: String,
     pub status: u16,
+    /// Records the call named: a batch write's items, a read's ids or ORed terms; 0
+    /// for a listing.
+    pub items: usize,
     pub at: Instant,
     pub finished: Instant,
 }

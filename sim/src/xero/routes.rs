@@ -176,6 +176,8 @@ impl XeroSim {
             .await
             .map(|b| b.to_vec())
             .unwrap_or_default();
+        let pairs = decode_pairs(&raw_query);
+        let items = items_named(&pairs, &body);
         let knobs = self.knobs.get();
         let (answer, guard) = match self.gate(&req, &knobs) {
             Err(refused) => (refused, None),
@@ -183,7 +185,7 @@ impl XeroSim {
                 let call = Call {
                     method: req.method().clone(),
                     inner_path: req.uri().path().to_string(),
-                    pairs: decode_pairs(&raw_query),
+                    pairs,
                     if_modified_since: header(&req, "if-modified-since"),
                     idempotency_key: header(&req, "idempotency-key"),
                     body,
@@ -205,6 +207,7 @@ impl XeroSim {
             path,
             query: raw_query,
             status: answer.status,
+            items,
             at,
             finished: Instant::now(),
         };
@@ -679,4 +682,45 @@ fn pay(state: &mut State, call: &Call) -> Written {
         });
         Ok((rendered, Some(change)))
     })
+}
+
+/// How many records a call names: the items of a batch write, the ids or ORed terms
+/// of a read; 0 for a listing. Shows how full the engine's batches are.
+fn items_named(pairs: &[(String, String)], body: &[u8]) -> usize {
+    if let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) {
+        return fields
+            .values()
+            .filter_map(Value::as_array)
+            .map(Vec::len)
+            .sum();
+    }
+    let named = |key: &str| pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key));
+    if let Some((_, ids)) = named("IDs") {
+        return ids.split(',').filter(|id| !id.is_empty()).count();
+    }
+    if let Some((_, clause)) = named("where") {
+        return clause.matches(" OR ").count() + 1;
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::items_named;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_call_names_its_batch_items_ids_or_terms() {
+        let body = br#"{"Contacts":[{"Name":"A"},{"Name":"B"},{"Name":"C"}]}"#;
+        assert_eq!(items_named(&[], body), 3);
+        assert_eq!(items_named(&pairs(&[("IDs", "a,b")]), b""), 2);
+        let clause = r#"EmailAddress=="a@x" OR EmailAddress=="b@x" OR EmailAddress=="c@x""#;
+        assert_eq!(items_named(&pairs(&[("where", clause)]), b""), 3);
+        assert_eq!(items_named(&pairs(&[("page", "1")]), b""), 0);
+    }
 }
