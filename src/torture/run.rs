@@ -4,6 +4,7 @@
 //! RabbitMQ and PostgreSQL are restarted. When the edits stop and the engine has
 //! settled, [`super::check`] judges the end state against the journal of every edit.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -43,10 +44,10 @@ pub struct RunFacts {
     pub hubspot_calls: usize,
     pub hubspot_refused_429: usize,
     /// Calls each simulator answered, by method, path (ids left out) and status class.
-    pub calls_by_kind: std::collections::BTreeMap<String, usize>,
+    pub calls_by_kind: BTreeMap<String, usize>,
     /// Records each kind of Xero call named on average (the items of a batch write,
     /// the ids or terms of a read): how full the batches were under Xero's limit.
-    pub xero_items_per_call: std::collections::BTreeMap<String, f64>,
+    pub xero_items_per_call: BTreeMap<String, f64>,
 }
 
 /// One step of the chaos schedule, at a share of the edit phase.
@@ -192,6 +193,7 @@ pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFa
             settle_seconds: 60,
         },
     );
+    let (xero_calls, hubspot_calls) = (sims.xero.calls(), sims.hubspot.calls());
     let facts = RunFacts {
         first_sync_seconds,
         edit_seconds,
@@ -205,12 +207,12 @@ pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFa
         deals_won: counts.deals_won,
         invoices_paid: counts.invoices_paid,
         chaos: chaos_log,
-        xero_calls: sims.xero.calls().len(),
+        xero_calls: xero_calls.len(),
         xero_refused_429: sims.xero.refused_429(),
-        hubspot_calls: sims.hubspot.calls().len(),
+        hubspot_calls: hubspot_calls.len(),
         hubspot_refused_429: sims.hubspot.refused_429(),
-        calls_by_kind: calls_by_kind(&sims),
-        xero_items_per_call: xero_items_per_call(&sims),
+        calls_by_kind: calls_by_kind(&xero_calls, &hubspot_calls),
+        xero_items_per_call: xero_items_per_call(&xero_calls),
         profile,
     };
     stop_sims.cancel();
@@ -228,35 +230,32 @@ fn kind(service: &str, method: &str, path: &str, status: u16) -> String {
     format!("{service} {method} /{} {}xx", path.join("/"), status / 100)
 }
 
-fn xero_items_per_call(sims: &Simulators) -> std::collections::BTreeMap<String, f64> {
-    let mut sums: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
-    for call in sims.xero.calls() {
-        let entry = sums
+fn xero_items_per_call(calls: &[sim::xero::SimCall]) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for call in calls {
+        let (count, items) = sums
             .entry(kind("xero", &call.method, &call.path, call.status))
             .or_default();
-        entry.0 += 1;
-        entry.1 += call.items;
+        *count += 1;
+        *items += call.items;
     }
     sums.into_iter()
-        .map(|(kind, (calls, items))| (kind, items as f64 / calls.max(1) as f64))
+        .map(|(kind, (count, items))| (kind, items as f64 / count as f64))
         .collect()
 }
 
-fn calls_by_kind(sims: &Simulators) -> std::collections::BTreeMap<String, usize> {
-    let mut kinds = std::collections::BTreeMap::new();
-    let xero = sims
-        .xero
-        .calls()
-        .into_iter()
-        .map(|c| ("xero", c.method, c.path, c.status));
-    let hubspot = sims
-        .hubspot
-        .calls()
-        .into_iter()
-        .map(|c| ("hubspot", c.method, c.path, c.status));
+fn calls_by_kind(
+    xero: &[sim::xero::SimCall],
+    hubspot: &[sim::hubspot::SimCall],
+) -> BTreeMap<String, usize> {
+    let xero = xero.iter().map(|c| ("xero", &c.method, &c.path, c.status));
+    let hubspot = hubspot
+        .iter()
+        .map(|c| ("hubspot", &c.method, &c.path, c.status));
+    let mut kinds = BTreeMap::new();
     for (service, method, path, status) in xero.chain(hubspot) {
         *kinds
-            .entry(kind(service, &method, &path, status))
+            .entry(kind(service, method, path, status))
             .or_insert(0) += 1;
     }
     kinds

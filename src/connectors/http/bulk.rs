@@ -74,7 +74,7 @@ impl Drop for Parked {
 /// Whether some bulk change may still reach a batch of `stage`: under way somewhere
 /// other than a waiting batch, or waiting in a batch of an earlier stage.
 pub(super) fn on_its_way(stage: Stage) -> bool {
-    let parked: Vec<usize> = PARKED.iter().map(|p| p.load(Ordering::SeqCst)).collect();
+    let parked = PARKED.each_ref().map(|p| p.load(Ordering::SeqCst));
     UNDER_WAY.load(Ordering::SeqCst) > parked.iter().sum::<usize>()
         || parked[..stage as usize].iter().any(|&p| p > 0)
 }

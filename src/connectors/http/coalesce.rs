@@ -11,8 +11,9 @@
 //! after its first). Its items are not waited on by anyone, and under a tight limit
 //! (Xero's 60 calls a minute) every call that leaves half full costs the backfill
 //! time. Once the gate is open, a half-full bulk batch is also held (at most
-//! [`BULK_MAX_HOLD`]) while bulk changes are on their way elsewhere (see [`bulk`]). A live item in the batch brings
-//! its deadline back to the live window, and the batch call is made at live priority.
+//! [`BULK_MAX_HOLD`]) while bulk changes are on their way to it (see [`bulk`]). A live
+//! item in the batch brings its deadline back to the live window, and the batch call is
+//! made at live priority.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,8 +29,8 @@ use super::gate::{current_priority, with_priority, Priority, RateGate};
 pub const BULK_QUIET: Duration = Duration::from_millis(500);
 /// The longest a batch of bulk work waits to fill.
 pub const BULK_MAX_WAIT: Duration = Duration::from_secs(2);
-/// The longest a half-full batch of bulk work, its gate open, is held for the items
-/// that the connection's calls under way will bring.
+/// The longest a half-full batch of bulk work, its gate open, is held for the bulk
+/// changes still on their way to it.
 pub const BULK_MAX_HOLD: Duration = Duration::from_secs(10);
 
 struct Job<I, O> {
@@ -147,12 +148,10 @@ async fn run<I, O, F, Fut>(
                 (last + window.max(BULK_QUIET)).min(started + BULK_MAX_WAIT.max(window))
             };
             tokio::select! {
-                item = rx.recv() => match item {
-                    Some(item) => {
-                        batch.push(item);
-                        last = Instant::now();
-                    }
-                    None => { open = false; break }
+                took = take_next(&mut rx, &mut batch, &mut open) => if took {
+                    last = Instant::now();
+                } else {
+                    break;
                 },
                 _ = tokio::time::sleep_until(deadline) => break,
             }
@@ -170,10 +169,7 @@ async fn run<I, O, F, Fut>(
                     Ok(permit) => break permit,
                     Err(_) => return,
                 },
-                item = rx.recv() => match item {
-                    Some(item) => batch.push(item),
-                    None => open = false,
-                },
+                _ = take_next(&mut rx, &mut batch, &mut open) => {}
             }
         };
         if let Some(gate) = &gate {
@@ -188,10 +184,7 @@ async fn run<I, O, F, Fut>(
                     }
                     tokio::select! {
                         _ = gate.ready(priority) => break,
-                        item = rx.recv() => match item {
-                            Some(item) => batch.push(item),
-                            None => open = false,
-                        },
+                        _ = take_next(&mut rx, &mut batch, &mut open) => {}
                     }
                 }
                 let live = batch.iter().any(Job::live);
@@ -213,15 +206,15 @@ async fn run<I, O, F, Fut>(
                 }
             }
         }
+        let priority = batch_priority(&batch);
         tracing::debug!(
             items = batch.len(),
             max,
-            priority = ?batch_priority(&batch),
+            ?priority,
             waited_ms = started.elapsed().as_millis() as u64,
             "batch call"
         );
         let flush = flush.clone();
-        let priority = batch_priority(&batch);
         tokio::spawn(with_priority(priority, async move {
             let (items, answers): (Vec<I>, Vec<oneshot::Sender<O>>) =
                 batch.into_iter().map(|job| (job.item, job.answer)).unzip();
@@ -261,21 +254,31 @@ async fn hold_for_more<I, O>(
     }
     loop {
         tokio::select! {
-            item = rx.recv() => match item {
-                Some(item) => {
-                    batch.push(item);
-                    return true;
-                }
-                None => {
-                    *open = false;
-                    return false;
-                }
-            },
+            took = take_next(rx, batch, open) => return took,
             // What the last answers set free may still come, within the quiet time.
             _ = bulk::changed(stage) => if !bulk::on_its_way(stage) {
                 return true;
             },
             _ = tokio::time::sleep_until(until) => return false,
+        }
+    }
+}
+
+/// Takes the next item into `batch`; false once the channel has closed (`open` is
+/// cleared then). Safe to drop unfinished: an item received is pushed in the same poll.
+async fn take_next<I, O>(
+    rx: &mut mpsc::UnboundedReceiver<Job<I, O>>,
+    batch: &mut Vec<Job<I, O>>,
+    open: &mut bool,
+) -> bool {
+    match rx.recv().await {
+        Some(item) => {
+            batch.push(item);
+            true
+        }
+        None => {
+            *open = false;
+            false
         }
     }
 }
@@ -291,15 +294,10 @@ async fn fill_for<I, O>(
     let mut added = false;
     while batch.len() < max {
         tokio::select! {
-            item = rx.recv() => match item {
-                Some(item) => {
-                    batch.push(item);
-                    added = true;
-                }
-                None => {
-                    *open = false;
-                    break;
-                }
+            took = take_next(rx, batch, open) => if took {
+                added = true;
+            } else {
+                break;
             },
             _ = tokio::time::sleep(quiet) => break,
         }
