@@ -187,6 +187,7 @@ pub fn from_settings_with(
                         connector: connector.clone(),
                         interval: Duration::from_secs(pair.poll_interval_secs),
                         overlap: Duration::from_secs(pair.poll_overlap_secs),
+                        policy: pair.policy(entity),
                     });
                 }
             }

@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value};
 use tandem::domain::{
-    apply, decide, idempotency_key, settle, Checksum, ConflictPolicy, DecisionInput, DeletePolicy,
-    EntityType, FieldMap, LinkSnapshot, PairId, SkipReason, SourceRecord, SyncDecision, SyncPolicy,
-    System, TargetFound, TargetRecord,
+    apply, decide, decide_without_target, idempotency_key, settle, Checksum, ConflictPolicy,
+    DecisionInput, DeletePolicy, EntityType, FieldMap, LinkSnapshot, PairId, SkipReason,
+    SourceRecord, SyncDecision, SyncPolicy, System, TargetFound, TargetRecord,
 };
 
 fn fields(pairs: &[(&str, Value)]) -> FieldMap {
@@ -95,6 +95,45 @@ fn the_echo_of_tandems_own_write_is_skipped() {
     });
     assert_eq!(decision, SyncDecision::Skip(SkipReason::Echo));
     assert!(!decision.writes());
+}
+
+#[test]
+fn echoes_stale_versions_and_deletes_are_decided_before_the_other_side_is_read() {
+    let policy = customers();
+    let link = synced(&policy, ("c1", &ada(), T1), ("f1", &ada(), T1));
+    let early = |src: &SourceRecord| decide_without_target(src, Some(&link), &policy);
+    assert_eq!(
+        early(&source(System::Finance, "f1", ada(), T1)),
+        Some(SyncDecision::Skip(SkipReason::Echo))
+    );
+    let mut edited = ada();
+    edited.insert("phone".into(), json!("+44 2"));
+    assert_eq!(
+        early(&source(System::Crm, "c1", edited.clone(), T0)),
+        Some(SyncDecision::Skip(SkipReason::Stale))
+    );
+    // New content needs the other side: to merge with, or to find a match in.
+    assert_eq!(early(&source(System::Crm, "c1", edited.clone(), T2)), None);
+    assert_eq!(
+        decide_without_target(&source(System::Crm, "c1", ada(), T2), None, &policy),
+        None,
+        "first sight"
+    );
+    let deleted = SourceRecord {
+        fields: None,
+        ..source(System::Crm, "c1", ada(), T2)
+    };
+    assert_eq!(early(&deleted), Some(SyncDecision::Archive));
+    // Whatever the early answer, the full decision agrees with it.
+    for src in [source(System::Finance, "f1", ada(), T1), deleted] {
+        let full = decide(DecisionInput {
+            source: &src,
+            link: Some(&link),
+            target: None,
+            policy: &policy,
+        });
+        assert_eq!(Some(full), early(&src));
+    }
 }
 
 #[test]

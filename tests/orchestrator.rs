@@ -307,6 +307,14 @@ async fn a_crm_customer_gives_one_finance_customer_and_its_echo_no_write(h: &Har
         "origin stamp"
     );
     let writes = (h.crm.writes(), h.finance.writes());
+    let crm_reads = || {
+        h.crm
+            .calls()
+            .iter()
+            .filter(|c| c.operation == Operation::Get)
+            .count()
+    };
+    let reads = crm_reads();
     // Finance announces the record Tandem wrote.
     h.announce(System::Finance, EntityType::Customer, finance_id)
         .await;
@@ -320,6 +328,7 @@ async fn a_crm_customer_gives_one_finance_customer_and_its_echo_no_write(h: &Har
         writes,
         "the echo wrote nothing"
     );
+    assert_eq!(crm_reads(), reads, "the echo did not read the CRM");
     assert_eq!(
         h.link_of(System::Crm, EntityType::Customer, &crm_id)
             .await

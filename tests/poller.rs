@@ -15,9 +15,9 @@ use tandem::bus::rabbitmq::RabbitBus;
 use tandem::bus::{Bus, BusConfig, BusError, BusMessage, Consumer, Lane};
 use tandem::connectors::memory::InMemorySystem;
 use tandem::connectors::{ChangePage, Connector, ConnectorError, ExternalRecord, Written};
-use tandem::domain::{EntityType, FieldMap, PairId, System};
+use tandem::domain::{source_checksum, EntityType, FieldMap, PairId, SyncPolicy, System};
 use tandem::intake::{PollReport, PollTarget, Poller};
-use tandem::store::{self, SeaStore, Store};
+use tandem::store::{self, EntityLink, SeaStore, Store};
 use tokio_util::sync::CancellationToken;
 
 fn customer(n: u32) -> FieldMap {
@@ -200,6 +200,7 @@ impl Setup {
             connector,
             interval,
             overlap: Duration::from_secs(30),
+            policy: SyncPolicy::defaults(EntityType::Customer),
         }
     }
 
@@ -329,6 +330,50 @@ async fn the_cursor_moves_only_after_every_publish_was_confirmed(s: &Setup) {
     );
 }
 
+async fn a_listed_record_its_link_already_holds_is_not_published(s: &Setup) {
+    let source = Arc::new(InMemorySystem::new(System::Crm));
+    let synced = source.person_creates(EntityType::Customer, customer(1));
+    let edited_since = source.person_creates(EntityType::Customer, customer(2));
+    let unlinked = source.person_creates(EntityType::Customer, customer(3));
+    let target = s.target(source.clone(), Duration::from_secs(60));
+    // Links as a sync leaves them: `synced` holds its content as listed, the other
+    // holds what it was before a person edited it.
+    for (id, held) in [(&synced, customer(1)), (&edited_since, customer(20))] {
+        let listed = source
+            .get(EntityType::Customer, id)
+            .await
+            .expect("get")
+            .expect("there");
+        let mut link = EntityLink::new(target.pair.clone(), EntityType::Customer, System::Crm, id);
+        link.finance_id = Some(format!("F-{id}"));
+        link.crm_checksum = Some(source_checksum(&held, System::Crm, &target.policy).0);
+        link.crm_version = listed.version;
+        s.store.insert_link(&link).await.expect("link");
+    }
+    let poller = Poller::new(s.store.clone() as Arc<dyn Store>, s.bus.clone());
+    assert_eq!(
+        poller.poll_once(&target).await.expect("poll"),
+        PollReport::Polled { published: 2 }
+    );
+    let mut consumer = s.bus.consume(Lane::Live).await.expect("consume");
+    let mut expected = vec![edited_since, unlinked];
+    expected.sort();
+    assert_eq!(
+        s.published(&mut consumer, Duration::from_secs(2)).await,
+        expected
+    );
+    // A person edits the synced record, its webhook is dropped: the poll publishes it.
+    source.person_edits(EntityType::Customer, &synced, &customer(9));
+    assert_eq!(
+        poller.poll_once(&target).await.expect("poll"),
+        PollReport::Polled { published: 1 }
+    );
+    assert_eq!(
+        s.published(&mut consumer, Duration::from_secs(2)).await,
+        vec![synced]
+    );
+}
+
 macro_rules! on_both_setups {
     ($($name:ident),* $(,)?) => {
         mod postgres_rabbitmq {
@@ -358,6 +403,7 @@ on_both_setups!(
     a_record_written_during_a_poll_is_found_by_the_next,
     a_change_whose_webhook_was_dropped_is_found_within_one_interval,
     the_cursor_moves_only_after_every_publish_was_confirmed,
+    a_listed_record_its_link_already_holds_is_not_published,
 );
 
 /// Two serving processes on one database: only one polls a given cursor.

@@ -14,8 +14,9 @@ pub mod record;
 pub use checksum::Checksum;
 pub use customer::{Address, Customer};
 pub use decision::{
-    apply, decide, idempotency_key, settle, source_checksum, Changes, DecisionInput, FieldConflict,
-    LinkSnapshot, SkipReason, SourceRecord, SyncDecision, TargetFound, TargetRecord,
+    apply, decide, decide_without_target, idempotency_key, settle, source_checksum, Changes,
+    DecisionInput, FieldConflict, LinkSnapshot, SkipReason, SourceRecord, SyncDecision,
+    TargetFound, TargetRecord,
 };
 pub use event::{ChangeEvent, ChangeKind, Trigger};
 pub use ids::{EntityType, PairId, System};

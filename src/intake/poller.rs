@@ -6,8 +6,15 @@
 //! keep overlapping polls from publishing one version twice); and advances the cursor
 //! only once every publish was confirmed. A lease in the store lets one process at a
 //! time poll a given cursor.
+//!
+//! A listed record whose link already holds what was listed (the echo of a sync,
+//! found again by the next poll, or a version older than the one synced) is not
+//! published: the sync core would read it again only to skip it, and on a
+//! rate-limited system (Xero's 60 calls a minute) that read is budget live changes
+//! wait for. Only content the link already holds is passed over, so an edit a
+//! dropped webhook did not announce is published as before.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, BusMessage, Lane};
 use crate::connectors::{Connector, ConnectorError, ExternalRecord};
-use crate::domain::{ChangeEvent, ChangeKind, EntityType, PairId, System, Trigger};
+use crate::domain::{
+    decide_without_target, ChangeEvent, ChangeKind, EntityType, LinkSnapshot, PairId, SkipReason,
+    SourceRecord, SyncDecision, SyncPolicy, System, Trigger,
+};
 use crate::store::{Store, StoreError};
 
 /// One cursor to poll.
@@ -28,6 +38,8 @@ pub struct PollTarget {
     pub connector: Arc<dyn Connector>,
     pub interval: Duration,
     pub overlap: Duration,
+    /// The pair's policy for the entity type: what a link's checksums cover.
+    pub policy: SyncPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +170,10 @@ impl Poller {
         target: &PollTarget,
         records: &[ExternalRecord],
     ) -> Result<usize, PollError> {
+        let synced = self.already_synced(target, records).await?;
         let events: Vec<ChangeEvent> = records
             .iter()
+            .filter(|record| !synced.contains(record.id.as_str()))
             .map(|record| ChangeEvent {
                 event_id: format!(
                     "poll:{}:{}:{}:{}",
@@ -203,6 +217,15 @@ impl Poller {
                 fresh.push(BusMessage::ChangeV1(event));
             }
         }
+        if !synced.is_empty() {
+            tracing::debug!(
+                pair = %target.pair,
+                system = %target.system,
+                entity = %target.entity,
+                already_synced = synced.len(),
+                "listed records the links already hold were not published"
+            );
+        }
         if fresh.is_empty() {
             return Ok(0);
         }
@@ -220,5 +243,49 @@ impl Poller {
             fresh.len() as u64,
         );
         Ok(fresh.len())
+    }
+
+    /// The ids of listed records whose link already holds the listed content, by
+    /// the same rules the sync core skips an echo or a stale version with.
+    async fn already_synced(
+        &self,
+        target: &PollTarget,
+        records: &[ExternalRecord],
+    ) -> Result<HashSet<String>, PollError> {
+        let listed: Vec<String> = records
+            .iter()
+            .filter(|record| record.fields.is_some())
+            .map(|record| record.id.clone())
+            .collect();
+        if listed.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let links: HashMap<String, LinkSnapshot> = self
+            .store
+            .find_links(&target.pair, target.entity, target.system, &listed)
+            .await?
+            .into_iter()
+            .filter_map(|link| Some((link.id_on(target.system)?.to_string(), link.snapshot())))
+            .collect();
+        Ok(records
+            .iter()
+            .filter(|record| {
+                let Some(link) = links.get(&record.id) else {
+                    return false;
+                };
+                let source = SourceRecord {
+                    system: target.system,
+                    id: record.id.clone(),
+                    fields: record.fields.clone(),
+                    version: record.version.clone(),
+                    stamp: record.stamp.clone(),
+                };
+                matches!(
+                    decide_without_target(&source, Some(link), &target.policy),
+                    Some(SyncDecision::Skip(SkipReason::Echo | SkipReason::Stale))
+                )
+            })
+            .map(|record| record.id.clone())
+            .collect())
     }
 }

@@ -10,9 +10,9 @@ use uuid::Uuid;
 use super::sync::{Fetched, PairRuntime, SyncError};
 use crate::connectors::{ExternalRecord, Written};
 use crate::domain::{
-    apply, decide, idempotency_key, settle, ChangeEvent, Changes, Checksum, DecisionInput,
-    FieldConflict, FieldMap, LinkSnapshot, SkipReason, SourceRecord, SyncDecision, SyncPolicy,
-    System, TargetFound, TargetRecord, Trigger,
+    apply, decide, decide_without_target, idempotency_key, settle, ChangeEvent, Changes, Checksum,
+    DecisionInput, FieldConflict, FieldMap, LinkSnapshot, SkipReason, SourceRecord, SyncDecision,
+    SyncPolicy, System, TargetFound, TargetRecord, Trigger,
 };
 use crate::store::{
     Direction, EntityLink, LinkState, NewConflict, NewSyncLogEntry, Outcome, Store, SyncCommit,
@@ -58,12 +58,19 @@ pub(super) async fn perform(
         Some(link) => Some(snapshot_of(cx.store, link).await?),
         None => None,
     };
-    let target = find_target(cx, &source, fetched.link.as_ref()).await?;
-    let decision = decide(DecisionInput {
-        source: &source,
-        link: snapshot.as_ref(),
-        target: target.as_ref().map(|(t, found)| (t, *found)),
-        policy: cx.policy,
+    // An echo, a stale version or a delete is decided without reading the other side.
+    let early = decide_without_target(&source, snapshot.as_ref(), cx.policy);
+    let target = match early {
+        Some(_) => None,
+        None => find_target(cx, &source, fetched.link.as_ref()).await?,
+    };
+    let decision = early.unwrap_or_else(|| {
+        decide(DecisionInput {
+            source: &source,
+            link: snapshot.as_ref(),
+            target: target.as_ref().map(|(t, found)| (t, *found)),
+            policy: cx.policy,
+        })
     });
     tracing::info!(decision = ?decision_name(&decision), "decided");
 
@@ -455,25 +462,8 @@ async fn snapshot_of(store: &dyn Store, link: &EntityLink) -> Result<LinkSnapsho
     Ok(LinkSnapshot {
         resolutions,
         delete_approved,
-        ..snapshot_fields(link)
+        ..link.snapshot()
     })
-}
-
-fn snapshot_fields(link: &EntityLink) -> LinkSnapshot {
-    LinkSnapshot {
-        crm_id: link.crm_id.clone(),
-        finance_id: link.finance_id.clone(),
-        crm_checksum: link.crm_checksum.clone().map(Checksum),
-        finance_checksum: link.finance_checksum.clone().map(Checksum),
-        crm_version: link.crm_version.clone(),
-        finance_version: link.finance_version.clone(),
-        base: link
-            .base_snapshot
-            .as_ref()
-            .and_then(|b| serde_json::from_value(b.clone()).ok()),
-        archived: link.state == LinkState::Archived,
-        ..LinkSnapshot::default()
-    }
 }
 
 fn set_id(row: &mut EntityLink, system: System, id: &str) {

@@ -32,6 +32,34 @@ pub(super) async fn find(
         .transpose()
 }
 
+/// The links of the given records on one side, in one query per thousand ids.
+pub(super) async fn find_many(
+    db: &impl ConnectionTrait,
+    pair: &PairId,
+    entity: EntityType,
+    system: System,
+    external_ids: &[String],
+) -> StoreResult<Vec<EntityLink>> {
+    let id_column = match system {
+        System::Crm => Column::CrmId,
+        System::Finance => Column::FinanceId,
+    };
+    let mut found = Vec::new();
+    // Well under SQLite's and PostgreSQL's limits on bound parameters.
+    for ids in external_ids.chunks(1000) {
+        let models = Entity::find()
+            .filter(Column::Pair.eq(pair.as_str()))
+            .filter(Column::EntityType.eq(entity.as_str()))
+            .filter(id_column.is_in(ids.iter().map(String::as_str)))
+            .all(db)
+            .await?;
+        for model in models {
+            found.push(from_model(model)?);
+        }
+    }
+    Ok(found)
+}
+
 pub(super) async fn get(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<Option<EntityLink>> {
     Entity::find_by_id(id)
         .one(db)

@@ -59,6 +59,14 @@ pub trait Store: Send + Sync {
         system: System,
         external_id: &str,
     ) -> StoreResult<Option<EntityLink>>;
+    /// The links of several records on one side (those that have one), in no order.
+    async fn find_links(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_ids: &[String],
+    ) -> StoreResult<Vec<EntityLink>>;
     async fn get_link(&self, id: Uuid) -> StoreResult<Option<EntityLink>>;
     /// Inserts a new link; `AlreadyLinked` when either side's id is linked already.
     async fn insert_link(&self, link: &EntityLink) -> StoreResult<()>;
@@ -321,6 +329,16 @@ impl Store for SeaStore {
         external_id: &str,
     ) -> StoreResult<Option<EntityLink>> {
         links::find(&self.db, pair, entity, system, external_id).await
+    }
+
+    async fn find_links(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_ids: &[String],
+    ) -> StoreResult<Vec<EntityLink>> {
+        links::find_many(&self.db, pair, entity, system, external_ids).await
     }
 
     async fn get_link(&self, id: Uuid) -> StoreResult<Option<EntityLink>> {

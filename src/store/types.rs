@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::{ChangeEvent, EntityType, PairId, System, Trigger};
+use crate::domain::{ChangeEvent, Checksum, EntityType, LinkSnapshot, PairId, System, Trigger};
 use crate::secret::Secret;
 
 macro_rules! string_enum {
@@ -158,6 +158,25 @@ impl EntityLink {
         match system {
             System::Crm => self.crm_id.as_deref(),
             System::Finance => self.finance_id.as_deref(),
+        }
+    }
+
+    /// What the sync decision knows of the link from its row alone (no conflict
+    /// resolutions or approved deletes: those are read separately).
+    pub fn snapshot(&self) -> LinkSnapshot {
+        LinkSnapshot {
+            crm_id: self.crm_id.clone(),
+            finance_id: self.finance_id.clone(),
+            crm_checksum: self.crm_checksum.clone().map(Checksum),
+            finance_checksum: self.finance_checksum.clone().map(Checksum),
+            crm_version: self.crm_version.clone(),
+            finance_version: self.finance_version.clone(),
+            base: self
+                .base_snapshot
+                .as_ref()
+                .and_then(|b| serde_json::from_value(b.clone()).ok()),
+            archived: self.state == LinkState::Archived,
+            ..LinkSnapshot::default()
         }
     }
 }
