@@ -179,11 +179,12 @@ async fn run<I, O, F, Fut>(
                 loop {
                     let priority = batch_priority(&batch);
                     if batch.len() >= max || !open {
-                        gate.ready(priority).await;
+                        gate.ready(priority, batch.len(), started).await;
                         break;
                     }
                     tokio::select! {
-                        _ = gate.ready(priority) => break,
+                        // Made again with each item taken, so it bids the batch's size.
+                        _ = gate.ready(priority, batch.len(), started) => break,
                         _ = take_next(&mut rx, &mut batch, &mut open) => {}
                     }
                 }

@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::turns::{Turn, Turns};
+
 /// Which work a call serves. Live changes (webhooks, polls) go before bulk work
 /// (resyncs, replays, backfills) when both wait for the same connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,6 +69,7 @@ struct State {
     paused_until: Option<Instant>,
     tokens: f64,
     refilled: Instant,
+    turns: Turns,
 }
 
 #[derive(Debug)]
@@ -98,6 +101,7 @@ impl RateGate {
                 paused_until: None,
                 tokens: pace.map_or(0.0, |p| p.burst),
                 refilled: Instant::now(),
+                turns: Turns::default(),
             }),
             windows,
             pace,
@@ -139,12 +143,35 @@ impl RateGate {
         GatePermit { _at_once: permit }
     }
 
-    /// Waits until a call at `priority` could be sent now, without counting one: a
-    /// batch waits here, still filling, and leaves as full as the budget makes it.
-    pub async fn ready(&self, priority: Priority) {
-        while let Some(wait) = self.slot(false, priority) {
-            self.wait(wait).await;
+    /// Waits until a call at `priority` could be sent now and it is this batch's turn
+    /// (see [`super::turns`]), without counting one: a batch of `items`, started at
+    /// `since`, waits here, still filling, and leaves as full as the budget makes it.
+    /// The batch's call should take its slot at once.
+    pub async fn ready(&self, priority: Priority, items: usize, since: Instant) {
+        let mut claim = Claim::new(self, priority, items, since);
+        loop {
+            if let Some(wait) = self.slot(false, priority) {
+                self.wait(wait).await;
+                continue;
+            }
+            let now = Instant::now();
+            let live_can_go =
+                priority == Priority::Live || self.slot(false, Priority::Live).is_none();
+            let turn = self.lock().turns.take(claim.id, now, live_can_go);
+            match turn {
+                Turn::Yours => {
+                    claim.given();
+                    return;
+                }
+                Turn::Promised { until } => self.wait(until - now).await,
+                // The batch whose turn it is wakes with this one; look again soon.
+                Turn::Theirs => self.wait(Duration::from_millis(20)).await,
+            }
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counts a call in every window (when `take`), or says how long until one would be
@@ -152,7 +179,7 @@ impl RateGate {
     fn slot(&self, take: bool, priority: Priority) -> Option<Duration> {
         let paced = self.pace.filter(|_| priority == Priority::Live);
         let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.lock();
         if let Some(until) = state.paused_until {
             if until > now {
                 return Some(until - now);
@@ -191,6 +218,10 @@ impl RateGate {
         for sent in state.sent.iter_mut() {
             sent.push_back(now);
         }
+        state.turns.used();
+        drop(state);
+        // Batches waiting behind the turn just used look again.
+        self.changed.notify_waiters();
         None
     }
 
@@ -211,6 +242,37 @@ impl RateGate {
     /// How many times a call had to wait for a window or a pause.
     pub fn waits(&self) -> u64 {
         self.waits.load(Ordering::Relaxed)
+    }
+}
+
+/// A batch's place among those waiting for the gate, withdrawn when it stops waiting.
+struct Claim<'a> {
+    gate: &'a RateGate,
+    id: u64,
+    withdrawn: bool,
+}
+
+impl<'a> Claim<'a> {
+    fn new(gate: &'a RateGate, priority: Priority, items: usize, since: Instant) -> Self {
+        let id = gate.lock().turns.claim(priority, items, since);
+        Self {
+            gate,
+            id,
+            withdrawn: false,
+        }
+    }
+
+    /// The turn was given to it (which withdrew it).
+    fn given(&mut self) {
+        self.withdrawn = true;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.withdrawn {
+            self.gate.lock().turns.withdraw(self.id);
+        }
     }
 }
 
@@ -283,6 +345,38 @@ mod tests {
         let start = Instant::now();
         drop(gate.acquire(Priority::Bulk).await);
         assert!(start.elapsed() >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fuller_batch_takes_the_next_call() {
+        let gate = RateGate::new(
+            vec![Window {
+                max: 1,
+                per: Duration::from_secs(1),
+            }],
+            10,
+        );
+        drop(gate.acquire(Priority::Live).await);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let since = Instant::now();
+        let batch = |name: &'static str, items: usize| {
+            let (gate, order) = (gate.clone(), order.clone());
+            tokio::spawn(async move {
+                gate.ready(Priority::Live, items, since).await;
+                drop(gate.acquire(Priority::Live).await);
+                order
+                    .lock()
+                    .unwrap()
+                    .push((name, since.elapsed().as_secs()));
+            })
+        };
+        // The small batch waits first; the fuller one still goes before it.
+        let small = batch("small", 2);
+        tokio::task::yield_now().await;
+        let full = batch("full", 40);
+        small.await.unwrap();
+        full.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), vec![("full", 1), ("small", 2)]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,7 @@ pub mod bulk;
 pub mod client;
 pub mod coalesce;
 pub mod gate;
+pub mod turns;
 
 pub use auth::{ClientAuth, OAuthSettings, OAuthTokens, StaticToken, TokenSource};
 pub use bulk::{BulkChange, Stage};
