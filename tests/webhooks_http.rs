@@ -280,6 +280,43 @@ async fn a_delivery_sent_five_times_publishes_one_event() {
     server.finish().await;
 }
 
+/// Receipts of deliveries that arrive together are recorded together: each delivery
+/// is still taken once, however many copies arrive at the same moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_at_once_are_each_taken_once() {
+    let server = Server::start().await;
+    let bodies: Vec<Vec<u8>> = (0..20)
+        .map(|n| contact_update(&format!("717f2bfc-c6d4-41fd-b238-{n:012}")))
+        .collect();
+    let sender = &server;
+    let sends = bodies.iter().chain(bodies.iter()).map(|body| async move {
+        let signature = xero_signature(body, XERO_KEY);
+        sender
+            .post(
+                "/webhooks/acme/finance",
+                body.clone(),
+                &[("x-xero-signature", signature)],
+            )
+            .await
+    });
+    let answers = futures::future::join_all(sends).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    support::eventually(
+        std::time::Duration::from_secs(5),
+        "one event per distinct delivery",
+        || {
+            let server = &server;
+            async move { server.published_and_stored().await == (20, 20) }
+        },
+    )
+    .await;
+    assert_eq!(server.published_and_stored().await, (20, 20));
+    server.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xero_intent_to_receive_and_hubspot_v3() {
     let server = Server::start().await;

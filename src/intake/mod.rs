@@ -3,6 +3,7 @@
 
 pub mod jobs;
 pub mod poller;
+mod receipts;
 pub mod receiver;
 
 pub use poller::{PollReport, PollTarget, Poller};

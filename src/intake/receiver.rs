@@ -25,6 +25,8 @@ use crate::config::Settings;
 use crate::domain::{ChangeEvent, ChangeKind, EntityType, PairId, System, Trigger};
 use crate::store::Store;
 
+use super::receipts::ReceiptDesk;
+
 /// How many recently taken deliveries are remembered in memory, and for how long. The
 /// store's receipts are the authority; this only spares them the query for the
 /// redeliveries that come soon (a sender's retry, a duplicated delivery). A larger
@@ -32,9 +34,15 @@ use crate::store::Store;
 const SEEN_CAPACITY: u64 = 10_000;
 const SEEN_FOR: Duration = Duration::from_secs(3600);
 
+/// Where one pair's webhooks from one system come in.
+struct Endpoint {
+    secrets: Vec<WebhookSecret>,
+    receipts: ReceiptDesk,
+}
+
 /// Everything the receiver needs, built once from settings.
 pub struct WebhookIntake {
-    secrets: HashMap<(PairId, System), Vec<WebhookSecret>>,
+    endpoints: HashMap<(PairId, System), Endpoint>,
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
     /// Deliveries already taken, in front of the store's receipts.
@@ -44,8 +52,9 @@ pub struct WebhookIntake {
 }
 
 impl WebhookIntake {
+    /// Must be called within the Tokio runtime (receipts are batched by a task).
     pub fn new(settings: &Settings, bus: Arc<dyn Bus>, store: Arc<dyn Store>) -> Self {
-        let mut secrets = HashMap::new();
+        let mut endpoints = HashMap::new();
         for (name, pair) in &settings.pairs {
             for (system, connection) in [(System::Crm, &pair.crm), (System::Finance, &pair.finance)]
             {
@@ -54,11 +63,19 @@ impl WebhookIntake {
                     .flat_map(|c| c.webhook_secrets.iter())
                     .map(|s| WebhookSecret::new(s.expose().as_bytes().to_vec()))
                     .collect();
-                secrets.insert((PairId::new(name.clone()), system), keys);
+                let pair = PairId::new(name.clone());
+                let receipts = ReceiptDesk::new(store.clone(), pair.clone(), system);
+                endpoints.insert(
+                    (pair, system),
+                    Endpoint {
+                        secrets: keys,
+                        receipts,
+                    },
+                );
             }
         }
         Self {
-            secrets,
+            endpoints,
             bus,
             store,
             seen: Cache::builder()
@@ -111,9 +128,10 @@ pub async fn receive(
         );
     };
     let pair = PairId::new(pair);
-    let Some(secrets) = intake.secrets.get(&(pair.clone(), system)) else {
+    let Some(endpoint) = intake.endpoints.get(&(pair.clone(), system)) else {
         return refuse(StatusCode::NOT_FOUND, format!("no pair named `{pair}`"));
     };
+    let secrets = &endpoint.secrets;
     let body = match body.into_bytes_limit(intake.max_body_bytes).await {
         Ok(body) => body,
         Err(ReadBodyError::PayloadTooLarge) => {
@@ -161,7 +179,7 @@ pub async fn receive(
             Err(err) => return refuse(StatusCode::BAD_REQUEST, err.to_string()),
         },
     };
-    match take(intake, &pair, system, changes).await {
+    match take(intake, &endpoint.receipts, &pair, system, changes).await {
         Ok(published) => {
             tracing::info!(%pair, %system, published, "webhook taken");
             accepted()
@@ -177,9 +195,11 @@ fn accepted() -> Response {
 
 /// De-duplicates the delivery's changes and publishes the new ones; on a publish
 /// failure forgets their receipts, so the sender's retry is taken. A delivery's
-/// receipts are recorded in one statement.
+/// receipts are recorded in one statement, with those of the deliveries that came
+/// meanwhile.
 async fn take(
     intake: &WebhookIntake,
+    receipts: &ReceiptDesk,
     pair: &PairId,
     system: System,
     changes: Vec<WebhookChange>,
@@ -199,13 +219,7 @@ async fn take(
         return Ok(0);
     }
     let keys: Vec<String> = candidates.iter().map(|(_, e)| e.event_id.clone()).collect();
-    let new: HashSet<String> = intake
-        .store
-        .record_receipts(pair, system, &keys)
-        .await
-        .map_err(|err| format!("the store is unavailable: {err}"))?
-        .into_iter()
-        .collect();
+    let new: HashSet<String> = receipts.record(keys).await?.into_iter().collect();
     let mut fresh = Vec::new();
     let mut published = HashSet::new();
     for (cache_key, event) in candidates {
