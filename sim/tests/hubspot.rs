@@ -602,6 +602,36 @@ async fn deals_with_associations() {
         ))
         .await;
     assert_eq!(line["properties"]["price"], "150.5");
+    // The v4 association batch read: each deal's associated ids; a missing deal is
+    // reported in a 207 error.
+    let (status, body) = h
+        .post(
+            "/crm/v4/associations/deals/line_items/batch/read",
+            json!({"inputs": [{"id": deal}, {"id": "987654321"}]}),
+        )
+        .await;
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(body["results"][0]["from"]["id"], json!(deal));
+    let to: Vec<&str> = body["results"][0]["to"]
+        .as_array()
+        .expect("to")
+        .iter()
+        .filter_map(|t| t["toObjectId"].as_str())
+        .collect();
+    let listed: Vec<&str> = lines.iter().filter_map(|l| l["id"].as_str()).collect();
+    assert_eq!(to, listed);
+    assert_eq!(body["results"][0]["to"][0]["associationTypes"][0]["typeId"], 19);
+    assert_eq!(body["errors"][0]["context"]["ids"], json!(["987654321"]));
+    let (status, body) = h
+        .post(
+            "/crm/v4/associations/deals/contacts/batch/read",
+            json!({"inputs": [{"id": deal}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["to"][0]["toObjectId"], json!(customer));
+    assert_eq!(body["results"][0]["to"][0]["associationTypes"][0]["typeId"], 3);
+
     // `properties` may also repeat instead of being a comma list.
     let (_, body) = h
         .get(&format!(

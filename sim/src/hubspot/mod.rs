@@ -3,6 +3,7 @@
 //! `docs/api-subsets.md` ("HubSpot") describes them; plus what simulated people do in
 //! HubSpot's UI and the hooks tests use to misbehave on purpose.
 
+mod associations;
 mod batch;
 mod oauth;
 mod ops;

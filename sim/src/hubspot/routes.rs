@@ -18,7 +18,7 @@ use super::oauth::{refusal_body, TokenForm};
 use super::ops;
 use super::state::{parse_properties, ItemError, Kind, Shown};
 use super::webhooks::Source;
-use super::{batch, search, HubSpotSim, SimCall, DAILY_LIMIT};
+use super::{associations, batch, search, HubSpotSim, SimCall, DAILY_LIMIT};
 use crate::knobs::roll;
 use crate::limits::{InFlight, Refusal};
 
@@ -55,6 +55,7 @@ enum Policy {
 
 pub(crate) fn route(sim: Arc<HubSpotSim>) -> Route {
     let api = sim.clone();
+    let associations = sim.clone();
     let token = sim.clone();
     let customers = sim.clone();
     let invoices = sim;
@@ -64,6 +65,13 @@ pub(crate) fn route(sim: Arc<HubSpotSim>) -> Route {
             make(move |req: Request| {
                 let sim = api.clone();
                 async move { sim.logged(req, Handler::Api).await }
+            }),
+        )
+        .at(
+            "/crm/v4/associations/*path",
+            make(move |req: Request| {
+                let sim = associations.clone();
+                async move { sim.logged(req, Handler::Associations).await }
             }),
         )
         .at(
@@ -93,6 +101,7 @@ pub(crate) fn route(sim: Arc<HubSpotSim>) -> Route {
 #[derive(Debug, Clone, Copy)]
 enum Handler {
     Api,
+    Associations,
     Token,
 }
 
@@ -104,7 +113,8 @@ impl HubSpotSim {
         let path = req.original_uri().path().to_string();
         let query = req.original_uri().query().unwrap_or_default().to_string();
         let response = match handler {
-            Handler::Api => self.api(req).await,
+            Handler::Api => self.api(req, Handler::Api).await,
+            Handler::Associations => self.api(req, Handler::Associations).await,
             Handler::Token => self.token(req).await,
         };
         let call = SimCall {
@@ -159,8 +169,8 @@ impl HubSpotSim {
         respond(status, Some(&answer), &[])
     }
 
-    /// Every `/crm/v3/objects/...` call.
-    async fn api(&self, req: Request) -> Response {
+    /// Every `/crm/v3/objects/...` and `/crm/v4/associations/...` call.
+    async fn api(&self, req: Request, handler: Handler) -> Response {
         if let Some(failure) = self.misbehave().await {
             return failure;
         }
@@ -219,7 +229,10 @@ impl HubSpotSim {
             &self.settings.private_app_token,
         ) {
             Err(failure) => Answer::json(401, refusal_body(failure)),
-            Ok(()) => self.dispatch(req, &segments).await,
+            Ok(()) => match handler {
+                Handler::Associations => self.associations(req, &segments).await,
+                _ => self.dispatch(req, &segments).await,
+            },
         };
         respond(answer.status, answer.body.as_ref(), &headers)
     }
@@ -322,6 +335,20 @@ impl HubSpotSim {
                 404,
                 json!({"status": "error", "message": "Unable to find the route", "category": "NOT_FOUND"}),
             ),
+        }
+    }
+
+    async fn associations(&self, req: Request, segments: &[String]) -> Answer {
+        if req.method() != Method::POST {
+            return Answer::json(
+                405,
+                json!({"status": "error", "message": "Method not allowed", "category": "NOT_FOUND"}),
+            );
+        }
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match read_json(req).await {
+            Ok(body) => associations::batch_read(self, &segments, &body),
+            Err(answer) => answer,
         }
     }
 

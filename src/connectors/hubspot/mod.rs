@@ -8,6 +8,7 @@
 //! per-item errors); each change gets its own item's outcome.
 
 mod batch;
+mod deals;
 pub mod mapping;
 
 use std::sync::Arc;
@@ -20,10 +21,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use self::batch::{Batches, Term};
-use self::mapping::{CustomerObject, DEAL_PROPERTIES, LINE_ITEM_PROPERTIES, WON};
+use self::mapping::{CustomerObject, DEAL_PROPERTIES, WON};
 use super::http::client::header_number;
 use super::http::{
-    ApiClient, ApiClientParts, ApiRequest, Pace, RateGate, RequestRecorder, TokenSource, Window,
+    ApiClient, ApiClientParts, ApiRequest, Coalescer, Pace, RateGate, RequestRecorder, Stage,
+    TokenSource, Window,
 };
 use super::{ChangePage, Connector, ConnectorError, Exchange, ExternalRecord, Written};
 use crate::domain::{EntityType, FieldMap, System};
@@ -65,6 +67,8 @@ pub struct HubSpotConnector {
     customers: CustomerObject,
     customer_batches: Batches,
     deal_batches: Batches,
+    /// Deals with their customers and line items.
+    deal_reads: Coalescer<String, deals::Found>,
 }
 
 /// A remaining count at zero pauses the connection until the window turns.
@@ -141,12 +145,25 @@ impl HubSpotConnector {
             parts.batch_window,
             Arc::new(|o| mapping::deal_to_record(o, None, &[])),
         );
+        let deal_reads = {
+            let client = client.clone();
+            let customers = customers.path();
+            Coalescer::gated(
+                batch::MAX_ITEMS,
+                parts.batch_window,
+                2,
+                Some(client.gate().clone()),
+                Stage::Read,
+                move |ids| deals::read(client.clone(), customers, ids),
+            )
+        };
         Self {
             client,
             search_gate,
             customers: parts.customers,
             customer_batches,
             deal_batches,
+            deal_reads,
         }
     }
 
@@ -171,55 +188,13 @@ impl HubSpotConnector {
         }
     }
 
-    /// A deal with its customer and line items: one read of the deal with its
-    /// associations, one batch read of the line items.
+    /// A deal with its customer and line items, read together with the others asked
+    /// for at the same moment (`deals.rs`).
     async fn get_deal(&self, id: &str) -> Result<Option<ExternalRecord>, ConnectorError> {
-        let request = ApiRequest::new(Method::GET, format!("/crm/v3/objects/deals/{id}"))
-            .query("properties", DEAL_PROPERTIES.join(","))
-            .query(
-                "associations",
-                format!("{},line_items", self.customers.path()),
-            )
-            .allow_not_found();
-        let answer = self.client.send(&request).await?;
-        if answer.status == 404 {
-            return Ok(None);
-        }
-        let deal = answer.body;
-        let associated = |kind: &str| -> Vec<String> {
-            deal.get("associations")
-                .and_then(|a| a.get(kind))
-                .and_then(|a| a.get("results"))
-                .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(mapping::id_of).collect())
-                .unwrap_or_default()
-        };
-        let customer = associated(self.customers.path()).into_iter().next();
-        let line_ids = associated("line_items");
-        let lines = if line_ids.is_empty() {
-            Vec::new()
-        } else {
-            let request = ApiRequest::new(Method::POST, "/crm/v3/objects/line_items/batch/read")
-                .json(json!({
-                    "properties": LINE_ITEM_PROPERTIES,
-                    "inputs": line_ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
-                    "archived": false,
-                }));
-            let answer = self.client.send(&request).await?;
-            let mut lines = answer
-                .body
-                .get("results")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            // HubSpot answers in any order; the deal's order of association is kept.
-            lines.sort_by_key(|l| {
-                let id = mapping::id_of(l).unwrap_or_default();
-                line_ids.iter().position(|x| *x == id).unwrap_or(usize::MAX)
-            });
-            lines
-        };
-        Ok(mapping::deal_to_record(&deal, customer, &lines))
+        self.deal_reads
+            .submit(id.to_string())
+            .await
+            .unwrap_or_else(|| Err(stopped()))
     }
 
     /// A look-up by one property; a deal found is read again with its customer and
