@@ -94,7 +94,10 @@ impl Default for BusSettings {
 pub struct OrchestratorSettings {
     /// Changes handled at once by one process. A change waiting for its batch call
     /// holds no database connection, and batch calls carry what is waiting, so many
-    /// workers mean fuller batches under a tight rate limit.
+    /// workers mean fuller batches under a tight rate limit. Under Xero's 60 calls a
+    /// minute a change waits seconds for its calls, and the changes a busy pair offers
+    /// in those seconds must all be in flight to share them: with 256 the full torture
+    /// profile fell behind its edits.
     pub workers: usize,
     /// How long in-flight work may take to finish after a stop signal.
     pub shutdown_grace_secs: u64,
@@ -106,7 +109,7 @@ pub struct OrchestratorSettings {
 impl Default for OrchestratorSettings {
     fn default() -> Self {
         Self {
-            workers: 256,
+            workers: 1024,
             shutdown_grace_secs: 30,
             settle_ms: 1000,
         }
