@@ -147,6 +147,12 @@ async fn run<I, O, F, Fut>(
             } else {
                 (last + window.max(BULK_QUIET)).min(started + BULK_MAX_WAIT.max(window))
             };
+            if deadline <= Instant::now() {
+                // Past the window already (a zero window): take what is queued without
+                // waiting on a timer, whose millisecond ticks would add one to each call.
+                take_queued(&mut rx, &mut batch, max, &mut open);
+                break;
+            }
             tokio::select! {
                 took = take_next(&mut rx, &mut batch, &mut open) => if took {
                     last = Instant::now();
@@ -280,6 +286,25 @@ async fn take_next<I, O>(
         None => {
             *open = false;
             false
+        }
+    }
+}
+
+/// Adds the items already queued to `batch`, up to `max`.
+fn take_queued<I, O>(
+    rx: &mut mpsc::UnboundedReceiver<Job<I, O>>,
+    batch: &mut Vec<Job<I, O>>,
+    max: usize,
+    open: &mut bool,
+) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                *open = false;
+                break;
+            }
         }
     }
 }
