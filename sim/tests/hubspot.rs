@@ -620,7 +620,10 @@ async fn deals_with_associations() {
         .collect();
     let listed: Vec<&str> = lines.iter().filter_map(|l| l["id"].as_str()).collect();
     assert_eq!(to, listed);
-    assert_eq!(body["results"][0]["to"][0]["associationTypes"][0]["typeId"], 19);
+    assert_eq!(
+        body["results"][0]["to"][0]["associationTypes"][0]["typeId"],
+        19
+    );
     assert_eq!(body["errors"][0]["context"]["ids"], json!(["987654321"]));
     let (status, body) = h
         .post(
@@ -630,7 +633,10 @@ async fn deals_with_associations() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"][0]["to"][0]["toObjectId"], json!(customer));
-    assert_eq!(body["results"][0]["to"][0]["associationTypes"][0]["typeId"], 3);
+    assert_eq!(
+        body["results"][0]["to"][0]["associationTypes"][0]["typeId"],
+        3
+    );
 
     // `properties` may also repeat instead of being a comma list.
     let (_, body) = h
