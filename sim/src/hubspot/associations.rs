@@ -7,6 +7,7 @@
 
 use serde_json::{json, Value};
 
+use super::batch::input_id;
 use super::routes::Answer;
 use super::state::{now_ms, Kind};
 use super::HubSpotSim;
@@ -44,11 +45,7 @@ pub(crate) fn batch_read(sim: &HubSpotSim, segments: &[&str], body: &Value) -> A
         let mut results = Vec::new();
         let mut missing = Vec::new();
         for input in inputs {
-            let id = match input.get("id") {
-                Some(Value::String(id)) => id.clone(),
-                Some(Value::Number(id)) => id.to_string(),
-                _ => String::new(),
-            };
+            let id = input_id(input).unwrap_or_default();
             match state.get(from, &id) {
                 Some(record) if !record.archived() => {
                     let linked: Vec<Value> = state

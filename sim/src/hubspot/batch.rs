@@ -30,7 +30,7 @@ fn inputs(body: &Value) -> Result<&[Value], Answer> {
 }
 
 /// An input's `id`, as a string or a number.
-fn input_id(input: &Value) -> Option<String> {
+pub(crate) fn input_id(input: &Value) -> Option<String> {
     match input.get("id") {
         Some(Value::String(id)) => Some(id.clone()),
         Some(Value::Number(id)) => Some(id.to_string()),

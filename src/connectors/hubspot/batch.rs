@@ -113,7 +113,8 @@ impl Batches {
     }
 }
 
-fn results(body: &Value) -> Vec<Value> {
+/// The `results` array of a batch answer.
+pub(super) fn results(body: &Value) -> Vec<Value> {
     body.get("results")
         .and_then(Value::as_array)
         .cloned()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::batch::MAX_ITEMS;
+use super::batch::{results, MAX_ITEMS};
 use super::mapping::{self, DEAL_PROPERTIES, LINE_ITEM_PROPERTIES};
 use crate::connectors::http::{ApiClient, ApiRequest};
 use crate::connectors::{ConnectorError, ExternalRecord};
@@ -175,11 +175,4 @@ async fn associated(
         })
         .collect();
     Ok((by_deal, paged))
-}
-
-fn results(body: &Value) -> Vec<Value> {
-    body.get("results")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
 }
