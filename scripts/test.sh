@@ -9,5 +9,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo nextest run --workspace --locked --no-fail-fast -E 'not (binary(broker_restart) or binary(torture_small))'
-cargo nextest run --locked --test broker_restart --test torture_small -j 1
+cargo nextest run --workspace --locked --no-fail-fast -E 'not (test(/^broker_restart::/) or test(/^torture_small::/))'
+cargo nextest run --locked --test it -E 'test(/^broker_restart::/) or test(/^torture_small::/)' -j 1

@@ -1,7 +1,7 @@
 //! The poller against a simulated source (the in-memory system), with the real store
 //! and bus: PostgreSQL and RabbitMQ, and SQLite with the in-process bus.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The bus contract, run against RabbitMQ and against the in-process bus.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

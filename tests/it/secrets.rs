@@ -3,7 +3,7 @@
 //! simulators issued), then a search of every admin API answer, every log line at
 //! trace level, and every row of every table but the credential store.
 
-mod support;
+use crate::support;
 
 use std::io::Read as _;
 use std::process::{Child, Command, Stdio};

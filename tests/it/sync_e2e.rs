@@ -2,9 +2,8 @@
 //! (`tandem serve` in process, so the test can read what the connectors sent), on
 //! PostgreSQL + RabbitMQ, and once on the embedded default.
 
-mod support;
-#[path = "support/xero_spec.rs"]
-mod xero_spec;
+use crate::support;
+use crate::support::xero_spec;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! run alone (`cargo nextest run --test broker_restart -j 1`), after the rest of the
 //! suite.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::process::Command;

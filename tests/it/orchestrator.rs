@@ -2,7 +2,7 @@
 //! workers, and the real store and bus: PostgreSQL and RabbitMQ with two orchestrators
 //! sharing them, and SQLite with the in-process bus.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

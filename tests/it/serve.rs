@@ -1,7 +1,7 @@
 //! `tandem migrate` and `tandem serve` as a person runs them, against the real
 //! PostgreSQL and RabbitMQ, and on the embedded default.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

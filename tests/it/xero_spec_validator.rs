@@ -1,8 +1,7 @@
 //! The Xero spec validator (tests/support/xero_spec.rs) accepts the requests Tandem
 //! sends and names what is wrong with requests that do not conform.
 
-#[path = "support/xero_spec.rs"]
-mod xero_spec;
+use crate::support::xero_spec;
 
 use serde_json::{json, Value};
 use tandem::connectors::http::SentRequest;

@@ -1,6 +1,6 @@
 //! The store contract, run against PostgreSQL (a fresh database per test) and SQLite.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! every bad input gets its status and leaves the queue and the store unchanged; a
 //! valid delivery sent five times publishes one event.
 
-mod support;
+use crate::support;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

@@ -2,6 +2,8 @@
 //! fresh database or queue prefix per test so tests run in parallel without meeting.
 #![allow(dead_code)]
 
+pub mod xero_spec;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 

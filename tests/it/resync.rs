@@ -1,7 +1,7 @@
 //! Resync and replay through the admin API, against PostgreSQL and RabbitMQ with the
 //! orchestrator running over in-memory systems.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::Arc;

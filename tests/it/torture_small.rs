@@ -3,7 +3,7 @@
 //! engine killed once with SIGKILL and RabbitMQ restarted once; every check of the
 //! convergence checker must pass. It restarts RabbitMQ, so it runs alone (scripts/test.sh).
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

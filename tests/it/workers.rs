@@ -1,7 +1,7 @@
 //! The worker pool over both bus backends: graceful shutdown acknowledges only what was
 //! finished, retries come back, and undecodable messages are parked.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,24 @@
+//! The integration tests, in one binary: each module is one area of the product, and
+//! they share the harness in [`support`].
+
+mod support;
+
+mod broker_restart;
+mod bus_contract;
+mod cli_settings;
+mod dashboard_browser;
+mod domain_decision;
+mod domain_properties;
+mod openapi_document;
+mod orchestrator;
+mod poller;
+mod resync;
+mod secrets;
+mod serve;
+mod store_contract;
+mod sync_e2e;
+mod torture_checker;
+mod torture_small;
+mod webhooks_http;
+mod workers;
+mod xero_spec_validator;
