@@ -266,6 +266,7 @@ impl InMemorySystem {
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             ),
             stamp: stored.stamp.clone(),
+            field_versions: Default::default(),
         }
     }
 

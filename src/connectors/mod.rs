@@ -8,6 +8,7 @@ pub mod hubspot;
 pub mod memory;
 pub mod xero;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +27,11 @@ pub struct ExternalRecord {
     pub version: Option<String>,
     /// The origin stamp the record carries, if Tandem created it.
     pub stamp: Option<String>,
+    /// When each canonical field last changed, RFC 3339, for systems that report
+    /// per-field times (HubSpot's property history). A field not listed changed at
+    /// `version` at the latest: the record-level time is all a last-write-wins clash
+    /// can go on for it.
+    pub field_versions: BTreeMap<String, String>,
 }
 
 /// One HTTP exchange, secrets redacted, kept in the sync log for a person to read.

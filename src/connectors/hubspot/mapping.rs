@@ -160,6 +160,7 @@ pub fn customer_to_record(kind: CustomerObject, object: &Value) -> Option<Extern
         fields: (!archived).then(|| customer.fields()),
         version: version(object),
         stamp: prop(object, "tandem_origin_id"),
+        field_versions: Default::default(),
     })
 }
 
@@ -260,6 +261,7 @@ pub fn deal_to_record(
         fields: live.then(|| invoice.fields()),
         version: version(deal),
         stamp: prop(deal, "tandem_origin_id"),
+        field_versions: Default::default(),
     })
 }
 

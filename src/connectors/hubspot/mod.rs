@@ -457,6 +457,7 @@ impl Connector for HubSpotConnector {
                 fields: None,
                 version: None,
                 stamp: None,
+                field_versions: Default::default(),
             },
             exchange: answer.exchange,
         })

@@ -102,6 +102,7 @@ pub fn contact_to_record(contact: &Value) -> Option<ExternalRecord> {
         fields: (!archived).then(|| customer.fields()),
         version: version(contact),
         stamp: text(contact, "ContactNumber"),
+        field_versions: Default::default(),
     })
 }
 
@@ -165,6 +166,7 @@ pub fn invoice_to_record(invoice: &Value) -> Option<ExternalRecord> {
         fields: (!archived).then(|| canonical.fields()),
         version: version(invoice),
         stamp: text(invoice, "Reference"),
+        field_versions: Default::default(),
     })
 }
 
