@@ -19,11 +19,17 @@ pub struct Model {
     /// `crm`, `finance` or `value`; empty while open.
     pub resolution: Option<String>,
     pub resolved_value: Option<Json>,
-    /// `open` or `resolved`.
+    /// `open` (held for a person), `decided` (a person chose; applied at the record's
+    /// next sync), `resolved` (applied) or `withdrawn` (ended before anyone decided).
     pub status: String,
     pub transaction_id: Uuid,
     pub created_at: DateTimeUtc,
+    /// When the policy or a person decided.
     pub resolved_at: Option<DateTimeUtc>,
+    /// `policy` or `person`; empty while open.
+    pub decided_by: Option<String>,
+    /// When the decision was written to both sides.
+    pub applied_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

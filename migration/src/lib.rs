@@ -10,6 +10,7 @@ mod m20261123_000006_create_credential;
 mod m20261123_000007_create_conflict;
 mod m20261123_000008_create_pending_delete;
 mod m20261123_000009_create_record_lease;
+mod m20261204_000010_conflict_decisions;
 
 /// Every table the migrations create, so a check can confirm the schema is complete.
 pub const TABLES: &[&str] = &[
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000007_create_conflict::Migration),
             Box::new(m20261123_000008_create_pending_delete::Migration),
             Box::new(m20261123_000009_create_record_lease::Migration),
+            Box::new(m20261204_000010_conflict_decisions::Migration),
         ]
     }
 }

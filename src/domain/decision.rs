@@ -10,16 +10,19 @@
 //!    An equal version falls through to the content check, so an edit made in the same
 //!    tick as Tandem's write is still seen. There is no time-window gate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::checksum::Checksum;
+use super::clash::{
+    by_policy, instant, ChangeTimes, Choice, ClashResolution, FieldConflict, HeldClash,
+    PersonDecision,
+};
 use super::ids::{EntityType, PairId, System};
 use super::invoice::Invoice;
-use super::policy::{ConflictPolicy, DeletePolicy, SyncPolicy};
+use super::policy::{DeletePolicy, SyncPolicy};
 use super::record::FieldMap;
 
 /// The record whose change is being handled, as fetched from its system just now.
@@ -34,6 +37,18 @@ pub struct SourceRecord {
     /// The origin stamp it carries: the id of the record in the other system that
     /// Tandem created it from.
     pub stamp: Option<String>,
+    /// When each field last changed, where the system reports per-field times.
+    pub field_versions: BTreeMap<String, String>,
+}
+
+impl SourceRecord {
+    fn times(&self) -> ChangeTimes<'_> {
+        ChangeTimes {
+            system: self.system,
+            version: self.version.as_deref(),
+            field_versions: &self.field_versions,
+        }
+    }
 }
 
 /// A record on the other side, as fetched just now.
@@ -42,6 +57,18 @@ pub struct TargetRecord {
     pub id: String,
     pub fields: FieldMap,
     pub version: Option<String>,
+    /// When each field last changed, where the system reports per-field times.
+    pub field_versions: BTreeMap<String, String>,
+}
+
+impl TargetRecord {
+    fn times(&self, system: System) -> ChangeTimes<'_> {
+        ChangeTimes {
+            system,
+            version: self.version.as_deref(),
+            field_versions: &self.field_versions,
+        }
+    }
 }
 
 /// How the target record was found.
@@ -67,8 +94,10 @@ pub struct LinkSnapshot {
     /// The canonical record as of the last sync, the base of three-way merges.
     pub base: Option<FieldMap>,
     pub archived: bool,
-    /// Conflicting fields a person decided since the last sync: which side wins.
-    pub resolutions: BTreeMap<String, System>,
+    /// Clashes held for a person, by field: neither side's value is written.
+    pub held: BTreeMap<String, HeldClash>,
+    /// A person's decisions waiting to be applied, by field.
+    pub decided: BTreeMap<String, PersonDecision>,
     /// A person approved the held delete since the last sync.
     pub delete_approved: bool,
 }
@@ -106,29 +135,37 @@ pub struct DecisionInput<'a> {
     pub policy: &'a SyncPolicy,
 }
 
-/// A field both sides changed to different values since the last sync.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldConflict {
-    pub field: String,
-    pub crm_value: Option<Value>,
-    pub finance_value: Option<Value>,
-    pub base_value: Option<Value>,
-    /// The side whose value was kept; `None` while a person has to choose.
-    pub winner: Option<System>,
-}
-
 /// Field values to write to each side. A `null` value clears the field.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
     pub to_target: FieldMap,
     pub to_source: FieldMap,
-    /// True conflicts the policy resolved, recorded with both values.
+    /// Every clash of this sync with both values and how it was resolved: by the
+    /// policy, by a person's decision that fits it, or held for a person.
     pub conflicts: Vec<FieldConflict>,
+    /// Fields whose held clash or pending decision ended without being applied: the
+    /// sides came to agree, only one side still differs from the base, or a decision
+    /// no longer fits the values.
+    pub withdrawn: Vec<String>,
 }
 
 impl Changes {
+    /// Whether nothing is written to either side.
     pub fn is_empty(&self) -> bool {
         self.to_target.is_empty() && self.to_source.is_empty()
+    }
+
+    /// The fields held for a person after this sync.
+    pub fn held(&self) -> impl Iterator<Item = &str> {
+        self.conflicts
+            .iter()
+            .filter(|c| c.is_held())
+            .map(|c| c.field.as_str())
+    }
+
+    /// Whether performing it records anything about clashes.
+    pub fn touches_clashes(&self) -> bool {
+        !self.conflicts.is_empty() || !self.withdrawn.is_empty()
     }
 }
 
@@ -161,6 +198,7 @@ pub enum SyncDecision {
         found: TargetFound,
         changes: Changes,
     },
+    /// Write `changes`; clashes held among them wait for a person while the rest flows.
     Update {
         changes: Changes,
     },
@@ -173,9 +211,10 @@ pub enum SyncDecision {
         reason: String,
         to_source: FieldMap,
     },
-    /// Park for a person: both sides changed these fields and the policy is manual.
+    /// Nothing to write: every difference is a clash held for a person (new, or
+    /// still held with the values in `changes`).
     Conflict {
-        conflicts: Vec<FieldConflict>,
+        changes: Changes,
     },
 }
 
@@ -212,6 +251,11 @@ pub fn decide_without_target(
         return Some(decide_delete(link, policy));
     };
     let link = link.filter(|l| l.id_on(side) == Some(source.id.as_str()))?;
+    // A person's decision waits to be applied: that needs the other side, whatever
+    // this side did.
+    if !link.decided.is_empty() {
+        return None;
+    }
     if let (Some(seen), Some(now)) = (link.version_on(side), source.version.as_deref()) {
         if is_older(now, seen) {
             return Some(SyncDecision::Skip(SkipReason::Stale));
@@ -240,27 +284,13 @@ pub fn decide(input: DecisionInput<'_>) -> SyncDecision {
     match (link, target) {
         // The link's other side is known and was fetched: merge.
         (Some(link), Some((target, TargetFound::Linked))) if link.id_on(side).is_some() => {
-            let changes = merge(
-                source,
-                fields,
-                target,
-                link.base.as_ref(),
-                Some(&link.resolutions),
-                policy,
-            );
+            let changes = merge(source, fields, target, Some(link), policy);
             finish_update(changes, target, side, policy)
         }
         // A record created by Tandem whose link does not know its id yet: its echo
         // arriving before the link was saved, or a crash in between. Repair the link.
         (Some(link), Some((target, found))) if link.id_on(side).is_none() => {
-            let changes = merge(
-                source,
-                fields,
-                target,
-                link.base.as_ref(),
-                Some(&link.resolutions),
-                policy,
-            );
+            let changes = merge(source, fields, target, Some(link), policy);
             link_decision(target, found, changes, side, policy)
         }
         // Linked, but the other side's record is gone (a create still in flight, or a
@@ -278,7 +308,7 @@ pub fn decide(input: DecisionInput<'_>) -> SyncDecision {
         },
         // First sight, with a match: link instead of creating a duplicate.
         (None, Some((target, found))) | (Some(_), Some((target, found))) => {
-            let changes = merge(source, fields, target, None, None, policy);
+            let changes = merge(source, fields, target, None, policy);
             link_decision(target, found, changes, side, policy)
         }
         (None, None) => create(fields, source, policy),
@@ -310,6 +340,8 @@ fn create(fields: &FieldMap, source: &SourceRecord, policy: &SyncPolicy) -> Sync
     }
 }
 
+/// Linking pairs the records even while clashes are held: the clashes need the link
+/// to be held on, and the fields that do not clash flow.
 fn link_decision(
     target: &TargetRecord,
     found: TargetFound,
@@ -317,9 +349,6 @@ fn link_decision(
     side: System,
     policy: &SyncPolicy,
 ) -> SyncDecision {
-    if let Some(conflicts) = unresolved(&changes) {
-        return SyncDecision::Conflict { conflicts };
-    }
     if let Some(reason) = locked(target, &changes, side, policy) {
         return SyncDecision::Block {
             reason,
@@ -339,30 +368,25 @@ fn finish_update(
     side: System,
     policy: &SyncPolicy,
 ) -> SyncDecision {
-    if let Some(conflicts) = unresolved(&changes) {
-        return SyncDecision::Conflict { conflicts };
-    }
     if let Some(reason) = locked(target, &changes, side, policy) {
         return SyncDecision::Block {
             reason,
             to_source: changes.to_source,
         };
     }
-    if changes.is_empty() && changes.conflicts.is_empty() {
-        return SyncDecision::Skip(SkipReason::NothingToSync);
+    if !changes.is_empty() {
+        return SyncDecision::Update { changes };
     }
-    SyncDecision::Update { changes }
-}
-
-/// Conflicts that neither the policy nor a person has decided.
-fn unresolved(changes: &Changes) -> Option<Vec<FieldConflict>> {
-    let open: Vec<_> = changes
-        .conflicts
-        .iter()
-        .filter(|c| c.winner.is_none())
-        .cloned()
-        .collect();
-    (!open.is_empty()).then_some(open)
+    let only_held = changes.conflicts.iter().all(FieldConflict::is_held);
+    match (
+        changes.touches_clashes(),
+        only_held && !changes.conflicts.is_empty(),
+    ) {
+        (false, _) => SyncDecision::Skip(SkipReason::NothingToSync),
+        (true, true) => SyncDecision::Conflict { changes },
+        // A clash ended, or a decision applied without a write: recorded as such.
+        (true, false) => SyncDecision::Update { changes },
+    }
 }
 
 /// A locked finance document is never overwritten: accounting rules. Writes back to
@@ -388,18 +412,20 @@ pub fn source_checksum(fields: &FieldMap, side: System, policy: &SyncPolicy) -> 
 }
 
 /// Field by field against the base: a field changed on one side takes that side; a
-/// field changed on both to different values is a true conflict for the policy. With
-/// no base (first sight), every difference counts as changed on both sides.
+/// field changed on both to different values is a clash, resolved by a person's
+/// decision made for exactly these values, else by the policy (or held for a person).
+/// With no base (first sight), every difference counts as changed on both sides.
 fn merge(
     source: &SourceRecord,
     fields: &FieldMap,
     target: &TargetRecord,
-    base: Option<&FieldMap>,
-    resolutions: Option<&BTreeMap<String, System>>,
+    link: Option<&LinkSnapshot>,
     policy: &SyncPolicy,
 ) -> Changes {
     let side = source.system;
+    let base = link.and_then(|l| l.base.as_ref());
     let mut changes = Changes::default();
+    let mut clashing = BTreeSet::new();
     for field in policy.mapping.synced_fields() {
         let flow = policy.mapping.flow(field);
         let (s, t) = (fields.get(field), target.fields.get(field));
@@ -420,65 +446,92 @@ fn merge(
                     (true, false) => put(&mut changes.to_target, field, s),
                     (false, true) => put(&mut changes.to_source, field, t),
                     _ => {
-                        let decided = resolutions.and_then(|r| r.get(field)).copied();
-                        let winner = decided.or_else(|| conflict_winner(source, target, policy));
-                        let (crm_value, finance_value) = match side {
-                            System::Crm => (s.cloned(), t.cloned()),
-                            System::Finance => (t.cloned(), s.cloned()),
+                        clashing.insert(field);
+                        let (crm, finance) = match side {
+                            System::Crm => (s, t),
+                            System::Finance => (t, s),
                         };
+                        let decided = link.and_then(|l| l.decided.get(field));
+                        let resolution = match decided {
+                            Some(decision) if decision.fits(crm, finance) => {
+                                ClashResolution::Person(decision.choice.clone())
+                            }
+                            _ => by_policy(
+                                field,
+                                source.times(),
+                                target.times(side.opposite()),
+                                policy,
+                            ),
+                        };
+                        apply_resolution(&mut changes, field, side, s, t, &resolution);
                         changes.conflicts.push(FieldConflict {
                             field: field.to_string(),
-                            crm_value,
-                            finance_value,
+                            crm_value: crm.cloned(),
+                            finance_value: finance.cloned(),
                             base_value: b.cloned(),
-                            winner,
+                            resolution,
                         });
-                        match winner {
-                            Some(w) if w == side => put(&mut changes.to_target, field, s),
-                            Some(_) => put(&mut changes.to_source, field, t),
-                            None => {}
-                        }
                     }
                 }
             }
             (false, false) => {}
         }
     }
+    if let Some(link) = link {
+        changes.withdrawn = withdrawn(link, &clashing, &changes.conflicts);
+    }
     changes
+}
+
+/// Writes what a clash's resolution keeps: the kept side's value to the other side,
+/// or a person's own value to both.
+fn apply_resolution(
+    changes: &mut Changes,
+    field: &str,
+    side: System,
+    s: Option<&Value>,
+    t: Option<&Value>,
+    resolution: &ClashResolution,
+) {
+    match resolution {
+        ClashResolution::Policy(winner) | ClashResolution::Person(Choice::Keep(winner)) => {
+            if *winner == side {
+                put(&mut changes.to_target, field, s);
+            } else {
+                put(&mut changes.to_source, field, t);
+            }
+        }
+        ClashResolution::Person(Choice::Value(value)) => {
+            if value.as_ref() != t {
+                put(&mut changes.to_target, field, value.as_ref());
+            }
+            if value.as_ref() != s {
+                put(&mut changes.to_source, field, value.as_ref());
+            }
+        }
+        ClashResolution::Held => {}
+    }
+}
+
+/// The held clashes and pending decisions that end now without being applied: their
+/// field no longer clashes, or a decision does not fit the clash it has now.
+fn withdrawn(
+    link: &LinkSnapshot,
+    clashing: &BTreeSet<&str>,
+    conflicts: &[FieldConflict],
+) -> Vec<String> {
+    let applied = |field: &str| {
+        conflicts
+            .iter()
+            .any(|c| c.field == field && matches!(c.resolution, ClashResolution::Person(_)))
+    };
+    let held = link.held.keys().filter(|f| !clashing.contains(f.as_str()));
+    let decided = link.decided.keys().filter(|f| !applied(f));
+    held.chain(decided).cloned().collect()
 }
 
 fn put(map: &mut FieldMap, field: &str, value: Option<&Value>) {
     map.insert(field.to_string(), value.cloned().unwrap_or(Value::Null));
-}
-
-fn conflict_winner(
-    source: &SourceRecord,
-    target: &TargetRecord,
-    policy: &SyncPolicy,
-) -> Option<System> {
-    let side = source.system;
-    match policy.conflicts {
-        ConflictPolicy::CrmWins => Some(System::Crm),
-        ConflictPolicy::FinanceWins => Some(System::Finance),
-        ConflictPolicy::Manual => None,
-        ConflictPolicy::LastWriteWins => {
-            let (s, t) = (
-                instant(source.version.as_deref()),
-                instant(target.version.as_deref()),
-            );
-            match (s, t) {
-                (Some(s), Some(t)) if s > t => Some(side),
-                (Some(s), Some(t)) if t > s => Some(side.opposite()),
-                _ => Some(policy.source_of_truth),
-            }
-        }
-    }
-}
-
-fn instant(version: Option<&str>) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(version?)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Whether `now` is strictly older than `seen`, both versions of one system.
@@ -493,16 +546,23 @@ fn is_older(now: &str, seen: &str) -> bool {
 }
 
 /// What the link holds after the two records were brought in step: each side's
-/// checksum and version, and the base for the next merge.
+/// checksum and version, and the base for the next merge. A field held for a person
+/// keeps its base from before the clash, so the clash is seen again at every sync
+/// until it is resolved.
 pub fn settle(
     policy: &SyncPolicy,
     crm: (&str, &FieldMap, Option<&str>),
     finance: (&str, &FieldMap, Option<&str>),
+    held: Held<'_>,
 ) -> LinkSnapshot {
     let base = policy
         .mapping
         .synced_fields()
         .filter_map(|field| {
+            if held.fields.contains(&field) {
+                let before = held.base.and_then(|b| b.get(field))?;
+                return Some((field.to_string(), before.clone()));
+            }
             let owner = if policy.mapping.flow(field).flows_from(System::Crm) {
                 crm.1
             } else {
@@ -520,9 +580,17 @@ pub fn settle(
         finance_version: finance.2.map(str::to_string),
         base: Some(base),
         archived: false,
-        resolutions: BTreeMap::new(),
+        held: BTreeMap::new(),
+        decided: BTreeMap::new(),
         delete_approved: false,
     }
+}
+
+/// The fields held for a person as a link settles, and the base they keep.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Held<'a> {
+    pub fields: &'a [&'a str],
+    pub base: Option<&'a FieldMap>,
 }
 
 /// Applies written values to a field map the way a system stores them: `null` clears.

@@ -2,6 +2,7 @@
 //! the bus, canonical records, field mapping, and the pure sync decision.
 
 pub mod checksum;
+pub mod clash;
 pub mod customer;
 pub mod decision;
 pub mod event;
@@ -12,11 +13,12 @@ pub mod policy;
 pub mod record;
 
 pub use checksum::Checksum;
+pub use clash::{ChangeTimes, Choice, ClashResolution, FieldConflict, HeldClash, PersonDecision};
 pub use customer::{Address, Customer};
 pub use decision::{
     apply, decide, decide_without_target, idempotency_key, settle, source_checksum, Changes,
-    DecisionInput, FieldConflict, LinkSnapshot, SkipReason, SourceRecord, SyncDecision,
-    TargetFound, TargetRecord,
+    DecisionInput, Held, LinkSnapshot, SkipReason, SourceRecord, SyncDecision, TargetFound,
+    TargetRecord,
 };
 pub use event::{ChangeEvent, ChangeKind, Trigger};
 pub use ids::{EntityType, PairId, System};

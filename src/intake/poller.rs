@@ -279,6 +279,7 @@ impl Poller {
                     fields: record.fields.clone(),
                     version: record.version.clone(),
                     stamp: record.stamp.clone(),
+                    field_versions: record.field_versions.clone(),
                 };
                 matches!(
                     decide_without_target(&source, Some(link), &target.policy),

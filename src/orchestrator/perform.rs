@@ -1,6 +1,7 @@
 //! Performing a sync decision: the writes to each system, then the link, the log entry
 //! and any conflicts or held deletes in one store transaction.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -11,12 +12,12 @@ use super::sync::{Fetched, PairRuntime, SyncError};
 use crate::connectors::{ExternalRecord, Written};
 use crate::domain::{
     apply, decide, decide_without_target, idempotency_key, settle, ChangeEvent, Changes, Checksum,
-    DecisionInput, FieldConflict, FieldMap, LinkSnapshot, SkipReason, SourceRecord, SyncDecision,
-    SyncPolicy, System, TargetFound, TargetRecord, Trigger,
+    ClashResolution, DecisionInput, FieldMap, Held, HeldClash, LinkSnapshot, PersonDecision,
+    SkipReason, SourceRecord, SyncDecision, SyncPolicy, System, TargetFound, TargetRecord, Trigger,
 };
 use crate::store::{
-    Direction, EntityLink, LinkState, NewConflict, NewSyncLogEntry, Outcome, Store, SyncCommit,
-    SyncStatus,
+    ConflictState, ConflictStatus, ConflictWrite, Direction, EntityLink, LinkState,
+    NewSyncLogEntry, Outcome, Store, SyncCommit, SyncStatus,
 };
 
 pub(super) struct SyncContext<'a> {
@@ -53,10 +54,18 @@ pub(super) async fn perform(
         fields: fetched.source.as_ref().and_then(|s| s.fields.clone()),
         version: fetched.source.as_ref().and_then(|s| s.version.clone()),
         stamp: fetched.source.as_ref().and_then(|s| s.stamp.clone()),
+        field_versions: fetched
+            .source
+            .as_ref()
+            .map(|s| s.field_versions.clone())
+            .unwrap_or_default(),
     };
-    let snapshot = match &fetched.link {
-        Some(link) => Some(snapshot_of(cx.store, link).await?),
-        None => None,
+    let (snapshot, active) = match &fetched.link {
+        Some(link) => {
+            let (snapshot, active) = snapshot_of(cx.store, link).await?;
+            (Some(snapshot), active)
+        }
+        None => (None, ActiveClashes::default()),
     };
     // An echo, a stale version or a delete is decided without reading the other side.
     let early = decide_without_target(&source, snapshot.as_ref(), cx.policy);
@@ -88,6 +97,7 @@ pub(super) async fn perform(
     log.target_before = target.as_ref().map(|(t, _)| to_json(&t.fields));
     let mut row = fetched.link.clone();
     let mut conflicts = Vec::new();
+    let mut withdrawn = Vec::new();
     let mut hold_delete = false;
     let mut link_unchanged = false;
     let source_after = |fields: &FieldMap| After {
@@ -102,7 +112,7 @@ pub(super) async fn perform(
             if let (SkipReason::NothingToSync, Some(r), Some((t, _)), Some(fields)) =
                 (reason, row.as_mut(), &target, &source.fields)
             {
-                settle_row(cx, r, &source_after(fields), &after_of_target(t));
+                settle_row(cx, r, &source_after(fields), &after_of_target(t), &[]);
             } else {
                 link_unchanged = true;
             }
@@ -146,7 +156,7 @@ pub(super) async fn perform(
                     version: written.record.version,
                 };
             }
-            settle_row(cx, &mut r, &src, &target_after);
+            settle_row(cx, &mut r, &src, &target_after, &[]);
             log.outcome = Outcome::Created;
             row = Some(r);
         }
@@ -163,8 +173,8 @@ pub(super) async fn perform(
             let target_record = target.as_ref().map(|(t, _)| t).ok_or_else(missing_target)?;
             let (src, dst) = write_changes(cx, &source, target_record, &changes, &mut log).await?;
             log.target_after = Some(to_json(&dst.fields));
-            settle_row(cx, &mut r, &src, &dst);
-            conflicts = record_conflicts(cx, &changes.conflicts);
+            settle_row(cx, &mut r, &src, &dst, &held_fields(&changes));
+            (conflicts, withdrawn) = record_clashes(cx, &changes, &active);
             log.outcome = Outcome::Linked;
             log.detail = Some(
                 match found {
@@ -181,16 +191,14 @@ pub(super) async fn perform(
             let target_record = target.as_ref().map(|(t, _)| t).ok_or_else(missing_target)?;
             let (src, dst) = write_changes(cx, &source, target_record, &changes, &mut log).await?;
             log.target_after = Some(to_json(&dst.fields));
-            settle_row(cx, &mut r, &src, &dst);
-            conflicts = record_conflicts(cx, &changes.conflicts);
-            log.outcome = Outcome::Updated;
-            if !conflicts.is_empty() {
-                log.detail = Some(format!(
-                    "{} conflicting field(s) resolved by {}",
-                    conflicts.len(),
-                    cx.policy.conflicts.as_str()
-                ));
-            }
+            settle_row(cx, &mut r, &src, &dst, &held_fields(&changes));
+            (conflicts, withdrawn) = record_clashes(cx, &changes, &active);
+            log.outcome = match (changes.is_empty(), changes.held().next()) {
+                (false, _) => Outcome::Updated,
+                (true, Some(_)) => Outcome::Conflict,
+                (true, None) => Outcome::Skipped,
+            };
+            log.detail = clash_detail(&changes);
             row = Some(r);
         }
         SyncDecision::Archive => {
@@ -236,17 +244,20 @@ pub(super) async fn perform(
             log.detail = Some(reason);
             row = Some(r);
         }
-        SyncDecision::Conflict { conflicts: found } => {
+        SyncDecision::Conflict { changes } => {
             let mut r = row.take().ok_or_else(missing_link)?;
-            r.sync_status = SyncStatus::Conflict;
-            r.last_error = Some(format!(
-                "{} field(s) changed on both sides; waiting for a person",
-                found.len()
-            ));
-            r.last_transaction_id = Some(cx.transaction_id);
-            conflicts = record_conflicts(cx, &found);
+            let target_record = target.as_ref().map(|(t, _)| t).ok_or_else(missing_target)?;
+            let fields = source.fields.as_ref().ok_or_else(missing_target)?;
+            settle_row(
+                cx,
+                &mut r,
+                &source_after(fields),
+                &after_of_target(target_record),
+                &held_fields(&changes),
+            );
+            (conflicts, withdrawn) = record_clashes(cx, &changes, &active);
             log.outcome = Outcome::Conflict;
-            log.detail = r.last_error.clone();
+            log.detail = clash_detail(&changes);
             row = Some(r);
         }
     }
@@ -265,6 +276,7 @@ pub(super) async fn perform(
             link: row.filter(|_| !link_unchanged),
             log: log.clone(),
             conflicts,
+            withdrawn,
             hold_delete,
             announced,
         })
@@ -315,6 +327,7 @@ fn as_target(record: ExternalRecord) -> Option<TargetRecord> {
         id: record.id,
         fields: record.fields?,
         version: record.version,
+        field_versions: record.field_versions,
     })
 }
 
@@ -411,17 +424,29 @@ fn after_of_written(record: &ExternalRecord, sent: &FieldMap) -> After {
     }
 }
 
-/// The link as it stands once both records are in step.
-fn settle_row(cx: &SyncContext<'_>, row: &mut EntityLink, source: &After, target: &After) {
+/// The link as it stands once both records are in step, but for the fields `held`
+/// for a person: those keep the base from before their clash.
+fn settle_row(
+    cx: &SyncContext<'_>,
+    row: &mut EntityLink,
+    source: &After,
+    target: &After,
+    held: &[&str],
+) {
     let side = cx.event.system;
     let (crm, finance) = match side {
         System::Crm => (source, target),
         System::Finance => (target, source),
     };
+    let before = row.snapshot().base;
     let settled = settle(
         cx.policy,
         (&crm.id, &crm.fields, crm.version.as_deref()),
         (&finance.id, &finance.fields, finance.version.as_deref()),
+        Held {
+            fields: held,
+            base: before.as_ref(),
+        },
     );
     row.crm_id = settled.crm_id;
     row.finance_id = settled.finance_id;
@@ -433,37 +458,74 @@ fn settle_row(cx: &SyncContext<'_>, row: &mut EntityLink, source: &After, target
     if row.state == LinkState::Creating {
         row.state = LinkState::Active;
     }
-    row.sync_status = SyncStatus::Synced;
-    row.last_error = None;
+    if held.is_empty() {
+        row.sync_status = SyncStatus::Synced;
+        row.last_error = None;
+    } else {
+        row.sync_status = SyncStatus::Conflict;
+        row.last_error = Some(format!(
+            "{} changed on both sides; waiting for a person ({} field(s))",
+            held.join(", "),
+            held.len()
+        ));
+    }
     row.last_transaction_id = Some(cx.transaction_id);
     row.last_synced_at = Some(Utc::now());
     row.last_direction = Some(Direction::from_source(side));
 }
 
-/// The link as the decision sees it, with what people decided since the last sync.
-async fn snapshot_of(store: &dyn Store, link: &EntityLink) -> Result<LinkSnapshot, SyncError> {
+/// The ids of a link's held and decided conflicts, by field: what a sync updates in
+/// place or withdraws.
+#[derive(Default)]
+struct ActiveClashes {
+    ids: BTreeMap<String, Uuid>,
+}
+
+/// The link as the decision sees it: its row, the clashes held for a person, the
+/// decisions waiting to be applied, and an approved delete.
+async fn snapshot_of(
+    store: &dyn Store,
+    link: &EntityLink,
+) -> Result<(LinkSnapshot, ActiveClashes), SyncError> {
+    let mut snapshot = link.snapshot();
+    let mut active = ActiveClashes::default();
+    for conflict in store.active_conflicts(link.id).await? {
+        active.ids.insert(conflict.field.clone(), conflict.id);
+        match (conflict.status, conflict.choice()) {
+            (ConflictStatus::Decided, Some(choice)) => {
+                snapshot.decided.insert(
+                    conflict.field,
+                    PersonDecision {
+                        crm_value: conflict.crm_value,
+                        finance_value: conflict.finance_value,
+                        choice,
+                    },
+                );
+            }
+            _ => {
+                snapshot.held.insert(
+                    conflict.field,
+                    HeldClash {
+                        crm_value: conflict.crm_value,
+                        finance_value: conflict.finance_value,
+                    },
+                );
+            }
+        }
+    }
+    // An approval counts for the delete it was held for: a sync in between (the record
+    // restored and synced again) makes it older than the link's last sync.
     let since_sync = |at: Option<chrono::DateTime<Utc>>| match (at, link.last_synced_at) {
         (Some(at), Some(synced)) => at > synced,
         (Some(_), None) => true,
         (None, _) => false,
     };
-    let resolutions = store
-        .conflicts_of(link.id)
-        .await?
-        .into_iter()
-        .filter(|c| since_sync(c.resolved_at))
-        .filter_map(|c| Some((c.field, c.resolution.as_deref()?.parse::<System>().ok()?)))
-        .collect();
-    let delete_approved = store
+    snapshot.delete_approved = store
         .deletes_of(link.id)
         .await?
         .iter()
         .any(|d| d.status == crate::store::DeleteStatus::Approved && since_sync(d.decided_at));
-    Ok(LinkSnapshot {
-        resolutions,
-        delete_approved,
-        ..link.snapshot()
-    })
+    Ok((snapshot, active))
 }
 
 fn set_id(row: &mut EntityLink, system: System, id: &str) {
@@ -506,18 +568,80 @@ fn record_exchange(log: &mut NewSyncLogEntry, written: &Written) {
     log.status_code = written.exchange.status;
 }
 
-fn record_conflicts(cx: &SyncContext<'_>, conflicts: &[FieldConflict]) -> Vec<NewConflict> {
-    conflicts
+/// What a sync records about its clashes: each clash (a field's held or decided row
+/// updated in place, else a new row), and the ids of those that ended unapplied.
+fn record_clashes(
+    cx: &SyncContext<'_>,
+    changes: &Changes,
+    active: &ActiveClashes,
+) -> (Vec<ConflictWrite>, Vec<Uuid>) {
+    let withdrawn: Vec<Uuid> = changes
+        .withdrawn
         .iter()
-        .map(|c| NewConflict {
+        .filter_map(|field| active.ids.get(field).copied())
+        .collect();
+    let writes = changes
+        .conflicts
+        .iter()
+        .map(|c| ConflictWrite {
+            existing: active
+                .ids
+                .get(&c.field)
+                .copied()
+                .filter(|_| !changes.withdrawn.contains(&c.field)),
             field: c.field.clone(),
             crm_value: c.crm_value.clone(),
             finance_value: c.finance_value.clone(),
             base_value: c.base_value.clone(),
             policy: cx.policy.conflicts.as_str().to_string(),
-            resolution: c.winner.map(|w| w.as_str().to_string()),
+            state: match c.resolution {
+                ClashResolution::Held => ConflictState::Held,
+                ClashResolution::Policy(side) => ConflictState::ResolvedByPolicy(side),
+                ClashResolution::Person(_) => ConflictState::Applied,
+            },
         })
-        .collect()
+        .collect();
+    (writes, withdrawn)
+}
+
+fn held_fields(changes: &Changes) -> Vec<&str> {
+    changes.held().collect()
+}
+
+/// What a sync did about clashes, for the log.
+fn clash_detail(changes: &Changes) -> Option<String> {
+    let count = |f: fn(&ClashResolution) -> bool| {
+        changes
+            .conflicts
+            .iter()
+            .filter(|c| f(&c.resolution))
+            .count()
+    };
+    let by_policy = count(|r| matches!(r, ClashResolution::Policy(_)));
+    let by_person = count(|r| matches!(r, ClashResolution::Person(_)));
+    let held: Vec<&str> = changes.held().collect();
+    let mut parts = Vec::new();
+    if by_policy > 0 {
+        parts.push(format!(
+            "{by_policy} conflicting field(s) resolved by the policy"
+        ));
+    }
+    if by_person > 0 {
+        parts.push(format!("{by_person} person's decision(s) applied"));
+    }
+    if !held.is_empty() {
+        parts.push(format!(
+            "{} changed on both sides, held for a person",
+            held.join(", ")
+        ));
+    }
+    if !changes.withdrawn.is_empty() {
+        parts.push(format!(
+            "the clash on {} ended before anyone decided",
+            changes.withdrawn.join(", ")
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 fn to_json(fields: &FieldMap) -> Value {

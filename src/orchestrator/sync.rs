@@ -231,6 +231,7 @@ impl Orchestrator {
             }),
             log: entry,
             conflicts: vec![],
+            withdrawn: vec![],
             hold_delete: false,
             announced: None,
         };

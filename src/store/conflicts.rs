@@ -2,53 +2,150 @@
 
 use chrono::Utc;
 use entity::{conflict, pending_delete};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
     QueryFilter, QueryOrder, QuerySelect,
 };
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    parse, Conflict, ConflictStatus, DeleteStatus, EntityLink, NewConflict, PendingDelete,
-    StoreError, StoreResult,
+    parse, stored_choice, Conflict, ConflictState, ConflictStatus, ConflictWrite, DecidedBy,
+    DeleteStatus, EntityLink, PendingDelete, StoreError, StoreResult,
 };
-use crate::domain::{PairId, System};
+use crate::domain::{Choice, PairId, System};
 
-pub(super) async fn insert(
+/// Records one clash of a sync: a new row, or the field's held or decided row updated
+/// in place. An update only touches a row still in the state the sync loaded it in: a
+/// person who decided meanwhile is not overwritten (the next sync sees the decision).
+pub(super) async fn write(
     db: &impl ConnectionTrait,
     link: &EntityLink,
     transaction_id: Uuid,
-    new: &NewConflict,
+    write: &ConflictWrite,
 ) -> StoreResult<()> {
-    let resolved = new.resolution.is_some();
-    let row = conflict::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        link_id: Set(link.id),
-        pair: Set(link.pair.as_str().to_string()),
-        entity_type: Set(link.entity.as_str().to_string()),
-        field: Set(new.field.clone()),
-        crm_value: Set(new.crm_value.clone()),
-        finance_value: Set(new.finance_value.clone()),
-        base_value: Set(new.base_value.clone()),
-        policy: Set(new.policy.clone()),
-        resolution: Set(new.resolution.clone()),
-        resolved_value: Set(None),
-        status: Set(if resolved {
-            ConflictStatus::Resolved
-        } else {
-            ConflictStatus::Open
-        }
-        .as_str()
-        .to_string()),
-        transaction_id: Set(transaction_id),
-        created_at: Set(Utc::now()),
-        resolved_at: Set(resolved.then(Utc::now)),
+    let now = Utc::now();
+    let (status, decided_by, resolution, resolved_at, applied_at) = match write.state {
+        ConflictState::Held => (ConflictStatus::Open, None, None, None, None),
+        ConflictState::ResolvedByPolicy(side) => (
+            ConflictStatus::Resolved,
+            Some(DecidedBy::Policy),
+            Some(side.as_str().to_string()),
+            Some(now),
+            Some(now),
+        ),
+        ConflictState::Applied => (ConflictStatus::Resolved, None, None, None, Some(now)),
     };
-    conflict::Entity::insert(row)
-        .exec_without_returning(db)
+    let Some(id) = write.existing else {
+        let row = conflict::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            link_id: Set(link.id),
+            pair: Set(link.pair.as_str().to_string()),
+            entity_type: Set(link.entity.as_str().to_string()),
+            field: Set(write.field.clone()),
+            crm_value: Set(write.crm_value.clone()),
+            finance_value: Set(write.finance_value.clone()),
+            base_value: Set(write.base_value.clone()),
+            policy: Set(write.policy.clone()),
+            resolution: Set(resolution),
+            resolved_value: Set(None),
+            status: Set(status.as_str().to_string()),
+            transaction_id: Set(transaction_id),
+            created_at: Set(now),
+            resolved_at: Set(resolved_at),
+            decided_by: Set(decided_by.map(|d| d.as_str().to_string())),
+            applied_at: Set(applied_at),
+        };
+        conflict::Entity::insert(row)
+            .exec_without_returning(db)
+            .await?;
+        return Ok(());
+    };
+    let mut update = conflict::Entity::update_many()
+        .col_expr(conflict::Column::Status, Expr::value(status.as_str()))
+        .col_expr(conflict::Column::AppliedAt, Expr::value(applied_at))
+        .filter(conflict::Column::Id.eq(id));
+    update = match write.state {
+        ConflictState::Applied => {
+            update.filter(conflict::Column::Status.eq(ConflictStatus::Decided.as_str()))
+        }
+        ConflictState::Held | ConflictState::ResolvedByPolicy(_) => update
+            .col_expr(
+                conflict::Column::CrmValue,
+                Expr::value(write.crm_value.clone()),
+            )
+            .col_expr(
+                conflict::Column::FinanceValue,
+                Expr::value(write.finance_value.clone()),
+            )
+            .col_expr(conflict::Column::Resolution, Expr::value(resolution))
+            .col_expr(conflict::Column::ResolvedAt, Expr::value(resolved_at))
+            .col_expr(
+                conflict::Column::DecidedBy,
+                Expr::value(decided_by.map(|d| d.as_str().to_string())),
+            )
+            .filter(conflict::Column::Status.eq(ConflictStatus::Open.as_str())),
+    };
+    update.exec(db).await?;
+    Ok(())
+}
+
+/// Ends held or decided conflicts that were never applied.
+pub(super) async fn withdraw(db: &impl ConnectionTrait, ids: &[Uuid]) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    conflict::Entity::update_many()
+        .col_expr(
+            conflict::Column::Status,
+            Expr::value(ConflictStatus::Withdrawn.as_str()),
+        )
+        .filter(conflict::Column::Id.is_in(ids.iter().copied()))
+        .filter(conflict::Column::Status.is_in(ACTIVE))
+        .exec(db)
         .await?;
     Ok(())
+}
+
+/// The statuses of a conflict that still matters to the next sync.
+const ACTIVE: [&str; 2] = ["open", "decided"];
+
+/// The held and decided conflicts of a link: what its next sync must respect.
+pub(super) async fn active_of_link(
+    db: &impl ConnectionTrait,
+    link_id: Uuid,
+) -> StoreResult<Vec<Conflict>> {
+    conflict::Entity::find()
+        .filter(conflict::Column::LinkId.eq(link_id))
+        .filter(conflict::Column::Status.is_in(ACTIVE))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(conflict_from)
+        .collect()
+}
+
+/// Conflicts newest first, of one status or all.
+pub(super) async fn list(
+    db: &impl ConnectionTrait,
+    status: Option<ConflictStatus>,
+    limit: u64,
+    offset: u64,
+) -> StoreResult<Vec<Conflict>> {
+    let mut query = conflict::Entity::find();
+    if let Some(status) = status {
+        query = query.filter(conflict::Column::Status.eq(status.as_str()));
+    }
+    query
+        .order_by_desc(conflict::Column::CreatedAt)
+        .order_by_desc(conflict::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(conflict_from)
+        .collect()
 }
 
 pub(super) async fn open(db: &impl ConnectionTrait, limit: u64) -> StoreResult<Vec<Conflict>> {
@@ -91,22 +188,44 @@ pub(super) async fn deletes_of_link(
         .collect()
 }
 
-pub(super) async fn resolve(
+/// A person's decision on a held conflict, applied at the record's next sync. Only a
+/// conflict still held can be decided: a second decision, or one on a conflict the
+/// policy resolved or that ended, is refused.
+pub(super) async fn decide(
     db: &impl ConnectionTrait,
     id: Uuid,
-    resolution: &str,
-    value: Option<Value>,
+    choice: &Choice,
 ) -> StoreResult<Conflict> {
+    let (resolution, value) = stored_choice(choice);
+    let decided = conflict::Entity::update_many()
+        .col_expr(
+            conflict::Column::Status,
+            Expr::value(ConflictStatus::Decided.as_str()),
+        )
+        .col_expr(
+            conflict::Column::DecidedBy,
+            Expr::value(DecidedBy::Person.as_str()),
+        )
+        .col_expr(conflict::Column::Resolution, Expr::value(resolution))
+        .col_expr(conflict::Column::ResolvedValue, Expr::value(value))
+        .col_expr(conflict::Column::ResolvedAt, Expr::value(Some(Utc::now())))
+        .filter(conflict::Column::Id.eq(id))
+        .filter(conflict::Column::Status.eq(ConflictStatus::Open.as_str()))
+        .exec(db)
+        .await?
+        .rows_affected;
     let row = conflict::Entity::find_by_id(id)
         .one(db)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("conflict {id}")))?;
-    let mut active = row.into_active_model();
-    active.resolution = Set(Some(resolution.to_string()));
-    active.resolved_value = Set(value);
-    active.status = Set(ConflictStatus::Resolved.as_str().to_string());
-    active.resolved_at = Set(Some(Utc::now()));
-    conflict_from(active.update(db).await?)
+    let conflict = conflict_from(row)?;
+    if decided == 0 {
+        return Err(StoreError::AlreadyDecided(format!(
+            "conflict {id} is {}, not held for a person",
+            conflict.status
+        )));
+    }
+    Ok(conflict)
 }
 
 pub(super) async fn hold_delete(
@@ -185,6 +304,8 @@ fn conflict_from(model: conflict::Model) -> StoreResult<Conflict> {
         transaction_id: model.transaction_id,
         created_at: model.created_at,
         resolved_at: model.resolved_at,
+        decided_by: model.decided_by.as_deref().map(parse).transpose()?,
+        applied_at: model.applied_at,
     })
 }
 

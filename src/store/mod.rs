@@ -25,7 +25,7 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::{EntityType, PairId, System};
+use crate::domain::{Choice, EntityType, PairId, System};
 
 pub use locks::EntityLock;
 pub use migration::TABLES;
@@ -37,6 +37,9 @@ pub enum StoreError {
     AlreadyLinked(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// A decision on something no longer waiting for one.
+    #[error("{0}")]
+    AlreadyDecided(String),
     #[error("stored data is not understood: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
@@ -184,17 +187,24 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<()>;
 
     // Conflicts and held deletes.
-    /// Every conflict recorded for a link, open or resolved, oldest first.
+    /// Every conflict recorded for a link, whatever its status, oldest first.
     async fn conflicts_of(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>>;
+    /// The conflicts of a link held for a person or decided and not yet applied.
+    async fn active_conflicts(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>>;
+    /// Conflicts newest first, of one status or all.
+    async fn list_conflicts(
+        &self,
+        status: Option<ConflictStatus>,
+        limit: u64,
+        offset: u64,
+    ) -> StoreResult<Vec<Conflict>>;
     /// Every held delete recorded for a link, oldest first.
     async fn deletes_of(&self, link_id: Uuid) -> StoreResult<Vec<PendingDelete>>;
     async fn open_conflicts(&self, limit: u64) -> StoreResult<Vec<Conflict>>;
-    async fn resolve_conflict(
-        &self,
-        id: Uuid,
-        resolution: &str,
-        value: Option<Value>,
-    ) -> StoreResult<Conflict>;
+    /// Records a person's choice for a held conflict; `AlreadyDecided` when it is not
+    /// held (any more). It is applied at the record's next sync, if the values still
+    /// are the ones it was made for.
+    async fn resolve_conflict(&self, id: Uuid, choice: &Choice) -> StoreResult<Conflict>;
     async fn pending_deletes(&self, limit: u64) -> StoreResult<Vec<PendingDelete>>;
     async fn decide_delete(&self, id: Uuid, approve: bool) -> StoreResult<PendingDelete>;
 
@@ -371,9 +381,11 @@ impl Store for SeaStore {
             sync_log::append(&txn, announced).await?;
         }
         let log_id = sync_log::append(&txn, &commit.log).await?;
+        // Ended rows first: a field whose decision went stale gets a new held row.
+        conflicts::withdraw(&txn, &commit.withdrawn).await?;
         if let Some(link) = &commit.link {
             for conflict in &commit.conflicts {
-                conflicts::insert(&txn, link, commit.log.transaction_id, conflict).await?;
+                conflicts::write(&txn, link, commit.log.transaction_id, conflict).await?;
             }
             if commit.hold_delete {
                 conflicts::hold_delete(
@@ -543,17 +555,25 @@ impl Store for SeaStore {
         conflicts::of_link(&self.db, link_id).await
     }
 
+    async fn active_conflicts(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>> {
+        conflicts::active_of_link(&self.db, link_id).await
+    }
+
+    async fn list_conflicts(
+        &self,
+        status: Option<ConflictStatus>,
+        limit: u64,
+        offset: u64,
+    ) -> StoreResult<Vec<Conflict>> {
+        conflicts::list(&self.db, status, limit, offset).await
+    }
+
     async fn deletes_of(&self, link_id: Uuid) -> StoreResult<Vec<PendingDelete>> {
         conflicts::deletes_of_link(&self.db, link_id).await
     }
 
-    async fn resolve_conflict(
-        &self,
-        id: Uuid,
-        resolution: &str,
-        value: Option<Value>,
-    ) -> StoreResult<Conflict> {
-        conflicts::resolve(&self.db, id, resolution, value).await
+    async fn resolve_conflict(&self, id: Uuid, choice: &Choice) -> StoreResult<Conflict> {
+        conflicts::decide(&self.db, id, choice).await
     }
 
     async fn pending_deletes(&self, limit: u64) -> StoreResult<Vec<PendingDelete>> {

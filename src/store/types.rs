@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::{ChangeEvent, Checksum, EntityType, LinkSnapshot, PairId, System, Trigger};
+use crate::domain::{
+    ChangeEvent, Checksum, Choice, EntityType, LinkSnapshot, PairId, System, Trigger,
+};
 use crate::secret::Secret;
 
 macro_rules! string_enum {
@@ -77,7 +79,16 @@ string_enum!(JobStatus { Queued => "queued", Listing => "listing", Running => "r
 
 string_enum!(JobCounter { Queued => "queued", Published => "published", Synced => "synced", Failed => "failed", Skipped => "skipped" });
 
-string_enum!(ConflictStatus { Open => "open", Resolved => "resolved" });
+string_enum!(
+    /// Where a clash stands: held for a person, decided by one and waiting for the
+    /// record's next sync, applied, or ended before anyone decided.
+    ConflictStatus { Open => "open", Decided => "decided", Resolved => "resolved", Withdrawn => "withdrawn" }
+);
+
+string_enum!(
+    /// Who resolved a clash.
+    DecidedBy { Policy => "policy", Person => "person" }
+);
 
 string_enum!(DeleteStatus { Pending => "pending", Approved => "approved", Rejected => "rejected" });
 
@@ -280,7 +291,9 @@ pub struct SyncLogFilter {
 pub struct SyncCommit {
     pub link: Option<EntityLink>,
     pub log: NewSyncLogEntry,
-    pub conflicts: Vec<NewConflict>,
+    pub conflicts: Vec<ConflictWrite>,
+    /// Held or decided conflicts that ended without being applied.
+    pub withdrawn: Vec<Uuid>,
     pub hold_delete: bool,
     /// What announced the change (a webhook's own words), logged just before `log`.
     pub announced: Option<NewSyncLogEntry>,
@@ -312,15 +325,28 @@ pub struct Credential {
     pub rotated_at: Option<DateTime<Utc>>,
 }
 
+/// A clash to record as a sync commits.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewConflict {
+pub struct ConflictWrite {
+    /// The field's conflict that is held or decided on the link, updated in place; a
+    /// new row when `None`.
+    pub existing: Option<Uuid>,
     pub field: String,
     pub crm_value: Option<Value>,
     pub finance_value: Option<Value>,
     pub base_value: Option<Value>,
     pub policy: String,
-    /// Set when the policy resolved it at once (`crm` or `finance`); empty for `manual`.
-    pub resolution: Option<String>,
+    pub state: ConflictState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictState {
+    /// Held for a person, with the values it holds now.
+    Held,
+    /// The policy kept this side's value, at once.
+    ResolvedByPolicy(System),
+    /// A person's decision was written to both sides.
+    Applied,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -340,6 +366,29 @@ pub struct Conflict {
     pub transaction_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+    pub decided_by: Option<DecidedBy>,
+    pub applied_at: Option<DateTime<Utc>>,
+}
+
+impl Conflict {
+    /// The person's choice, once one was made.
+    pub fn choice(&self) -> Option<Choice> {
+        if self.decided_by != Some(DecidedBy::Person) {
+            return None;
+        }
+        match self.resolution.as_deref()? {
+            "value" => Some(Choice::Value(self.resolved_value.clone())),
+            side => side.parse::<System>().ok().map(Choice::Keep),
+        }
+    }
+}
+
+/// How a person's choice is stored: the `resolution` column and the value it keeps.
+pub fn stored_choice(choice: &Choice) -> (&'static str, Option<Value>) {
+    match choice {
+        Choice::Keep(side) => (side.as_str(), None),
+        Choice::Value(value) => ("value", value.clone()),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

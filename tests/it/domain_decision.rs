@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 use tandem::domain::{
     apply, decide, decide_without_target, idempotency_key, settle, Checksum, ConflictPolicy,
-    DecisionInput, DeletePolicy, EntityType, FieldMap, LinkSnapshot, PairId, SkipReason,
+    DecisionInput, DeletePolicy, EntityType, FieldMap, Held, LinkSnapshot, PairId, SkipReason,
     SourceRecord, SyncDecision, SyncPolicy, System, TargetFound, TargetRecord,
 };
 
@@ -29,6 +29,7 @@ fn source(system: System, id: &str, f: FieldMap, version: &str) -> SourceRecord 
         fields: Some(f),
         version: Some(version.into()),
         stamp: None,
+        field_versions: Default::default(),
     }
 }
 
@@ -37,6 +38,7 @@ fn target(id: &str, f: FieldMap, version: &str) -> TargetRecord {
         id: id.into(),
         fields: f,
         version: Some(version.into()),
+        field_versions: Default::default(),
     }
 }
 
@@ -54,6 +56,7 @@ fn synced(
         policy,
         (crm.0, crm.1, Some(crm.2)),
         (finance.0, finance.1, Some(finance.2)),
+        Held::default(),
     )
 }
 
@@ -304,7 +307,8 @@ fn a_true_conflict_is_resolved_by_the_policy_and_recorded_with_both_values() {
         );
         assert_eq!(conflict.base_value, Some(json!("+44 1")));
         assert_eq!(
-            conflict.winner, winner,
+            conflict.winner(),
+            winner,
             "{conflicts:?} {crm_version} {finance_version}"
         );
         match winner {
@@ -325,7 +329,7 @@ fn a_manual_policy_parks_the_conflict_and_writes_nothing() {
     policy.conflicts = ConflictPolicy::Manual;
     let decision = both_edit_phone(&policy, T1, T2);
     assert!(
-        matches!(&decision, SyncDecision::Conflict { conflicts } if conflicts.len() == 1 && conflicts[0].winner.is_none()),
+        matches!(&decision, SyncDecision::Conflict { changes } if changes.conflicts.len() == 1 && changes.conflicts[0].is_held()),
         "{decision:?}"
     );
     assert!(!decision.writes());
@@ -396,6 +400,7 @@ fn deletes_follow_the_policy_and_never_hard_delete() {
         fields: None,
         version: Some(T1.into()),
         stamp: None,
+        field_versions: Default::default(),
     };
     for (deletes, expected) in [
         (DeletePolicy::Archive, SyncDecision::Archive),

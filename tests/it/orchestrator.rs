@@ -16,7 +16,7 @@ use tandem::bus::{Bus, BusConfig, BusMessage, Lane};
 use tandem::connectors::memory::{Failure, InMemorySystem, Operation};
 use tandem::connectors::Connector;
 use tandem::domain::{
-    ChangeEvent, ChangeKind, ConflictPolicy, DeletePolicy, EntityType, FieldMap, PairId,
+    ChangeEvent, ChangeKind, Choice, ConflictPolicy, DeletePolicy, EntityType, FieldMap, PairId,
     SyncPolicy, System, Trigger,
 };
 use tandem::orchestrator::{Orchestrator, PairRuntime, WorkerPool};
@@ -609,6 +609,177 @@ async fn the_same_field_edited_on_both_sides_follows_the_policy(h: &Harness) {
     }
 }
 
+/// One person's edit of a customer's phone on one side.
+fn edit_phone(h: &Harness, system: System, id: &str, phone: &str) {
+    h.system(system).person_edits(
+        EntityType::Customer,
+        id,
+        &fields(&[("phone", json!(phone))]),
+    );
+}
+
+fn phone_on(h: &Harness, system: System, id: &str) -> Option<Value> {
+    h.system(system)
+        .record(EntityType::Customer, id)
+        .expect("exists")
+        .0
+        .get("phone")
+        .cloned()
+}
+
+/// Final outcomes handled so far for each side of one customer, to wait for the next.
+struct Handled {
+    crm: usize,
+    finance: usize,
+}
+
+impl Handled {
+    async fn next(&mut self, h: &Harness, system: System, id: &str) -> Outcome {
+        let count = match system {
+            System::Crm => &mut self.crm,
+            System::Finance => &mut self.finance,
+        };
+        *count += 1;
+        h.announce(system, EntityType::Customer, id).await;
+        h.handled(system, EntityType::Customer, id, *count).await[*count - 1]
+    }
+}
+
+/// The same field clashes again and again on one link, the newer edit alternating
+/// between the sides and the change announced by either side: every clash keeps the
+/// newer edit, and the echoes of Tandem's writes change nothing.
+async fn every_clash_of_one_field_keeps_the_newer_edit(h: &Harness) {
+    let (crm_id, finance_id) = h.synced_customer(21).await;
+    let ids = |system: System| match system {
+        System::Crm => crm_id.as_str(),
+        System::Finance => finance_id.as_str(),
+    };
+    let mut handled = Handled { crm: 1, finance: 0 };
+    let rounds = [
+        (System::Crm, System::Finance, System::Crm),
+        (System::Finance, System::Crm, System::Crm),
+        (System::Crm, System::Finance, System::Finance),
+        (System::Finance, System::Crm, System::Finance),
+        (System::Finance, System::Crm, System::Crm),
+        (System::Crm, System::Finance, System::Crm),
+    ];
+    for (round, (older, newer, announcer)) in rounds.into_iter().enumerate() {
+        let (old_value, new_value) = (format!("old {round}"), format!("new {round}"));
+        edit_phone(h, older, ids(older), &old_value);
+        // Each system stamps its changes to the millisecond, and a tie goes to the
+        // source of truth: let a moment pass so "newer" is newer in both clocks.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        edit_phone(h, newer, ids(newer), &new_value);
+        let outcome = handled.next(h, announcer, ids(announcer)).await;
+        assert_eq!(outcome, Outcome::Updated, "round {round}");
+        // Both sides announce what Tandem wrote: echoes, skipped.
+        for system in [System::Crm, System::Finance] {
+            handled.next(h, system, ids(system)).await;
+        }
+        for system in [System::Crm, System::Finance] {
+            assert_eq!(
+                phone_on(h, system, ids(system)),
+                Some(json!(new_value)),
+                "round {round}: {newer} edited last, so {system} holds its value"
+            );
+        }
+    }
+    let conflicts = h
+        .store
+        .conflicts_of(
+            h.link_of(System::Crm, EntityType::Customer, &crm_id)
+                .await
+                .id,
+        )
+        .await
+        .expect("conflicts");
+    assert_eq!(
+        conflicts.len(),
+        rounds.len(),
+        "one conflict recorded per clash"
+    );
+}
+
+/// Under `manual`, every clash of a field is held for a person, however many clashes
+/// that field had before: one conflict per clash (whichever side announces it), the
+/// newer edit never overwritten, and other fields keep flowing meanwhile.
+async fn under_manual_every_clash_is_held_until_a_person_decides(h: &Harness) {
+    let (crm_id, finance_id) = h.synced_customer(22).await;
+    let mut handled = Handled { crm: 1, finance: 0 };
+    for round in 0..3 {
+        let (crm_value, finance_value) = (format!("crm {round}"), format!("finance {round}"));
+        // The newer edit alternates between the sides.
+        let (first, second) = if round % 2 == 0 {
+            (
+                (System::Crm, &crm_id, &crm_value),
+                (System::Finance, &finance_id, &finance_value),
+            )
+        } else {
+            (
+                (System::Finance, &finance_id, &finance_value),
+                (System::Crm, &crm_id, &crm_value),
+            )
+        };
+        edit_phone(h, first.0, first.1, first.2);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        edit_phone(h, second.0, second.1, second.2);
+        assert_eq!(
+            handled.next(h, System::Crm, &crm_id).await,
+            Outcome::Conflict,
+            "round {round}"
+        );
+        handled.next(h, System::Finance, &finance_id).await;
+        let open = h.store.open_conflicts(10).await.expect("conflicts");
+        assert_eq!(
+            open.len(),
+            1,
+            "round {round}: one clash, one conflict: {open:?}"
+        );
+        assert_eq!(
+            (open[0].crm_value.clone(), open[0].finance_value.clone()),
+            (Some(json!(crm_value)), Some(json!(finance_value))),
+            "round {round}"
+        );
+        assert_eq!(phone_on(h, System::Crm, &crm_id), Some(json!(crm_value)));
+        assert_eq!(
+            phone_on(h, System::Finance, &finance_id),
+            Some(json!(finance_value))
+        );
+        // A person keeps the side that edited first.
+        let keep = if round % 2 == 0 {
+            System::Crm
+        } else {
+            System::Finance
+        };
+        h.store
+            .resolve_conflict(open[0].id, &Choice::Keep(keep))
+            .await
+            .expect("resolve");
+        handled.next(h, System::Crm, &crm_id).await;
+        let kept = if round % 2 == 0 {
+            crm_value
+        } else {
+            finance_value
+        };
+        for (system, id) in [(System::Crm, &crm_id), (System::Finance, &finance_id)] {
+            assert_eq!(
+                phone_on(h, system, id),
+                Some(json!(kept)),
+                "round {round}: {system}"
+            );
+        }
+        assert!(h
+            .store
+            .open_conflicts(10)
+            .await
+            .expect("conflicts")
+            .is_empty());
+        // Tandem's writes come back as echoes.
+        handled.next(h, System::Crm, &crm_id).await;
+        handled.next(h, System::Finance, &finance_id).await;
+    }
+}
+
 fn invoice(status: &str, amount: &str) -> FieldMap {
     fields(&[
         ("number", json!("INV-001")),
@@ -846,7 +1017,7 @@ async fn a_resolved_conflict_is_applied(h: &Harness) {
     );
     let open = h.store.open_conflicts(10).await.expect("conflicts");
     h.store
-        .resolve_conflict(open[0].id, "crm", None)
+        .resolve_conflict(open[0].id, &Choice::Keep(System::Crm))
         .await
         .expect("resolve");
     h.announce(System::Crm, EntityType::Customer, &crm_id).await;
@@ -928,6 +1099,8 @@ on_both_setups!(
     edits_to_different_fields_on_both_sides_both_survive => Options::default(),
     the_same_field_edited_on_both_sides_follows_the_policy => Options::default(),
     manual_conflict => Options { conflicts: ConflictPolicy::Manual, ..Options::default() },
+    every_clash_of_one_field_keeps_the_newer_edit => Options::default(),
+    under_manual_every_clash_is_held_until_a_person_decides => Options { conflicts: ConflictPolicy::Manual, ..Options::default() },
     a_resolved_conflict_is_applied => Options { conflicts: ConflictPolicy::Manual, ..Options::default() },
     an_approved_delete_is_applied => Options { deletes: DeletePolicy::Approve, ..Options::default() },
     a_locked_invoice_is_blocked_and_payment_flows_back => Options::default(),

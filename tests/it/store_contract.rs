@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use serde_json::json;
-use tandem::domain::{EntityType, PairId, System, Trigger};
+use tandem::domain::{Choice, EntityType, PairId, System, Trigger};
 use tandem::secret::Secret;
 use tandem::store::{
-    self, Credential, EntityLink, JobCounter, JobKind, JobStatus, NewConflict, NewSyncLogEntry,
-    Outcome, SeaStore, Store, StoreError, SyncCommit, SyncLogFilter, SyncStatus,
+    self, ConflictState, ConflictStatus, ConflictWrite, Credential, DecidedBy, EntityLink,
+    JobCounter, JobKind, JobStatus, NewSyncLogEntry, Outcome, SeaStore, Store, StoreError,
+    SyncCommit, SyncLogFilter, SyncStatus,
 };
 use uuid::Uuid;
 
@@ -130,6 +131,7 @@ async fn commit_sync_is_all_or_nothing(b: &Backend) {
         link: Some(second.clone()),
         log: log(Some(&second), System::Crm, "c2", Outcome::Created),
         conflicts: vec![],
+        withdrawn: vec![],
         hold_delete: false,
         announced: None,
     })
@@ -155,6 +157,7 @@ async fn commit_sync_is_all_or_nothing(b: &Backend) {
             link: Some(clash),
             log: log(Some(&stored), System::Crm, "c2", Outcome::Updated),
             conflicts: vec![],
+            withdrawn: vec![],
             hold_delete: false,
             announced: Some(log(Some(&stored), System::Crm, "c2", Outcome::Received)),
         })
@@ -194,6 +197,7 @@ async fn history_follows_a_record_before_and_after_its_link(b: &Backend) {
         link: Some(link.clone()),
         log: log(Some(&link), System::Crm, "c9", Outcome::Created),
         conflicts: vec![],
+        withdrawn: vec![],
         hold_delete: false,
         announced: None,
     })
@@ -483,33 +487,63 @@ async fn credentials_rotate_in_one_step(b: &Backend) {
         .is_none());
 }
 
+fn clash(
+    field: &str,
+    crm: &str,
+    finance: &str,
+    existing: Option<Uuid>,
+    state: ConflictState,
+) -> ConflictWrite {
+    ConflictWrite {
+        existing,
+        field: field.into(),
+        crm_value: Some(json!(crm)),
+        finance_value: Some(json!(finance)),
+        base_value: Some(json!("0")),
+        policy: "manual".into(),
+        state,
+    }
+}
+
+async fn commit_clashes(
+    s: &dyn Store,
+    link: &EntityLink,
+    conflicts: Vec<ConflictWrite>,
+    withdrawn: Vec<Uuid>,
+) {
+    s.commit_sync(SyncCommit {
+        link: Some(link.clone()),
+        log: log(Some(link), System::Crm, "c1", Outcome::Conflict),
+        conflicts,
+        withdrawn,
+        hold_delete: false,
+        announced: None,
+    })
+    .await
+    .expect("commit");
+}
+
 async fn conflicts_and_held_deletes(b: &Backend) {
     let s = &b.store;
     let mut link = EntityLink::new(acme(), EntityType::Customer, System::Crm, "c1");
     link.finance_id = Some("f1".into());
     link.sync_status = SyncStatus::Conflict;
-    let conflicts = vec![
-        NewConflict {
-            field: "phone".into(),
-            crm_value: Some(json!("1")),
-            finance_value: Some(json!("2")),
-            base_value: Some(json!("0")),
-            policy: "manual".into(),
-            resolution: None,
-        },
-        NewConflict {
-            field: "name".into(),
-            crm_value: Some(json!("A")),
-            finance_value: Some(json!("B")),
-            base_value: None,
-            policy: "crm_wins".into(),
-            resolution: Some("crm".into()),
-        },
-    ];
+    let mut by_policy = clash(
+        "name",
+        "A",
+        "B",
+        None,
+        ConflictState::ResolvedByPolicy(System::Crm),
+    );
+    by_policy.policy = "crm_wins".into();
     s.commit_sync(SyncCommit {
         link: Some(link.clone()),
         log: log(Some(&link), System::Crm, "c1", Outcome::Conflict),
-        conflicts,
+        conflicts: vec![
+            clash("phone", "1", "2", None, ConflictState::Held),
+            by_policy,
+        ],
+        withdrawn: vec![],
         hold_delete: true,
         announced: None,
     })
@@ -526,15 +560,138 @@ async fn conflicts_and_held_deletes(b: &Backend) {
         ("phone", Some(json!("1")))
     );
     let resolved = s
-        .resolve_conflict(open[0].id, "finance", None)
+        .list_conflicts(Some(ConflictStatus::Resolved), 10, 0)
+        .await
+        .expect("resolved");
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(
+        (resolved[0].decided_by, resolved[0].resolution.as_deref()),
+        (Some(DecidedBy::Policy), Some("crm")),
+        "the policy's resolution says so"
+    );
+    assert_eq!(
+        resolved[0].choice(),
+        None,
+        "the policy's is never a person's choice"
+    );
+
+    // A later edit while held updates the one held row.
+    commit_clashes(
+        s.as_ref(),
+        &link,
+        vec![clash(
+            "phone",
+            "1b",
+            "2",
+            Some(open[0].id),
+            ConflictState::Held,
+        )],
+        vec![],
+    )
+    .await;
+    let active = s.active_conflicts(link.id).await.expect("active");
+    assert_eq!(active.len(), 1, "one clash, one row: {active:?}");
+    assert_eq!(active[0].crm_value, Some(json!("1b")));
+    // A second held row for the same field is refused by the store itself.
+    let twice = s
+        .commit_sync(SyncCommit {
+            link: Some(link.clone()),
+            log: log(Some(&link), System::Crm, "c1", Outcome::Conflict),
+            conflicts: vec![clash("phone", "9", "9", None, ConflictState::Held)],
+            withdrawn: vec![],
+            hold_delete: false,
+            announced: None,
+        })
+        .await;
+    assert!(twice.is_err(), "one active conflict per field of a link");
+
+    // A person decides; only once.
+    let decided = s
+        .resolve_conflict(open[0].id, &Choice::Keep(System::Finance))
         .await
         .expect("resolve");
-    assert_eq!(resolved.resolution.as_deref(), Some("finance"));
+    assert_eq!(decided.status, ConflictStatus::Decided);
+    assert_eq!(decided.decided_by, Some(DecidedBy::Person));
+    assert_eq!(decided.choice(), Some(Choice::Keep(System::Finance)));
     assert!(s.open_conflicts(10).await.expect("open").is_empty());
     assert!(matches!(
-        s.resolve_conflict(Uuid::now_v7(), "crm", None).await,
+        s.resolve_conflict(open[0].id, &Choice::Keep(System::Crm))
+            .await,
+        Err(StoreError::AlreadyDecided(_))
+    ));
+    assert!(matches!(
+        s.resolve_conflict(Uuid::now_v7(), &Choice::Keep(System::Crm))
+            .await,
         Err(StoreError::NotFound(_))
     ));
+    // A held refresh that races the decision does not overwrite it.
+    commit_clashes(
+        s.as_ref(),
+        &link,
+        vec![clash(
+            "phone",
+            "1c",
+            "2",
+            Some(open[0].id),
+            ConflictState::Held,
+        )],
+        vec![],
+    )
+    .await;
+    let active = s.active_conflicts(link.id).await.expect("active");
+    assert_eq!(
+        (active[0].status, active[0].crm_value.clone()),
+        (ConflictStatus::Decided, Some(json!("1b")))
+    );
+    // Applied: consumed, no longer active.
+    commit_clashes(
+        s.as_ref(),
+        &link,
+        vec![clash(
+            "phone",
+            "1b",
+            "2",
+            Some(open[0].id),
+            ConflictState::Applied,
+        )],
+        vec![],
+    )
+    .await;
+    assert!(s
+        .active_conflicts(link.id)
+        .await
+        .expect("active")
+        .is_empty());
+    let applied = s.conflicts_of(link.id).await.expect("all");
+    let phone = applied.iter().find(|c| c.id == open[0].id).expect("row");
+    assert_eq!(phone.status, ConflictStatus::Resolved);
+    assert!(phone.applied_at.is_some());
+    assert_eq!(phone.decided_by, Some(DecidedBy::Person));
+
+    // A new clash held, then withdrawn by a later edit: a new row each time.
+    commit_clashes(
+        s.as_ref(),
+        &link,
+        vec![clash("phone", "3", "4", None, ConflictState::Held)],
+        vec![],
+    )
+    .await;
+    let held_again = s.active_conflicts(link.id).await.expect("active");
+    assert_eq!(held_again.len(), 1);
+    commit_clashes(s.as_ref(), &link, vec![], vec![held_again[0].id]).await;
+    assert!(s
+        .active_conflicts(link.id)
+        .await
+        .expect("active")
+        .is_empty());
+    assert_eq!(
+        s.list_conflicts(Some(ConflictStatus::Withdrawn), 10, 0)
+            .await
+            .expect("withdrawn")
+            .len(),
+        1
+    );
+    assert_eq!(s.list_conflicts(None, 10, 0).await.expect("all").len(), 3);
 
     let held = s.pending_deletes(10).await.expect("deletes");
     assert_eq!(held.len(), 1);

@@ -1,6 +1,7 @@
 //! The admin API (poem-openapi), one file per resource, behind a bearer token compared
 //! in constant time.
 
+pub mod conflicts;
 pub mod jobs;
 pub mod operations;
 pub mod records;
@@ -11,9 +12,14 @@ use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use poem_openapi::{Object, OpenApiService};
 
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::bus::{BusMessage, Lane};
+use crate::domain::{ChangeEvent, ChangeKind, System, Trigger};
 use crate::intake::jobs::JobRunner;
 use crate::secret::Secret;
-use crate::store::Store;
+use crate::store::{Direction, EntityLink, Store};
 
 /// The body of every error answer: what was wrong, in words a person can act on.
 #[derive(Debug, Object)]
@@ -38,11 +44,58 @@ pub struct AdminState {
     pub queue: crate::orchestrator::QueueControl,
 }
 
+impl AdminState {
+    /// Sends a linked record through the sync again (a person's decision takes effect
+    /// there), from the side its last change started on.
+    pub async fn sync_again(&self, link: &EntityLink) -> Result<(), crate::bus::BusError> {
+        let Some((system, external_id)) = source_of(link) else {
+            return Ok(());
+        };
+        self.sync_again_from(link, system, external_id).await
+    }
+
+    /// Sends a linked record through the sync again from `system`'s side.
+    pub async fn sync_again_from(
+        &self,
+        link: &EntityLink,
+        system: System,
+        external_id: String,
+    ) -> Result<(), crate::bus::BusError> {
+        let event = ChangeEvent {
+            event_id: format!("manual:{}:{}", link.id, Uuid::now_v7()),
+            pair: link.pair.clone(),
+            system,
+            entity: link.entity,
+            external_id,
+            kind: ChangeKind::Upsert,
+            occurred_at: Utc::now(),
+            trigger: Trigger::Manual,
+            job_id: None,
+            transaction_id: None,
+        };
+        self.bus
+            .publish(Lane::Live, &BusMessage::ChangeV1(event))
+            .await
+    }
+}
+
+/// The side a link's last change started on, and its id there.
+pub fn source_of(link: &EntityLink) -> Option<(System, String)> {
+    let side = match link.last_direction {
+        Some(Direction::FinanceToCrm) => System::Finance,
+        Some(Direction::CrmToFinance) => System::Crm,
+        None if link.crm_id.is_some() => System::Crm,
+        None => System::Finance,
+    };
+    link.id_on(side).map(|id| (side, id.to_string()))
+}
+
 /// The admin API, one OpenAPI document for all its resources.
 pub type AdminApi = (
     jobs::JobsApi,
     records::RecordsApi,
     operations::OperationsApi,
+    conflicts::ConflictsApi,
 );
 
 pub fn service(state: AdminState) -> OpenApiService<AdminApi, ()> {
@@ -54,7 +107,10 @@ pub fn service(state: AdminState) -> OpenApiService<AdminApi, ()> {
             records::RecordsApi {
                 state: state.clone(),
             },
-            operations::OperationsApi { state },
+            operations::OperationsApi {
+                state: state.clone(),
+            },
+            conflicts::ConflictsApi { state },
         ),
         "Tandem admin API",
         env!("CARGO_PKG_VERSION"),

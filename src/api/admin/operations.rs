@@ -11,10 +11,10 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::records::{link_view, LinkView};
-use super::{AdminState, ApiError};
+use super::{source_of, AdminState, ApiError};
 use crate::bus::{BusMessage, Lane};
-use crate::domain::{ChangeEvent, ChangeKind, EntityType, System, Trigger};
-use crate::store::{EntityLink, NewSyncLogEntry, Outcome, SyncCommit, SyncStatus};
+use crate::domain::{ChangeEvent, ChangeKind, EntityType, Trigger};
+use crate::store::{NewSyncLogEntry, Outcome, SyncCommit, SyncStatus};
 
 pub struct OperationsApi {
     pub state: AdminState,
@@ -55,18 +55,6 @@ pub struct Count {
 }
 
 #[derive(Debug, Object)]
-pub struct ConflictView {
-    pub id: Uuid,
-    pub link_id: Uuid,
-    pub pair: String,
-    pub entity: String,
-    pub field: String,
-    pub crm_value: Option<serde_json::Value>,
-    pub finance_value: Option<serde_json::Value>,
-    pub base_value: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Object)]
 pub struct DeleteView {
     pub id: Uuid,
     pub link_id: Uuid,
@@ -74,12 +62,6 @@ pub struct DeleteView {
     pub entity: String,
     pub deleted_in: String,
     pub external_id: String,
-}
-
-#[derive(Debug, Object)]
-pub struct ResolveBody {
-    /// `crm` or `finance`: whose value to keep.
-    pub winner: String,
 }
 
 #[derive(ApiResponse)]
@@ -113,44 +95,6 @@ fn parse_window(window: &str) -> Result<Duration, String> {
         "h" if n > 0 => Ok(Duration::hours(n)),
         "d" if (1..=90).contains(&n) => Ok(Duration::days(n)),
         _ => Err(format!("`{window}` is not a window such as 24h, 90m or 7d")),
-    }
-}
-
-/// The side a failed link's change started on, and its id there.
-fn source_of(link: &EntityLink) -> Option<(System, String)> {
-    let side = match link.last_direction {
-        Some(crate::store::Direction::FinanceToCrm) => System::Finance,
-        Some(crate::store::Direction::CrmToFinance) => System::Crm,
-        None if link.crm_id.is_some() => System::Crm,
-        None => System::Finance,
-    };
-    link.id_on(side).map(|id| (side, id.to_string()))
-}
-
-impl OperationsApi {
-    /// Sends a record through the sync again, so a person's decision takes effect.
-    async fn republish(
-        &self,
-        link: &EntityLink,
-        system: System,
-        external_id: String,
-    ) -> Result<(), crate::bus::BusError> {
-        let event = ChangeEvent {
-            event_id: format!("manual:{}:{}", link.id, Uuid::now_v7()),
-            pair: link.pair.clone(),
-            system,
-            entity: link.entity,
-            external_id,
-            kind: ChangeKind::Upsert,
-            occurred_at: Utc::now(),
-            trigger: Trigger::Manual,
-            job_id: None,
-            transaction_id: None,
-        };
-        self.state
-            .bus
-            .publish(Lane::Live, &BusMessage::ChangeV1(event))
-            .await
     }
 }
 
@@ -326,6 +270,7 @@ impl OperationsApi {
                     link: Some(link),
                     log,
                     conflicts: vec![],
+                    withdrawn: vec![],
                     hold_delete: false,
                     announced: None,
                 })
@@ -351,76 +296,6 @@ impl OperationsApi {
         }
     }
 
-    /// Fields changed on both sides that wait for a person.
-    #[oai(path = "/conflicts", method = "get")]
-    async fn conflicts(&self) -> Answer<Vec<ConflictView>> {
-        match self.state.store.open_conflicts(200).await {
-            Ok(conflicts) => Answer::Ok(Json(
-                conflicts
-                    .into_iter()
-                    .map(|c| ConflictView {
-                        id: c.id,
-                        link_id: c.link_id,
-                        pair: c.pair.to_string(),
-                        entity: c.entity.as_str().to_string(),
-                        field: c.field,
-                        crm_value: c.crm_value,
-                        finance_value: c.finance_value,
-                        base_value: c.base_value,
-                    })
-                    .collect(),
-            )),
-            Err(err) => unavailable("the store", err),
-        }
-    }
-
-    /// Keeps one side's value of a conflicting field; the record syncs again at once.
-    #[oai(path = "/conflicts/:id/resolve", method = "post")]
-    async fn resolve(
-        &self,
-        id: poem_openapi::param::Path<Uuid>,
-        body: Json<ResolveBody>,
-    ) -> Answer<ConflictView> {
-        let winner = match body.0.winner.parse::<System>() {
-            Ok(winner) => winner,
-            Err(why) => return Answer::BadRequest(ApiError::new(why)),
-        };
-        let conflict = match self
-            .state
-            .store
-            .resolve_conflict(id.0, winner.as_str(), None)
-            .await
-        {
-            Ok(conflict) => conflict,
-            Err(crate::store::StoreError::NotFound(what)) => {
-                return Answer::NotFound(ApiError::new(format!("no {what}")))
-            }
-            Err(err) => return unavailable("the store", err),
-        };
-        let link = match self.state.store.get_link(conflict.link_id).await {
-            Ok(Some(link)) => link,
-            Ok(None) => {
-                return Answer::NotFound(ApiError::new(format!("no link {}", conflict.link_id)))
-            }
-            Err(err) => return unavailable("the store", err),
-        };
-        if let Some((system, external_id)) = source_of(&link) {
-            if let Err(err) = self.republish(&link, system, external_id).await {
-                return unavailable("the bus", err);
-            }
-        }
-        Answer::Ok(Json(ConflictView {
-            id: conflict.id,
-            link_id: conflict.link_id,
-            pair: conflict.pair.to_string(),
-            entity: conflict.entity.as_str().to_string(),
-            field: conflict.field,
-            crm_value: conflict.crm_value,
-            finance_value: conflict.finance_value,
-            base_value: conflict.base_value,
-        }))
-    }
-
     /// Approves a held delete: the other side's record is archived at once.
     #[oai(path = "/deletes/:id/approve", method = "post")]
     async fn approve(&self, id: poem_openapi::param::Path<Uuid>) -> Answer<DeleteView> {
@@ -439,7 +314,8 @@ impl OperationsApi {
             Err(err) => return unavailable("the store", err),
         };
         if let Err(err) = self
-            .republish(&link, held.source_system, held.external_id.clone())
+            .state
+            .sync_again_from(&link, held.source_system, held.external_id.clone())
             .await
         {
             return unavailable("the bus", err);
