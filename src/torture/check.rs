@@ -8,6 +8,11 @@
 //! ways; invoices' customer from the CRM (and the number, when the CRM gives one: a
 //! deal without a number leaves Xero to number the invoice), status, total and amount
 //! paid from finance.
+//!
+//! Lost edits are found by value (the oracle, [`lost_edits`]): for every two-way field
+//! of every linked customer, the value the documented rule (`docs/conflicts.md`) says
+//! must win, from the journal of every write and the decisions people made, must be
+//! what the sides hold; two sides that agree on an older value have lost an edit.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -17,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sim::{Actor, CustomerView, InvoiceView, JournalEntry, Side};
 
 use crate::domain::ids::EntityType;
+use crate::domain::ConflictPolicy;
 
 /// At most this many examples per check.
 const MAX_EXAMPLES: usize = 10;
@@ -41,6 +47,35 @@ pub struct EndState {
     pub links: Vec<LinkPair>,
     /// Wall-clock unix milliseconds when the people stopped editing.
     pub edits_stopped_at_ms: i64,
+    /// The pair's conflict policy: what decides a clash.
+    pub policy: ConflictPolicy,
+    /// Conflicts still held for a person at the end (under `manual`).
+    pub held: Vec<HeldConflict>,
+    /// The decisions people made on held conflicts, in the order they made them.
+    pub decisions: Vec<PersonDecision>,
+    /// Whether the CRM's records say when each field changed (HubSpot's property
+    /// history), or only when the record did. Finance (Xero) only says the latter.
+    pub crm_field_times: bool,
+}
+
+/// A conflict held for a person when the trial ended, with the values it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldConflict {
+    pub crm_id: String,
+    pub finance_id: String,
+    pub field: String,
+    pub crm_value: Option<String>,
+    pub finance_value: Option<String>,
+}
+
+/// A person's decision on a held conflict: the value it keeps, and when it was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonDecision {
+    pub crm_id: String,
+    pub finance_id: String,
+    pub field: String,
+    pub value: Option<String>,
+    pub at_ms: i64,
 }
 
 /// One of Tandem's links: a CRM record and the finance record it is kept in step with.
@@ -128,6 +163,31 @@ pub struct Figures {
     pub write_ratio: Option<f64>,
     /// The last write's time after the last edit, if Tandem wrote at all.
     pub last_write_after_edits_ms: Option<i64>,
+    /// What the value oracle found.
+    pub oracle: OracleFigures,
+}
+
+/// The value oracle's counts over the two-way fields of linked customers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OracleFigures {
+    /// Fields judged.
+    pub fields: u64,
+    /// Holding the value the rule says must win, on both sides.
+    pub winning_value_on_both: u64,
+    /// Holding it on one side only (check `equal` reports those).
+    pub winning_value_on_one: u64,
+    /// Holding a value the rule allows because the other side says only when its record
+    /// changed, and that record was written again before the clash was judged.
+    pub allowed_by_record_time: u64,
+    /// Held for a person with both sides' current values (under `manual`).
+    pub held: u64,
+    /// Edits lost: the winning value on neither side.
+    pub lost: u64,
+    /// Fields both sides' people edited (a clash, or an edit that came after the other
+    /// side's was synced).
+    pub edited_on_both_sides: u64,
+    /// Decisions people made on held conflicts.
+    pub decisions: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,11 +219,12 @@ pub fn check(state: &EndState, limits: &Limits) -> CheckReport {
     let views = Views::new(state);
     let (ratio, ratio_figures) = write_ratio(state, limits);
     let (settled, last_write_after_edits_ms) = settle(state, limits);
+    let (lost, oracle) = lost_edits(state, &views);
     let checks = vec![
         equal(state, &views),
         linked(state),
         duplicates(state),
-        lost_edits(state, &views),
+        lost,
         ratio,
         settled,
     ];
@@ -172,6 +233,7 @@ pub fn check(state: &EndState, limits: &Limits) -> CheckReport {
         checks,
         figures: Figures {
             last_write_after_edits_ms,
+            oracle,
             ..ratio_figures
         },
     }
@@ -626,33 +688,48 @@ fn groups<'a>(
     by_key
 }
 
-/// A person's last edit of one field on one side: the value, and the record's version
-/// just after it.
+/// A person's last edit of one field on one side: the value, the record's version just
+/// after it, and when it was made.
 struct LastEdit<'a> {
     value: Option<&'a str>,
     version_ms: i64,
+    at_ms: i64,
 }
 
-/// Check 3: no lost edit. For each linked customer pair (both live) and each field
-/// synced both ways, the value the conflict policy must end with, given what people
-/// did (the journal's entries by people; a person's create sets the fields it gives):
+/// What the rule says a field must hold: the winning value and why; and where the rule
+/// allows either of two (a record-level time that a later write moved past the other
+/// side's edit), the other value.
+struct Verdict<'a> {
+    value: Option<&'a str>,
+    why: String,
+    allowed: Option<Option<&'a str>>,
+}
+
+/// One customer link's journal on each side, in `seq` order.
+struct Histories<'a> {
+    crm: &'a [&'a JournalEntry],
+    finance: &'a [&'a JournalEntry],
+}
+
+/// Check 3, the value oracle: no lost edit. For each linked customer pair (both live)
+/// and each field synced both ways, the value the rule says must win, given what people
+/// did (the journal's entries by people; a person's create sets the fields it gives),
+/// and under `manual` the decisions people made:
 ///
-/// - only one side's people set the field: that side's last value;
-/// - both did: the value of the side whose last edit of it left the record at the
-///   later version (`version_ms`); a tie goes to finance. This is `last_write_wins`
-///   with finance as the source of truth (`domain::decision::merge` and
-///   `conflict_winner`): a field both sides changed since the last sync goes to the
-///   record with the later version, and a field one side changed goes to that side,
-///   which is the later edit when the other's was synced before it was made. The
-///   decision compares the records' versions when it merges; this compares them as
-///   they were right after each side's last edit of the field, the same unless
-///   another edit of either record came between that edit and the merge;
+/// - `last_write_wins`: the newest edit of the field, by its change time: a tie goes to
+///   finance (the source of truth). The CRM's change time is the field's own (HubSpot's
+///   property history) or, without it, its record's; finance's is its record's
+///   (`UpdatedDateUTC`), which a later write to that record moves on. Where such a write
+///   came after the other side's newer edit and before Tandem judged the clash, the
+///   rule allows the older value too, and the oracle counts it apart;
+/// - `manual`: a clash still held for a person must show both sides' current values;
+///   otherwise the newest of the people's edits and decisions of the field wins;
 /// - nobody set it: the value it was created with (the first create in the journal of
 ///   either record); a pair with no create in the journal is not judged.
 ///
-/// An edit is lost when its value is on neither side at the end; a pair whose sides
-/// differ is check 1's failure.
-fn lost_edits(state: &EndState, views: &Views<'_>) -> CheckResult {
+/// An edit is lost when the winning value is on neither side at the end; a pair whose
+/// sides differ is check 1's failure.
+fn lost_edits(state: &EndState, views: &Views<'_>) -> (CheckResult, OracleFigures) {
     let mut by_record: HashMap<(Side, &str), Vec<&JournalEntry>> = HashMap::new();
     for entry in state.journal.iter().filter(|e| e.entity == "customer") {
         by_record
@@ -663,8 +740,35 @@ fn lost_edits(state: &EndState, views: &Views<'_>) -> CheckResult {
     for entries in by_record.values_mut() {
         entries.sort_by_key(|e| e.seq);
     }
+    let mut decisions: HashMap<(&str, &str, &str), &PersonDecision> = HashMap::new();
+    for decision in &state.decisions {
+        let key = (
+            decision.crm_id.as_str(),
+            decision.finance_id.as_str(),
+            decision.field.as_str(),
+        );
+        if decisions
+            .get(&key)
+            .is_none_or(|d| d.at_ms <= decision.at_ms)
+        {
+            decisions.insert(key, decision);
+        }
+    }
+    let held: HashMap<(&str, &str, &str), &HeldConflict> = state
+        .held
+        .iter()
+        .map(|h| {
+            (
+                (h.crm_id.as_str(), h.finance_id.as_str(), h.field.as_str()),
+                h,
+            )
+        })
+        .collect();
     let mut tally = Tally::default();
-    let mut judged = 0u64;
+    let mut figures = OracleFigures {
+        decisions: state.decisions.len() as u64,
+        ..OracleFigures::default()
+    };
     for link in state
         .links
         .iter()
@@ -678,72 +782,235 @@ fn lost_edits(state: &EndState, views: &Views<'_>) -> CheckResult {
         if crm.archived || finance.archived {
             continue;
         }
-        let crm_history = by_record
-            .get(&(Side::Crm, link.crm_id.as_str()))
-            .map_or(&[][..], Vec::as_slice);
-        let finance_history = by_record
-            .get(&(Side::Finance, link.finance_id.as_str()))
-            .map_or(&[][..], Vec::as_slice);
-        let created = crm_history
-            .iter()
-            .chain(finance_history)
-            .filter(|e| e.action == sim::Action::Create)
-            .min_by_key(|e| (e.at_ms, e.seq));
+        let histories = Histories {
+            crm: by_record
+                .get(&(Side::Crm, link.crm_id.as_str()))
+                .map_or(&[][..], Vec::as_slice),
+            finance: by_record
+                .get(&(Side::Finance, link.finance_id.as_str()))
+                .map_or(&[][..], Vec::as_slice),
+        };
+        let records = vec![
+            record(Side::Crm, &link.crm_id),
+            record(Side::Finance, &link.finance_id),
+        ];
         for (field, how) in CUSTOMER_FIELDS {
-            let crm_edit = last_edit(crm_history, field);
-            let finance_edit = last_edit(finance_history, field);
-            let (expected, why) = match (&crm_edit, &finance_edit) {
-                (Some(c), None) => (c.value, "the crm edit".to_string()),
-                (None, Some(f)) => (f.value, "the finance edit".to_string()),
-                (Some(c), Some(f)) if c.version_ms > f.version_ms => (
-                    c.value,
-                    format!(
-                        "the crm edit (version {} after finance's {})",
-                        c.version_ms, f.version_ms
-                    ),
+            let (c, f) = (customer_field(crm, field), customer_field(finance, field));
+            let key = (link.crm_id.as_str(), link.finance_id.as_str(), field);
+            figures.fields += 1;
+            if let Some(held) = held.get(&key) {
+                figures.held += 1;
+                if !same(how, held.crm_value.as_deref(), c)
+                    || !same(how, held.finance_value.as_deref(), f)
+                {
+                    tally.push(
+                        Finding::new(
+                            records.clone(),
+                            format!(
+                                "customer crm {} / finance {}: {field} is held for a person as {} / {} but the sides hold {} / {}",
+                                link.crm_id,
+                                link.finance_id,
+                                shown(held.crm_value.as_deref()),
+                                shown(held.finance_value.as_deref()),
+                                shown(c),
+                                shown(f)
+                            ),
+                        )
+                        .field(field, held.crm_value.as_deref(), c),
+                    );
+                }
+                continue;
+            }
+            let crm_edit = last_edit(histories.crm, field);
+            let finance_edit = last_edit(histories.finance, field);
+            if crm_edit.is_some() && finance_edit.is_some() {
+                figures.edited_on_both_sides += 1;
+            }
+            let verdict = match state.policy {
+                ConflictPolicy::Manual => {
+                    newest_act(crm_edit, finance_edit, decisions.get(&key).copied())
+                }
+                _ => newest_edit(
+                    crm_edit,
+                    finance_edit,
+                    &histories,
+                    field,
+                    state.crm_field_times,
                 ),
-                (Some(c), Some(f)) => (
-                    f.value,
-                    format!(
-                        "the finance edit (version {}, crm's {})",
-                        f.version_ms, c.version_ms
-                    ),
-                ),
-                (None, None) => match created {
-                    Some(create) => (
-                        create.changed.get(field).and_then(|v| v.as_deref()),
-                        "the value it was created with, as nobody edited it".to_string(),
-                    ),
-                    None => continue,
+            };
+            let verdict = match verdict {
+                Some(verdict) => verdict,
+                None => match created(&histories) {
+                    Some(create) => Verdict {
+                        value: create.changed.get(field).and_then(|v| v.as_deref()),
+                        why: "the value it was created with, as nobody edited it".to_string(),
+                        allowed: None,
+                    },
+                    None => {
+                        figures.fields -= 1;
+                        continue;
+                    }
                 },
             };
-            judged += 1;
-            let (c, f) = (customer_field(crm, field), customer_field(finance, field));
-            if !same(how, expected, c) && !same(how, expected, f) {
-                tally.push(
-                    Finding::new(
-                        vec![
-                            record(Side::Crm, &link.crm_id),
-                            record(Side::Finance, &link.finance_id),
-                        ],
-                        format!(
-                            "customer crm {} / finance {}: {field} ended {} but {why} set {}",
-                            link.crm_id,
-                            link.finance_id,
-                            shown(c),
-                            shown(expected)
-                        ),
-                    )
-                    .field(field, expected, c),
-                );
+            let on = |value: Option<&str>| (same(how, value, c), same(how, value, f));
+            match on(verdict.value) {
+                (true, true) => figures.winning_value_on_both += 1,
+                (true, false) | (false, true) => figures.winning_value_on_one += 1,
+                (false, false) => {
+                    if verdict.allowed.is_some_and(|v| on(v) != (false, false)) {
+                        figures.allowed_by_record_time += 1;
+                        continue;
+                    }
+                    figures.lost += 1;
+                    tally.push(
+                        Finding::new(
+                            records.clone(),
+                            format!(
+                                "customer crm {} / finance {}: {field} ended {} (crm) / {} (finance) but {} set {}",
+                                link.crm_id,
+                                link.finance_id,
+                                shown(c),
+                                shown(f),
+                                verdict.why,
+                                shown(verdict.value)
+                            ),
+                        )
+                        .field(field, verdict.value, c),
+                    );
+                }
             }
         }
     }
-    tally.result(
-        "lost_edits",
-        judged,
-        format!("{judged} fields of linked customers hold the value the conflict policy picks"),
-    )
+    let summary = format!(
+        "{} fields of linked customers hold the value the rule picks ({} on both sides, {} on one, {} allowed by a record-level time, {} held for a person; {} edited on both sides, {} decisions)",
+        figures.fields,
+        figures.winning_value_on_both,
+        figures.winning_value_on_one,
+        figures.allowed_by_record_time,
+        figures.held,
+        figures.edited_on_both_sides,
+        figures.decisions
+    );
+    (tally.result("lost_edits", figures.fields, summary), figures)
+}
+
+/// The first create in the journal of either record.
+fn created<'a>(histories: &Histories<'a>) -> Option<&'a JournalEntry> {
+    histories
+        .crm
+        .iter()
+        .chain(histories.finance)
+        .filter(|e| e.action == sim::Action::Create)
+        .min_by_key(|e| (e.at_ms, e.seq))
+        .copied()
+}
+
+/// `last_write_wins`: the newer of the two sides' last edits, a tie to finance. The
+/// older value is allowed too where the newer side's edit was judged against a
+/// record-level time that a later write had moved past it.
+fn newest_edit<'a>(
+    crm: Option<LastEdit<'a>>,
+    finance: Option<LastEdit<'a>>,
+    histories: &Histories<'a>,
+    field: &str,
+    crm_field_times: bool,
+) -> Option<Verdict<'a>> {
+    let (c, f) = match (crm, finance) {
+        (None, None) => return None,
+        (Some(c), None) => {
+            return Some(Verdict {
+                value: c.value,
+                why: "the crm edit".to_string(),
+                allowed: None,
+            })
+        }
+        (None, Some(f)) => {
+            return Some(Verdict {
+                value: f.value,
+                why: "the finance edit".to_string(),
+                allowed: None,
+            })
+        }
+        (Some(c), Some(f)) => (c, f),
+    };
+    let finance_newer = f.version_ms >= c.version_ms;
+    let (newer, older, newer_history, older_history, older_has_field_times) = if finance_newer {
+        (&f, &c, histories.finance, histories.crm, crm_field_times)
+    } else {
+        (&c, &f, histories.crm, histories.finance, false)
+    };
+    let allowed = (!older_has_field_times
+        && written_again(newer, older, newer_history, older_history, field))
+    .then_some(older.value);
+    let why = if finance_newer {
+        format!(
+            "the finance edit (at {} ms, crm's at {} ms; a tie goes to finance)",
+            f.version_ms, c.version_ms
+        )
+    } else {
+        format!(
+            "the crm edit (at {} ms, after finance's at {} ms)",
+            c.version_ms, f.version_ms
+        )
+    };
+    Some(Verdict {
+        value: newer.value,
+        why,
+        allowed,
+    })
+}
+
+/// Whether the older side's record was written (by anyone) at or after the newer side's
+/// edit and before Tandem carried the older value over to the newer side: then its
+/// record-level time could pass the newer edit's when the clash was judged.
+fn written_again(
+    newer: &LastEdit<'_>,
+    older: &LastEdit<'_>,
+    newer_history: &[&JournalEntry],
+    older_history: &[&JournalEntry],
+    field: &str,
+) -> bool {
+    let carried_over = newer_history.iter().find(|e| {
+        e.actor == Actor::Api
+            && e.at_ms >= newer.at_ms
+            && e.changed.get(field).map(Option::as_deref) == Some(older.value)
+    });
+    let Some(carried_over) = carried_over else {
+        return false;
+    };
+    older_history
+        .iter()
+        .any(|e| e.version_ms >= newer.version_ms && e.at_ms <= carried_over.at_ms)
+}
+
+/// `manual`: the newest of the two sides' last edits and the last decision (a tie
+/// between the sides to finance).
+fn newest_act<'a>(
+    crm: Option<LastEdit<'a>>,
+    finance: Option<LastEdit<'a>>,
+    decision: Option<&'a PersonDecision>,
+) -> Option<Verdict<'a>> {
+    let mut acts: Vec<(i64, u8, Option<&str>, String)> = Vec::new();
+    if let Some(c) = crm {
+        acts.push((c.version_ms, 0, c.value, "the crm edit".to_string()));
+    }
+    if let Some(f) = finance {
+        acts.push((f.version_ms, 1, f.value, "the finance edit".to_string()));
+    }
+    if let Some(d) = decision {
+        acts.push((
+            d.at_ms,
+            2,
+            d.value.as_deref(),
+            "a person's decision".to_string(),
+        ));
+    }
+    let (_, _, value, why) = acts.into_iter().max_by_key(|(at, rank, ..)| (*at, *rank))?;
+    Some(Verdict {
+        value,
+        why,
+        allowed: None,
+    })
 }
 
 /// The last edit people made to `field`, from one record's entries in `seq` order.
@@ -756,23 +1023,26 @@ fn last_edit<'a>(entries: &[&'a JournalEntry], field: &str) -> Option<LastEdit<'
             e.changed.get(field).map(|value| LastEdit {
                 value: value.as_deref(),
                 version_ms: e.version_ms,
+                at_ms: e.at_ms,
             })
         })
 }
 
 /// Check 4: Tandem's writes (every API entry: creates, updates, archives) per change
-/// people made (every people entry, a create included).
+/// people made (every people entry, a create included, and every decision).
 fn write_ratio(state: &EndState, limits: &Limits) -> (CheckResult, Figures) {
     let writes = state
         .journal
         .iter()
         .filter(|e| e.actor == Actor::Api)
         .count() as u64;
+    // A person's decision on a held conflict is a change too: it may write both sides.
     let effective_changes = state
         .journal
         .iter()
         .filter(|e| e.actor == Actor::Person)
-        .count() as u64;
+        .count() as u64
+        + state.decisions.len() as u64;
     let write_ratio = (effective_changes > 0).then(|| writes as f64 / effective_changes as f64);
     let passed = match write_ratio {
         Some(ratio) => ratio <= limits.max_write_ratio,
@@ -821,6 +1091,7 @@ fn write_ratio(state: &EndState, limits: &Limits) -> (CheckResult, Figures) {
         effective_changes,
         write_ratio,
         last_write_after_edits_ms: None,
+        oracle: OracleFigures::default(),
     };
     (result, figures)
 }

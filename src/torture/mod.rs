@@ -2,6 +2,7 @@
 //! simulators and the chaos; [`check`] judges the end state.
 
 pub mod check;
+pub mod clash;
 pub mod profile;
 pub mod run;
 
@@ -17,13 +18,26 @@ pub async fn torture(settings: &Settings, args: &TortureArgs) -> anyhow::Result<
         profile.rabbitmq_restarts = 0;
         profile.postgres_restarts = 0;
     }
+    let edits = if profile.hot_customers > 0 {
+        format!(
+            "{} customers edited again and again ({} acts, {}% of them clashes), conflicts {}",
+            profile.hot_customers,
+            profile.clash_acts,
+            (profile.clash_share * 100.0).round(),
+            profile.conflicts.as_str()
+        )
+    } else {
+        format!(
+            "{}% of customers edited, {}% on both sides at once",
+            (profile.edited_share * 100.0).round(),
+            (profile.both_sides_share * 100.0).round()
+        )
+    };
     println!(
-        "torture ({}): {} customers, {} invoices, {}% of customers edited, {}% on both sides at once, {} s of edits; {} SIGKILLs, {} RabbitMQ and {} PostgreSQL restarts; simulators answer {}% 5xx and {}% 429, duplicate 10%, reorder 10% and drop 5% of webhooks",
+        "torture ({}): {} customers, {} invoices, {edits}, {} s of edits; {} SIGKILLs, {} RabbitMQ and {} PostgreSQL restarts; simulators answer {}% 5xx and {}% 429, duplicate 10%, reorder 10% and drop 5% of webhooks",
         profile.name,
         profile.customers,
         profile.invoices,
-        (profile.edited_share * 100.0).round(),
-        (profile.both_sides_share * 100.0).round(),
         profile.edit_seconds,
         profile.kills,
         profile.rabbitmq_restarts,

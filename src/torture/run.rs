@@ -15,7 +15,8 @@ use serde::Serialize;
 use sim::{CustomerEdit, KnobValues, SimConfig, Simulators};
 use tokio_util::sync::CancellationToken;
 
-use super::check::{self, CheckReport, EndState, Limits, LinkPair};
+use super::check::{self, CheckReport, EndState, HeldConflict, Limits, LinkPair};
+use super::clash::{ClashCounts, ClashPlan, Resolver};
 use super::profile::Profile;
 use crate::bench::engine::{ConnectorLimits, EngineChild};
 use crate::config::Settings;
@@ -37,6 +38,10 @@ pub struct RunFacts {
     pub edited_on_both_sides: usize,
     pub deals_won: usize,
     pub invoices_paid: usize,
+    /// Acts of the clash profiles in which both sides edited one field at once.
+    pub clashes: usize,
+    /// Decisions the person made on held conflicts (under `manual`).
+    pub decisions: usize,
     /// What the chaos schedule did, with the second of the edit phase it happened at.
     pub chaos: Vec<String>,
     pub xero_calls: usize,
@@ -91,10 +96,9 @@ pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFa
     );
     let mut settings = settings.clone();
     settings.pairs.clear();
-    settings.pairs.insert(
-        pair.clone(),
-        crate::demo::pair_for(&sims, profile.poll_seconds),
-    );
+    let mut pair_settings = crate::demo::pair_for(&sims, profile.poll_seconds);
+    pair_settings.conflict_policy = profile.conflicts;
+    settings.pairs.insert(pair.clone(), pair_settings);
     settings.bus.prefix = format!("tandem_{pair}");
 
     let mut engine = start_engine(&settings, &sims, &pair).await?;
@@ -117,14 +121,37 @@ pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFa
     let mut schedule = chaos_schedule(&profile);
     let mut chaos_log = Vec::new();
     let plan = EditPlan::new(&sims, &profile);
+    let clash_plan = (profile.hot_customers > 0).then(|| {
+        ClashPlan::new(
+            &plan.order,
+            profile.hot_customers,
+            profile.clash_acts,
+            profile.clash_share,
+        )
+    });
+    let mut resolver = Resolver::default();
     let edit_started = Instant::now();
     let length = Duration::from_secs(profile.edit_seconds);
     let mut counts = EditCounts::default();
+    let mut clash_counts = ClashCounts::default();
     let steps = (profile.edit_seconds * 10).max(1);
+    let decide_every = (profile.decide_every_secs * 10).max(1);
     for step in 0..steps {
         let due = edit_started + length.mul_f64(step as f64 / steps as f64);
         tokio::time::sleep_until(due.into()).await;
-        plan.act(&sims, step, steps, &mut counts);
+        match &clash_plan {
+            Some(clash_plan) => clash_plan.act(&sims, step, steps, &mut clash_counts),
+            None => plan.act(&sims, step, steps, &mut counts),
+        }
+        if profile.decide_every_secs > 0 && step % decide_every == 0 {
+            // The engine may be restarting: the person tries again next round.
+            if let Err(err) = resolver
+                .decide_all(&engine.base_url, &engine.admin_token)
+                .await
+            {
+                tracing::debug!(error = %err, "the person could not decide now");
+            }
+        }
         let share = step as f64 / steps as f64;
         while let Some(&(at, chaos)) = schedule.first() {
             if at > share {
@@ -154,6 +181,8 @@ pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFa
             println!("  {}", chaos_log.last().map(String::as_str).unwrap_or(""));
         }
     }
+    counts.customer_edits += clash_counts.edits;
+    counts.both_sides += clash_counts.clashes;
     let edits_stopped_at_ms = chrono::Utc::now().timestamp_millis();
     let edit_seconds = edit_started.elapsed().as_secs_f64();
     println!(
@@ -163,17 +192,25 @@ pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFa
 
     // Settle: the engine catches up (polling finds what dropped webhooks missed).
     let settle_started = Instant::now();
-    let settled = wait_in_step(
-        &sims,
-        &engine,
-        Duration::from_secs(profile.settle_limit_secs),
-    )
-    .await;
+    let settle_limit = Duration::from_secs(profile.settle_limit_secs);
+    let settled = if profile.decide_every_secs > 0 {
+        decide_until_in_step(&mut resolver, &sims, &engine, settle_limit).await
+    } else {
+        wait_in_step(&sims, &engine, settle_limit).await
+    };
     let settle_seconds = settle_started.elapsed().as_secs_f64();
     match &settled {
         Ok(()) => println!("in step {settle_seconds:.0}s after the last edit"),
         Err(err) => println!("not in step after {settle_seconds:.0}s: {err:#}"),
     }
+    let held = if profile.decide_every_secs > 0 {
+        resolver
+            .held(&engine.base_url, &engine.admin_token)
+            .await
+            .context("cannot read the conflicts held at the end")?
+    } else {
+        Vec::<HeldConflict>::new()
+    };
     engine.stop().await.ok();
     let links = links_of(&settings.database_url, &pair).await?;
 
@@ -185,6 +222,11 @@ pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFa
         journal: sims.journal(),
         links,
         edits_stopped_at_ms,
+        policy: profile.conflicts,
+        held,
+        decisions: resolver.decisions.clone(),
+        // The HubSpot connector reads each property's change time.
+        crm_field_times: true,
     };
     let report = check::check(
         &state,
@@ -206,6 +248,8 @@ pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFa
         edited_on_both_sides: counts.both_sides,
         deals_won: counts.deals_won,
         invoices_paid: counts.invoices_paid,
+        clashes: clash_counts.clashes,
+        decisions: resolver.decisions.len(),
         chaos: chaos_log,
         xero_calls: xero_calls.len(),
         xero_refused_429: sims.xero.refused_429(),
@@ -313,6 +357,38 @@ async fn wait_in_step(
     }
 }
 
+/// Under `manual`, once the edits stop: the person decides whatever is held, again and
+/// again (a decision can go stale and its clash be held anew), until the sides are in
+/// step with nothing held.
+async fn decide_until_in_step(
+    resolver: &mut Resolver,
+    sims: &Simulators,
+    engine: &EngineChild,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Err(err) = resolver
+            .decide_all(&engine.base_url, &engine.admin_token)
+            .await
+        {
+            tracing::debug!(error = %err, "the person could not decide now");
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match wait_in_step(sims, engine, left.min(Duration::from_secs(10))).await {
+            Ok(()) => {
+                println!(
+                    "{} decisions made on held conflicts",
+                    resolver.decisions.len()
+                );
+                return Ok(());
+            }
+            Err(err) if Instant::now() >= deadline => return Err(err),
+            Err(_) => {}
+        }
+    }
+}
+
 fn chaos_schedule(profile: &Profile) -> Vec<(f64, Chaos)> {
     let mut schedule = Vec::new();
     for k in 0..profile.kills {
@@ -389,7 +465,7 @@ struct EditCounts {
 /// some invoices paid in finance.
 struct EditPlan {
     /// (CRM id, finance id) of each customer pair, in edit order.
-    order: Vec<(String, String)>,
+    pub(super) order: Vec<(String, String)>,
     /// How many of `order` (from the front) are edited.
     edited: usize,
     /// Share of the edited ones edited on both sides.

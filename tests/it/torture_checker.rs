@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 
 use sim::{Action, Actor, CustomerView, InvoiceView, JournalEntry, Side};
 use tandem::domain::ids::EntityType;
-use tandem::torture::check::{check, CheckReport, EndState, Limits, LinkPair};
+use tandem::domain::ConflictPolicy;
+use tandem::torture::check::{
+    check, CheckReport, EndState, HeldConflict, Limits, LinkPair, PersonDecision,
+};
 
 /// When the people stopped editing.
 const STOPPED_MS: i64 = 10_000;
@@ -260,6 +263,10 @@ fn converged() -> EndState {
             link(EntityType::Invoice, "201", "i-1"),
         ],
         edits_stopped_at_ms: STOPPED_MS,
+        policy: ConflictPolicy::LastWriteWins,
+        held: vec![],
+        decisions: vec![],
+        crm_field_times: true,
     }
 }
 
@@ -508,4 +515,177 @@ fn a_record_left_unsynced_fails_linked_only() {
     let linked = report.result("linked").expect("linked");
     assert_eq!(linked.count, 1);
     assert_eq!(linked.examples[0].records, vec!["finance:f-4"]);
+}
+
+/// Ada's phone clashes twice: finance newer the first time, the CRM newer the second.
+/// `resolved` is the phone Tandem left on both sides after the second clash.
+fn double_clash(resolved: &'static str, finance_written_between: bool) -> EndState {
+    use Action::Update;
+    use Actor::{Api, Person};
+    use Side::{Crm, Finance};
+    let mut state = converged();
+    let mut story = Story {
+        journal: std::mem::take(&mut state.journal),
+        next_seq: [100, 100],
+    };
+    let phone = |v: &'static str| [("phone", Some(v))];
+    story
+        .add(
+            7_000,
+            Crm,
+            Person,
+            Update,
+            ("customer", "101"),
+            &phone("333"),
+        )
+        .add(
+            7_001,
+            Finance,
+            Person,
+            Update,
+            ("customer", "f-1"),
+            &phone("444"),
+        )
+        .add(7_100, Crm, Api, Update, ("customer", "101"), &phone("444"))
+        // Second clash: finance first, the CRM a moment later.
+        .add(
+            8_000,
+            Finance,
+            Person,
+            Update,
+            ("customer", "f-1"),
+            &phone("555"),
+        )
+        .add(
+            8_001,
+            Crm,
+            Person,
+            Update,
+            ("customer", "101"),
+            &phone("666"),
+        );
+    if finance_written_between {
+        // Someone renames the finance contact after the CRM's edit, before Tandem
+        // judges the clash: finance's record-level time passes the CRM's edit.
+        story.add(
+            8_002,
+            Finance,
+            Person,
+            Update,
+            ("customer", "f-1"),
+            &[("name", Some("Ada Byron"))],
+        );
+    }
+    let carried = if resolved == "666" { Finance } else { Crm };
+    let carried_id = if resolved == "666" { "f-1" } else { "101" };
+    story.add(
+        8_100,
+        carried,
+        Api,
+        Update,
+        ("customer", carried_id),
+        &phone(resolved),
+    );
+    state.journal = story.journal;
+    crm_customer(&mut state, "101").phone = Some(resolved.into());
+    finance_customer(&mut state, "f-1").phone = Some(resolved.into());
+    state
+}
+
+#[test]
+fn the_oracle_sees_a_double_clash_that_kept_the_older_edit() {
+    // Both sides agree on "555", but the CRM's "666" was newer: an edit lost by value.
+    let report = run(&double_clash("555", false));
+    fails_only(&report, "lost_edits");
+    let lost = report.result("lost_edits").expect("lost_edits");
+    assert_eq!(lost.count, 1);
+    let finding = &lost.examples[0];
+    assert_eq!(finding.field.as_deref(), Some("phone"));
+    assert_eq!(finding.expected.as_deref(), Some("666"));
+    assert_eq!(finding.found.as_deref(), Some("555"));
+    assert_eq!(finding.records, vec!["crm:101", "finance:f-1"]);
+    assert_eq!(report.figures.oracle.lost, 1);
+    // Kept the newer: passes.
+    let report = run(&double_clash("666", false));
+    assert!(report.passed, "{report}");
+    assert_eq!(report.figures.oracle.lost, 0);
+}
+
+#[test]
+fn a_record_level_time_moved_past_the_newer_edit_allows_the_older_value() {
+    // Finance only says when its record changed: the rename after the CRM's edit makes
+    // finance's phone look newer when Tandem judges the clash. The rule allows it.
+    let report = run(&double_clash("555", true));
+    assert!(report.passed, "{report}");
+    assert_eq!(report.figures.oracle.allowed_by_record_time, 1);
+    // The CRM says when each field changed: the same story on the other side is lost.
+    let mut state = double_clash("555", true);
+    state.crm_field_times = false;
+    assert!(
+        run(&state).passed,
+        "without field times on either side, allowed too"
+    );
+}
+
+#[test]
+fn under_manual_a_held_conflict_shows_both_values_and_a_decision_wins_when_newest() {
+    let mut state = converged();
+    state.policy = ConflictPolicy::Manual;
+    // Held with the values the sides hold: fine.
+    crm_customer(&mut state, "103").phone = Some("+45".into());
+    finance_customer(&mut state, "f-3").phone = Some("+46".into());
+    state.held = vec![HeldConflict {
+        crm_id: "103".into(),
+        finance_id: "f-3".into(),
+        field: "phone".into(),
+        crm_value: Some("+45".into()),
+        finance_value: Some("+46".into()),
+    }];
+    // The person decided Ada's name last: their value must be on both sides.
+    state.decisions = vec![PersonDecision {
+        crm_id: "101".into(),
+        finance_id: "f-1".into(),
+        field: "name".into(),
+        value: Some("Ada King".into()),
+        at_ms: 9_000,
+    }];
+    crm_customer(&mut state, "101").name = Some("Ada King".into());
+    finance_customer(&mut state, "f-1").name = Some("Ada King".into());
+    let report = check(
+        &state,
+        &Limits {
+            max_write_ratio: 2.0,
+            ..Limits::default()
+        },
+    );
+    let lost = report.result("lost_edits").expect("lost_edits");
+    assert!(lost.passed, "{report}");
+    assert_eq!(report.figures.oracle.held, 1);
+    // A held conflict whose values are not what the sides hold is a failure.
+    state.held[0].crm_value = Some("+44".into());
+    let report = check(
+        &state,
+        &Limits {
+            max_write_ratio: 2.0,
+            ..Limits::default()
+        },
+    );
+    assert!(!report.result("lost_edits").expect("lost_edits").passed);
+    // And the decision's value lost to an older edit is a failure too.
+    state.held.clear();
+    crm_customer(&mut state, "101").name = Some("Ada Byron".into());
+    finance_customer(&mut state, "f-1").name = Some("Ada Byron".into());
+    let report = check(
+        &state,
+        &Limits {
+            max_write_ratio: 2.0,
+            ..Limits::default()
+        },
+    );
+    let lost = report.result("lost_edits").expect("lost_edits");
+    assert!(!lost.passed);
+    assert!(lost
+        .examples
+        .iter()
+        .any(|f| f.field.as_deref() == Some("name") && f.expected.as_deref() == Some("Ada King")));
 }
