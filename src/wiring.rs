@@ -5,15 +5,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{ConnectionSettings, ConnectorKind, CustomerObjectSetting, Settings};
+use crate::config::{
+    ConnectionSettings, ConnectorKind, CustomerObjectSetting, PairSettings, Settings,
+};
 use crate::connectors::http::{
     ClientAuth, OAuthSettings, OAuthTokens, RequestRecorder, StaticToken, TokenSource,
 };
 use crate::connectors::hubspot::mapping::CustomerObject;
-use crate::connectors::hubspot::{HubSpotConnector, HubSpotLimits, HubSpotParts};
+use crate::connectors::hubspot::{HubSpotConnector, HubSpotLimits, HubSpotParts, TimedFields};
 use crate::connectors::xero::{XeroConnector, XeroLimits, XeroParts};
 use crate::connectors::Connector;
-use crate::domain::{EntityType, PairId, System};
+use crate::domain::{ConflictPolicy, EntityType, PairId, System};
 use crate::intake::PollTarget;
 use crate::orchestrator::{LinkedReferences, PairRuntime};
 use crate::store::Store;
@@ -96,11 +98,29 @@ fn token_source(
     )))
 }
 
+/// The fields of `entity` whose change times decide a clash: those that sync both
+/// ways, when the later change wins (`last_write_wins`). No other policy reads them,
+/// and one-way fields never clash.
+fn timed_fields(pair: &PairSettings, entity: EntityType) -> Vec<String> {
+    let policy = pair.policy(entity);
+    if policy.conflicts != ConflictPolicy::LastWriteWins {
+        return Vec::new();
+    }
+    let from_finance: Vec<&str> = policy.mapping.fields_from(System::Finance).collect();
+    policy
+        .mapping
+        .fields_from(System::Crm)
+        .filter(|field| from_finance.contains(field))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The connector for one side of a pair, when its settings hold credentials.
 fn connector(
     pair: &str,
     system: System,
     settings: &ConnectionSettings,
+    timed: &TimedFields,
     store: &Arc<dyn Store>,
     options: &WiringOptions,
 ) -> Option<Arc<dyn Connector>> {
@@ -140,6 +160,7 @@ fn connector(
                 CustomerObjectSetting::Contacts => CustomerObject::Contacts,
                 CustomerObjectSetting::Companies => CustomerObject::Companies,
             },
+            timed_fields: timed.clone(),
             limits: {
                 let limits = options.hubspot_limits.unwrap_or_default();
                 HubSpotLimits {
@@ -165,14 +186,18 @@ pub fn from_settings_with(
     let mut wiring = Wiring::default();
     for (name, pair) in settings.pairs.iter().filter(|(_, p)| p.enabled) {
         let id = PairId::new(name.clone());
+        let timed = TimedFields {
+            customer: timed_fields(pair, EntityType::Customer),
+            invoice: timed_fields(pair, EntityType::Invoice),
+        };
         let crm = pair
             .crm
             .as_ref()
-            .and_then(|c| connector(name, System::Crm, c, &store, options));
+            .and_then(|c| connector(name, System::Crm, c, &timed, &store, options));
         let finance = pair
             .finance
             .as_ref()
-            .and_then(|c| connector(name, System::Finance, c, &store, options));
+            .and_then(|c| connector(name, System::Finance, c, &timed, &store, options));
         for (system, connector) in [(System::Crm, &crm), (System::Finance, &finance)] {
             let Some(connector) = connector else { continue };
             wiring

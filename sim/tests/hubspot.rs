@@ -558,6 +558,206 @@ async fn search_ors_filter_groups() {
     assert_eq!(answer["total"], 2);
 }
 
+/// As HubSpot writes a timestamp: RFC 3339, milliseconds, `Z`.
+fn at(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .expect("time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[tokio::test]
+async fn property_history_on_reads() {
+    let h = start(roomy()).await;
+    let app_id = h.sim.settings().app_id.to_string();
+    let id = h.sim.person_creates_customer(&CustomerSeed {
+        name: "Ada Lovelace".into(),
+        email: "ada@example.com".into(),
+        phone: Some("+44 1".into()),
+    });
+    let created = h.sim.customers()[0].updated_ms;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    h.sim.person_edits_customer(
+        &id,
+        &CustomerEdit {
+            name: None,
+            phone: Some("+44 2".into()),
+        },
+    );
+    let phoned = h.sim.customers()[0].updated_ms;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // An app writes the last name, and the phone to the value it already has.
+    let (status, body) = h
+        .post(
+            "/crm/v3/objects/contacts/batch/update",
+            json!({"inputs": [{"id": id, "properties": {"lastname": "King", "phone": "+44 2"}}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["results"][0].get("propertiesWithHistory").is_none(),
+        "writes answer no history: {body}"
+    );
+    let renamed = h.sim.customers()[0].updated_ms;
+    assert!(created < phoned && phoned < renamed);
+
+    let (status, object) = h
+        .get(&format!(
+            "/crm/v3/objects/contacts/{id}?properties=phone&propertiesWithHistory=phone,lastname,firstname,no_such_property"
+        ))
+        .await;
+    assert_eq!(status, 200, "{object}");
+    let history = &object["propertiesWithHistory"];
+    // Newest first; each value at the `hs_lastmodifieddate` its write gave the object;
+    // a write of the same value is no change and leaves no entry.
+    assert_eq!(
+        history["phone"],
+        json!([
+            {"value": "+44 2", "timestamp": at(phoned), "sourceType": "CRM_UI",
+             "sourceId": "userId:9100001", "updatedByUserId": 9_100_001},
+            {"value": "+44 1", "timestamp": at(created), "sourceType": "CRM_UI",
+             "sourceId": "userId:9100001", "updatedByUserId": 9_100_001},
+        ])
+    );
+    // An app's write names the app, and no user.
+    assert_eq!(
+        history["lastname"][0],
+        json!({"value": "King", "timestamp": at(renamed), "sourceType": "INTEGRATION", "sourceId": app_id})
+    );
+    assert_eq!(history["lastname"][1]["value"], "Lovelace");
+    assert_eq!(history["firstname"].as_array().map(Vec::len), Some(1));
+    assert!(history.get("no_such_property").is_none(), "{history}");
+    assert_eq!(object["properties"]["hs_lastmodifieddate"], at(renamed));
+
+    // Batch read answers the same; a read that asks for none answers none.
+    let (status, body) = h
+        .post(
+            "/crm/v3/objects/contacts/batch/read",
+            json!({"properties": ["phone"], "propertiesWithHistory": ["phone"], "inputs": [{"id": id}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"][0]["propertiesWithHistory"]["phone"],
+        history["phone"]
+    );
+    let (_, body) = h
+        .post(
+            "/crm/v3/objects/contacts/batch/read",
+            json!({"properties": ["phone"], "inputs": [{"id": id}]}),
+        )
+        .await;
+    assert!(body["results"][0].get("propertiesWithHistory").is_none());
+    let (_, plain) = h
+        .get(&format!("/crm/v3/objects/contacts/{id}?properties=phone"))
+        .await;
+    assert!(plain.get("propertiesWithHistory").is_none());
+
+    // A cleared property's history ends in an empty value.
+    let (status, _) = h
+        .post(
+            "/crm/v3/objects/contacts/batch/update",
+            json!({"inputs": [{"id": id, "properties": {"phone": ""}}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, object) = h
+        .get(&format!(
+            "/crm/v3/objects/contacts/{id}?propertiesWithHistory=phone"
+        ))
+        .await;
+    assert_eq!(object["propertiesWithHistory"]["phone"][0]["value"], "");
+    assert_eq!(
+        object["propertiesWithHistory"]["phone"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+
+    // Search does not answer history (HubSpot's search has no such option).
+    let (status, found) = h
+        .post(
+            "/crm/v3/objects/contacts/search",
+            json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": "ada@example.com"}]}],
+                   "properties": ["phone"], "propertiesWithHistory": ["phone"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"], 1);
+    assert!(found["results"][0].get("propertiesWithHistory").is_none());
+}
+
+#[tokio::test]
+async fn property_history_keeps_the_last_twenty_values() {
+    let h = start(roomy()).await;
+    let id = h
+        .sim
+        .person_creates_customer(&seed("Ada Lovelace", "ada@example.com"));
+    for n in 0..25 {
+        h.sim.person_edits_customer(
+            &id,
+            &CustomerEdit {
+                name: None,
+                phone: Some(format!("+44 {n}")),
+            },
+        );
+    }
+    let (_, object) = h
+        .get(&format!(
+            "/crm/v3/objects/contacts/{id}?propertiesWithHistory=phone"
+        ))
+        .await;
+    let phone = object["propertiesWithHistory"]["phone"]
+        .as_array()
+        .expect("history");
+    assert_eq!(phone.len(), 20);
+    assert_eq!(phone[0]["value"], "+44 24");
+    assert_eq!(phone[19]["value"], "+44 5");
+    assert_eq!(
+        phone[0]["timestamp"],
+        object["properties"]["hs_lastmodifieddate"]
+    );
+}
+
+#[tokio::test]
+async fn a_batch_read_with_history_takes_fifty_inputs() {
+    let h = start(roomy()).await;
+    let inputs: Vec<Value> = (0..51)
+        .map(|n| {
+            json!({"id": h.sim.person_creates_customer(&seed(&format!("P{n} Person"), &format!("p{n}@example.com")))})
+        })
+        .collect();
+    let (status, body) = h
+        .post(
+            "/crm/v3/objects/contacts/batch/read",
+            json!({"properties": ["email"], "propertiesWithHistory": ["email"], "inputs": inputs}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["category"], "VALIDATION_ERROR");
+    assert_eq!(
+        body["message"],
+        "The maximum number of inputs supported in a batch request for property histories is 50. Please reduce the number of items and try again"
+    );
+    let (status, body) = h
+        .post(
+            "/crm/v3/objects/contacts/batch/read",
+            json!({"properties": ["email"], "propertiesWithHistory": ["email"], "inputs": inputs[..50]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(50));
+    // Without history, a hundred is the limit.
+    let (status, body) = h
+        .post(
+            "/crm/v3/objects/contacts/batch/read",
+            json!({"properties": ["email"], "inputs": inputs}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(51));
+}
+
 #[tokio::test]
 async fn deals_with_associations() {
     let h = start(roomy()).await;

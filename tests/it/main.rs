@@ -9,6 +9,7 @@ mod cli_settings;
 mod dashboard_browser;
 mod domain_decision;
 mod domain_properties;
+mod hubspot_connector;
 mod openapi_document;
 mod orchestrator;
 mod poller;

@@ -221,7 +221,7 @@ impl HubSpotSim {
             seed.phone.as_deref().and_then(non_empty),
         ));
         self.change(Source::Person, |state, events| {
-            let id = state.insert(kind, state::initial_props(&writes));
+            let id = state.insert(kind, state::initial_props(&writes), Source::Person);
             events.raise_creation(kind, id);
             events.note_edit(state, id, None);
             id.to_string()
@@ -253,6 +253,7 @@ impl HubSpotSim {
                 let changed = state::apply(record, &writes);
                 if !changed.is_empty() {
                     record.touch();
+                    record.remember(&changed, Source::Person);
                     for (name, value) in &changed {
                         events.raise_change(kind, object_id, name, value);
                     }
@@ -294,7 +295,11 @@ impl HubSpotSim {
                     ("price".to_string(), Some(price.normalize().to_string())),
                 ];
                 // Line items raise no events, so none are collected here.
-                line_ids.push(state.insert(Kind::LineItem, state::initial_props(&writes)));
+                line_ids.push(state.insert(
+                    Kind::LineItem,
+                    state::initial_props(&writes),
+                    Source::Person,
+                ));
             }
             let writes: Vec<PropertyWrite> = vec![
                 ("dealname".to_string(), non_empty(name)),
@@ -303,7 +308,7 @@ impl HubSpotSim {
                 ("amount".to_string(), Some(amount.normalize().to_string())),
                 ("closedate".to_string(), Some(rfc3339(state::now_ms()))),
             ];
-            let deal = state.insert(Kind::Deal, state::initial_props(&writes));
+            let deal = state.insert(Kind::Deal, state::initial_props(&writes), Source::Person);
             if let Some(customer) = state.find(customer_id).map(|r| r.id) {
                 state.link(deal, customer);
             }

@@ -83,7 +83,7 @@ pub(crate) fn create(
             ));
         }
     }
-    let id = state.insert(kind, initial_props(writes));
+    let id = state.insert(kind, initial_props(writes), events.source);
     for (_, other_id) in links {
         state.link(id, *other_id);
     }
@@ -115,6 +115,7 @@ pub(crate) fn update(
         return Ok(false);
     }
     record.touch();
+    record.remember(&changed, events.source);
     for (name, value) in &changed {
         events.raise(kind, own_id, Action::PropertyChange, Some((name, value)));
     }

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::oauth::{refusal_body, TokenForm};
 use super::ops;
-use super::state::{parse_properties, ItemError, Kind, Shown};
+use super::state::{parse_properties, ItemError, Kind, Shown, State};
 use super::webhooks::Source;
 use super::{associations, batch, search, HubSpotSim, SimCall, DAILY_LIMIT};
 use crate::knobs::roll;
@@ -352,9 +352,10 @@ impl HubSpotSim {
         }
     }
 
-    /// `GET /crm/v3/objects/{type}/{id}?properties=&associations=&archived=`.
+    /// `GET /crm/v3/objects/{type}/{id}?properties=&propertiesWithHistory=&associations=&archived=`.
     fn get_one(&self, kind: Kind, id: &str, query: &HashMap<String, String>) -> Answer {
         let properties = comma_list(query.get("properties"));
+        let with_history = comma_list(query.get("propertiesWithHistory"));
         let associations: Vec<Kind> = comma_list(query.get("associations"))
             .iter()
             .filter_map(|name| Kind::from_path(name))
@@ -368,7 +369,12 @@ impl HubSpotSim {
                 } else {
                     Shown::Only(&properties)
                 };
-                Answer::json(200, state.render(record, shown, &associations))
+                let mut object = state.render(record, shown, &associations);
+                if !with_history.is_empty() {
+                    object["propertiesWithHistory"] =
+                        State::render_history(record, &with_history, self.settings.app_id);
+                }
+                Answer::json(200, object)
             }
             _ => Answer::error(&ItemError::not_found()),
         })

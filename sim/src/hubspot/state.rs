@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
+use super::webhooks::Source;
+
 /// The object types the simulator holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Kind {
@@ -21,6 +23,11 @@ pub(crate) const KINDS: [Kind; 4] = [Kind::Contact, Kind::Company, Kind::Deal, K
 /// Properties HubSpot keeps itself on every object; read-only, always answered.
 pub(crate) const DEFAULT_PROPERTIES: [&str; 3] =
     ["hs_object_id", "createdate", "hs_lastmodifieddate"];
+
+/// How many values of one property the simulator keeps in its history; older values
+/// are dropped. HubSpot keeps a bounded history too (the stored documentation does not
+/// say how long), so a client may never assume it sees every past value.
+pub(crate) const HISTORY_KEPT: usize = 20;
 
 /// Properties whose filter values may be unix milliseconds or RFC 3339.
 const DATE_PROPERTIES: [&str; 4] = [
@@ -169,6 +176,18 @@ pub(crate) struct Record {
     pub created_ms: i64,
     pub updated_ms: i64,
     pub archived_ms: Option<i64>,
+    /// Each property's past values, oldest first, at most [`HISTORY_KEPT`] of each.
+    pub history: BTreeMap<String, Vec<PastValue>>,
+}
+
+/// One value a property held: set at `at_ms` (the object's `hs_lastmodifieddate` by
+/// that write) by a person in the UI or by an app through the API.
+#[derive(Debug, Clone)]
+pub(crate) struct PastValue {
+    /// `""` when the write cleared the property.
+    pub value: String,
+    pub at_ms: i64,
+    pub source: Source,
 }
 
 impl Record {
@@ -190,6 +209,23 @@ impl Record {
     /// clock has not moved, so "changed since" polling never misses a change.
     pub(crate) fn touch(&mut self) {
         self.updated_ms = now_ms().max(self.updated_ms + 1);
+    }
+
+    /// Adds the `changed` properties (name, new value) to their history at the
+    /// object's `updated_ms`: called once a write has moved it on (`touch`), so a
+    /// value's time is the `hs_lastmodifieddate` the write gave the object.
+    pub(crate) fn remember(&mut self, changed: &[(String, String)], source: Source) {
+        for (name, value) in changed {
+            let past = self.history.entry(name.clone()).or_default();
+            past.push(PastValue {
+                value: value.clone(),
+                at_ms: self.updated_ms,
+                source,
+            });
+            if past.len() > HISTORY_KEPT {
+                past.drain(..past.len() - HISTORY_KEPT);
+            }
+        }
     }
 }
 
@@ -280,22 +316,32 @@ impl State {
         KINDS.iter().find_map(|kind| self.get(*kind, id))
     }
 
-    /// Inserts a new object with `props` already validated; returns its id.
-    pub(crate) fn insert(&mut self, kind: Kind, props: BTreeMap<String, String>) -> u64 {
+    /// Inserts a new object with `props` already validated, written by `source`;
+    /// returns its id. Each initial value starts its property's history.
+    pub(crate) fn insert(
+        &mut self,
+        kind: Kind,
+        props: BTreeMap<String, String>,
+        source: Source,
+    ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let now = now_ms();
-        self.records[kind.index()].insert(
+        let initial: Vec<(String, String)> = props
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let mut record = Record {
+            kind,
             id,
-            Record {
-                kind,
-                id,
-                props,
-                created_ms: now,
-                updated_ms: now,
-                archived_ms: None,
-            },
-        );
+            props,
+            created_ms: now,
+            updated_ms: now,
+            archived_ms: None,
+            history: BTreeMap::new(),
+        };
+        record.remember(&initial, source);
+        self.records[kind.index()].insert(id, record);
         id
     }
 
@@ -418,6 +464,41 @@ impl State {
             object["associations"] = Value::Object(linked);
         }
         object
+    }
+}
+
+impl State {
+    /// An object's `propertiesWithHistory`: for each of `names` that has held a value,
+    /// its values newest first, each with when and by whom it was set. Names the
+    /// object never had are left out, as HubSpot ignores properties not present on the
+    /// object. `app_id` names the app behind API writes.
+    pub(crate) fn render_history(record: &Record, names: &[String], app_id: u64) -> Value {
+        let mut history = Map::new();
+        for name in names {
+            let Some(past) = record.history.get(name) else {
+                continue;
+            };
+            let values: Vec<Value> = past
+                .iter()
+                .rev()
+                .map(|v| {
+                    let (source_type, source_id) = v.source.names(app_id);
+                    let mut entry = json!({
+                        "value": v.value,
+                        "timestamp": rfc3339(v.at_ms),
+                        "sourceType": source_type,
+                        "sourceId": source_id,
+                    });
+                    // HubSpot names the user only for a person's edit.
+                    if v.source == Source::Person {
+                        entry["updatedByUserId"] = json!(super::webhooks::UI_USER_ID);
+                    }
+                    entry
+                })
+                .collect();
+            history.insert(name.clone(), Value::Array(values));
+        }
+        Value::Object(history)
     }
 }
 
@@ -577,7 +658,7 @@ mod tests {
     #[test]
     fn touch_is_strictly_increasing() {
         let mut state = State::default();
-        let id = state.insert(Kind::Contact, BTreeMap::new());
+        let id = state.insert(Kind::Contact, BTreeMap::new(), Source::Person);
         let record = state
             .get_mut(Kind::Contact, &id.to_string())
             .expect("record");

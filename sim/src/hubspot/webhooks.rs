@@ -38,7 +38,19 @@ pub(crate) enum Source {
 }
 
 /// A made-up HubSpot user that the simulated people act as.
-const UI_USER_ID: u64 = 9_100_001;
+pub(crate) const UI_USER_ID: u64 = 9_100_001;
+
+impl Source {
+    /// How HubSpot names the source of a change, in webhooks (`changeSource`,
+    /// `sourceId`) and in property history (`sourceType`, `sourceId`): `CRM_UI` and
+    /// `userId:<id>` for a person, `INTEGRATION` and the app's id for an app.
+    pub(crate) fn names(self, app_id: u64) -> (&'static str, String) {
+        match self {
+            Source::Person => ("CRM_UI", format!("userId:{UI_USER_ID}")),
+            Source::Integration => ("INTEGRATION", app_id.to_string()),
+        }
+    }
+}
 
 /// Builds events with the account's fixed fields and a running `eventId`.
 #[derive(Debug)]
@@ -79,10 +91,7 @@ impl EventMaker {
         };
         // One subscription per type, as an app configures them once.
         let subscription_id = 480_000 + kind_number * 10 + action_number;
-        let (change_source, source_id) = match source {
-            Source::Person => ("CRM_UI", format!("userId:{UI_USER_ID}")),
-            Source::Integration => ("INTEGRATION", self.app_id.to_string()),
-        };
+        let (change_source, source_id) = source.names(self.app_id);
         let mut event = json!({
             "eventId": self.next_event_id.fetch_add(1, Ordering::Relaxed),
             "subscriptionId": subscription_id,

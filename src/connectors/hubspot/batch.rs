@@ -10,6 +10,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
+use super::history::FieldHistory;
 use super::mapping::{id_of, prop};
 use crate::connectors::http::{ApiClient, ApiRequest, Coalescer, RateGate, Stage};
 use crate::connectors::{ConnectorError, Exchange, ExternalRecord, Written};
@@ -59,6 +60,8 @@ struct Kind {
     search_gate: Arc<RateGate>,
     path: &'static str,
     properties: &'static [&'static str],
+    /// The properties reads ask history for (`history.rs`); none asks for none.
+    with_history: Vec<&'static str>,
     parse: Parse,
 }
 
@@ -68,6 +71,7 @@ impl Batches {
         search_gate: Arc<RateGate>,
         path: &'static str,
         properties: &'static [&'static str],
+        history: &FieldHistory,
         window: Duration,
         parse: Parse,
     ) -> Self {
@@ -76,13 +80,20 @@ impl Batches {
             search_gate,
             path,
             properties,
+            with_history: history.properties(),
             parse,
         };
         let gate = kind.client.gate().clone();
         let search = kind.search_gate.clone();
-        let reads = kind.batched(MAX_ITEMS, window, &gate, Stage::Read, |k, ids| async move {
-            k.read(ids).await
-        });
+        // A read asking for history takes fewer ids: still one call for the reads
+        // that arrive together, up to that limit.
+        let reads = kind.batched(
+            history.batch_limit(),
+            window,
+            &gate,
+            Stage::Read,
+            |k, ids| async move { k.read(ids).await },
+        );
         let finds = kind.batched(
             MAX_TERMS,
             window,
@@ -119,6 +130,20 @@ pub(super) fn results(body: &Value) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
+}
+
+/// A `batch/read` body: the ids, their properties, and the properties whose history
+/// to answer (left out when none).
+pub(super) fn read_body(properties: &[&str], with_history: &[&str], ids: &[String]) -> Value {
+    let mut body = json!({
+        "properties": properties,
+        "inputs": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+        "archived": false,
+    });
+    if !with_history.is_empty() {
+        body["propertiesWithHistory"] = json!(with_history);
+    }
+    body
 }
 
 /// Per-item errors of a 207, by what their context names (`ids` or
@@ -212,11 +237,7 @@ impl Kind {
             Method::POST,
             format!("/crm/v3/objects/{}/batch/read", self.path),
         )
-        .json(json!({
-            "properties": self.properties,
-            "inputs": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
-            "archived": false,
-        }));
+        .json(read_body(self.properties, &self.with_history, &ids));
         match self.client.send(&request).await {
             Ok(answer) => {
                 let by_id: HashMap<String, Value> = results(&answer.body)

@@ -14,22 +14,25 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::batch::{results, MAX_ITEMS};
+use super::batch::{read_body, results, MAX_ITEMS};
+use super::history::FieldHistory;
 use super::mapping::{self, DEAL_PROPERTIES, LINE_ITEM_PROPERTIES};
 use crate::connectors::http::{ApiClient, ApiRequest};
 use crate::connectors::{ConnectorError, ExternalRecord};
 
 pub(super) type Found = Result<Option<ExternalRecord>, ConnectorError>;
 
-/// Reads `ids` (at most 100) with their customers (`customers`: `contacts` or
-/// `companies`) and line items; one outcome per id, in order. A deal that does not
-/// exist (or was archived) is `None`.
+/// Reads `ids` (at most `history.batch_limit()`) with their customers (`customers`:
+/// `contacts` or `companies`) and line items, and the change times `history` asks for;
+/// one outcome per id, in order. A deal that does not exist (or was archived) is
+/// `None`.
 pub(super) async fn read(
     client: Arc<ApiClient>,
     customers: &'static str,
+    history: Arc<FieldHistory>,
     ids: Vec<String>,
 ) -> Vec<Found> {
-    let (mut found, paged) = match read_all(&client, customers, &ids).await {
+    let (mut found, paged) = match read_all(&client, customers, &history, &ids).await {
         Ok(read) => read,
         Err(err) => return ids.iter().map(|_| Err(err.clone())).collect(),
     };
@@ -37,7 +40,7 @@ pub(super) async fn read(
     for id in &ids {
         // More associations than one answer lists: read that deal on its own.
         if paged.contains(id) {
-            outcomes.push(read_one(&client, customers, id).await);
+            outcomes.push(read_one(&client, customers, &history, id).await);
         } else {
             outcomes.push(Ok(found.remove(id.as_str())));
         }
@@ -47,11 +50,19 @@ pub(super) async fn read(
 
 /// One deal with its associations (`GET /crm/v3/objects/deals/{id}`), then one batch
 /// read of its line items.
-pub(super) async fn read_one(client: &ApiClient, customers: &'static str, id: &str) -> Found {
-    let request = ApiRequest::new(Method::GET, format!("/crm/v3/objects/deals/{id}"))
+pub(super) async fn read_one(
+    client: &ApiClient,
+    customers: &'static str,
+    history: &FieldHistory,
+    id: &str,
+) -> Found {
+    let mut request = ApiRequest::new(Method::GET, format!("/crm/v3/objects/deals/{id}"))
         .query("properties", DEAL_PROPERTIES.join(","))
         .query("associations", format!("{customers},line_items"))
         .allow_not_found();
+    if !history.is_empty() {
+        request = request.query("propertiesWithHistory", history.properties().join(","));
+    }
     let answer = client.send(&request).await?;
     if answer.status == 404 {
         return Ok(None);
@@ -69,11 +80,11 @@ pub(super) async fn read_one(client: &ApiClient, customers: &'static str, id: &s
     let line_ids = associated("line_items");
     let mut by_id = HashMap::new();
     for chunk in line_ids.chunks(MAX_ITEMS) {
-        by_id.extend(read_objects(client, "line_items", LINE_ITEM_PROPERTIES, chunk).await?);
+        by_id.extend(read_objects(client, "line_items", LINE_ITEM_PROPERTIES, &[], chunk).await?);
     }
     // HubSpot answers in any order; the deal's order of association is kept.
     let lines: Vec<Value> = line_ids.iter().filter_map(|l| by_id.remove(l)).collect();
-    Ok(mapping::deal_to_record(&deal, customer, &lines))
+    Ok(mapping::deal_to_record(&deal, customer, &lines, history))
 }
 
 /// The deals read, by id, and the ids of those with more associations than an
@@ -83,9 +94,10 @@ type ReadAll = (HashMap<String, ExternalRecord>, HashSet<String>);
 async fn read_all(
     client: &ApiClient,
     customers: &'static str,
+    history: &FieldHistory,
     ids: &[String],
 ) -> Result<ReadAll, ConnectorError> {
-    let deals = read_objects(client, "deals", DEAL_PROPERTIES, ids).await?;
+    let deals = read_objects(client, "deals", DEAL_PROPERTIES, &history.properties(), ids).await?;
     if deals.is_empty() {
         return Ok(Default::default());
     }
@@ -96,7 +108,7 @@ async fn read_all(
     let line_ids: Vec<String> = lines_of.values().flatten().cloned().collect();
     let mut lines = HashMap::new();
     for chunk in line_ids.chunks(MAX_ITEMS) {
-        lines.extend(read_objects(client, "line_items", LINE_ITEM_PROPERTIES, chunk).await?);
+        lines.extend(read_objects(client, "line_items", LINE_ITEM_PROPERTIES, &[], chunk).await?);
     }
     let records = deals
         .into_iter()
@@ -109,26 +121,24 @@ async fn read_all(
                 .flatten()
                 .filter_map(|line| lines.get(line).cloned())
                 .collect();
-            let record = mapping::deal_to_record(&deal, customer, &deal_lines)?;
+            let record = mapping::deal_to_record(&deal, customer, &deal_lines, history)?;
             Some((id, record))
         })
         .collect();
     Ok((records, paged))
 }
 
-/// `POST /crm/v3/objects/{path}/batch/read`: the live objects found, by id.
+/// `POST /crm/v3/objects/{path}/batch/read`: the live objects found, by id, with the
+/// history of `with_history`.
 async fn read_objects(
     client: &ApiClient,
     path: &str,
     properties: &[&str],
+    with_history: &[&str],
     ids: &[String],
 ) -> Result<HashMap<String, Value>, ConnectorError> {
-    let request =
-        ApiRequest::new(Method::POST, format!("/crm/v3/objects/{path}/batch/read")).json(json!({
-            "properties": properties,
-            "inputs": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
-            "archived": false,
-        }));
+    let request = ApiRequest::new(Method::POST, format!("/crm/v3/objects/{path}/batch/read"))
+        .json(read_body(properties, with_history, ids));
     let answer = client.send(&request).await?;
     Ok(results(&answer.body)
         .into_iter()

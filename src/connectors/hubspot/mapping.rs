@@ -7,6 +7,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
+use super::history::FieldHistory;
 use crate::connectors::ExternalRecord;
 use crate::domain::{Address, Customer, FieldMap, Invoice, InvoiceStatus, LineItem};
 
@@ -73,6 +74,47 @@ impl CustomerObject {
     }
 }
 
+/// The properties that hold canonical customer `field` (as `customer_properties`
+/// writes them); none for a field HubSpot does not hold.
+pub fn customer_field_properties(kind: CustomerObject, field: &str) -> &'static [&'static str] {
+    use CustomerObject::{Companies, Contacts};
+    match (kind, field) {
+        (Contacts, "name") => &["firstname", "lastname"],
+        (Companies, "name") => &["name"],
+        (Contacts, "email") => &["email"],
+        (Companies, "email") => &["tandem_email"],
+        (_, "phone") => &["phone"],
+        (_, "tax_number") => &["tandem_tax_number"],
+        (_, "currency") => &["tandem_currency"],
+        (Contacts, "address") => &["address", "city", "state", "zip", "country"],
+        (Companies, "address") => &["address", "address2", "city", "state", "zip", "country"],
+        _ => &[],
+    }
+}
+
+/// The deal property of each canonical invoice field the deal holds itself (the
+/// customer and line items are associations).
+const DEAL_FIELDS: &[(&str, &[&str])] = &[
+    ("number", &["tandem_invoice_number"]),
+    ("issue_date", &["closedate"]),
+    ("due_date", &["tandem_due_date"]),
+    ("currency", &["deal_currency_code"]),
+    ("subtotal", &["tandem_subtotal"]),
+    ("tax_total", &["tandem_tax_total"]),
+    ("total", &["amount"]),
+    ("amount_paid", &["tandem_amount_paid"]),
+    ("amount_due", &["tandem_amount_due"]),
+    ("status", &["tandem_invoice_status"]),
+];
+
+/// The properties that hold canonical invoice `field`; none for an association.
+pub fn deal_field_properties(field: &str) -> &'static [&'static str] {
+    DEAL_FIELDS
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map_or(&[], |(_, properties)| properties)
+}
+
 pub const DEAL_PROPERTIES: &[&str] = &[
     "dealname",
     "dealstage",
@@ -126,7 +168,13 @@ pub fn id_of(object: &Value) -> Option<String> {
     }
 }
 
-pub fn customer_to_record(kind: CustomerObject, object: &Value) -> Option<ExternalRecord> {
+/// A contact or company as a canonical customer, with the change times `history`
+/// finds in the object's `propertiesWithHistory`.
+pub fn customer_to_record(
+    kind: CustomerObject,
+    object: &Value,
+    history: &FieldHistory,
+) -> Option<ExternalRecord> {
     let id = id_of(object)?;
     let archived = is_archived(object);
     let name = match kind {
@@ -160,7 +208,7 @@ pub fn customer_to_record(kind: CustomerObject, object: &Value) -> Option<Extern
         fields: (!archived).then(|| customer.fields()),
         version: version(object),
         stamp: prop(object, "tandem_origin_id"),
-        field_versions: Default::default(),
+        field_versions: history.versions(object),
     })
 }
 
@@ -221,12 +269,14 @@ fn status_of(raw: &str) -> Option<InvoiceStatus> {
     serde_json::from_value(json!(raw.to_lowercase())).ok()
 }
 
-/// A deal, its customer's id and its line items, as a canonical invoice. A deal that
-/// is not won is not an invoice (yet): it reads as absent.
+/// A deal, its customer's id and its line items, as a canonical invoice, with the
+/// change times `history` finds in the deal's `propertiesWithHistory`. A deal that is
+/// not won is not an invoice (yet): it reads as absent.
 pub fn deal_to_record(
     deal: &Value,
     customer: Option<String>,
     lines: &[Value],
+    history: &FieldHistory,
 ) -> Option<ExternalRecord> {
     let id = id_of(deal)?;
     let won = prop(deal, "dealstage").as_deref() == Some(WON);
@@ -261,7 +311,7 @@ pub fn deal_to_record(
         fields: live.then(|| invoice.fields()),
         version: version(deal),
         stamp: prop(deal, "tandem_origin_id"),
-        field_versions: Default::default(),
+        field_versions: history.versions(deal),
     })
 }
 
@@ -269,21 +319,11 @@ pub fn deal_to_record(
 /// associations, written apart.
 pub fn deal_properties(fields: &FieldMap) -> Map<String, Value> {
     let mut out = Map::new();
-    let names = [
-        ("number", "tandem_invoice_number"),
-        ("issue_date", "closedate"),
-        ("due_date", "tandem_due_date"),
-        ("currency", "deal_currency_code"),
-        ("subtotal", "tandem_subtotal"),
-        ("tax_total", "tandem_tax_total"),
-        ("total", "amount"),
-        ("amount_paid", "tandem_amount_paid"),
-        ("amount_due", "tandem_amount_due"),
-        ("status", "tandem_invoice_status"),
-    ];
-    for (field, property) in names {
-        if let Some(value) = fields.get(field) {
-            out.insert(property.into(), json!(text(value)));
+    for (field, properties) in DEAL_FIELDS {
+        if let Some(value) = fields.get(*field) {
+            for property in *properties {
+                out.insert((*property).into(), json!(text(value)));
+            }
         }
     }
     out
@@ -333,7 +373,9 @@ mod tests {
         assert_eq!(props["firstname"], json!("Ada"));
         assert_eq!(props["lastname"], json!("King Lovelace"));
         let object = json!({"id": "7", "properties": props, "archived": false});
-        let record = customer_to_record(CustomerObject::Contacts, &object).expect("record");
+        let record =
+            customer_to_record(CustomerObject::Contacts, &object, &FieldHistory::default())
+                .expect("record");
         assert_eq!(
             record.fields.expect("live")["name"],
             json!("Ada King Lovelace")
@@ -344,13 +386,15 @@ mod tests {
     fn only_a_won_deal_is_an_invoice() {
         let open = json!({"id": "1", "properties": {"dealstage": "appointmentscheduled"}});
         assert_eq!(
-            deal_to_record(&open, None, &[]).expect("record").fields,
+            deal_to_record(&open, None, &[], &FieldHistory::default())
+                .expect("record")
+                .fields,
             None
         );
         let won = json!({"id": "1", "properties": {"dealstage": "closedwon", "amount": "150.50",
             "closedate": "2026-11-23T10:00:00.000Z", "tandem_invoice_status": "paid"}});
         let line = json!({"id": "9", "properties": {"name": "Consulting", "quantity": "2", "price": "75.25"}});
-        let fields = deal_to_record(&won, Some("7".into()), &[line])
+        let fields = deal_to_record(&won, Some("7".into()), &[line], &FieldHistory::default())
             .expect("record")
             .fields
             .expect("won");

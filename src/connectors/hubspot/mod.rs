@@ -5,10 +5,13 @@
 //! Calls pass the connection's rate gate (100 calls in any 10 seconds) and searches
 //! also the search gate (5 a second). Reads, look-ups, creates and updates that arrive
 //! together leave as one batch call (up to 100 items, answered 200 or 207 with
-//! per-item errors); each change gets its own item's outcome.
+//! per-item errors); each change gets its own item's outcome. Reads also ask for the
+//! history of the properties behind the fields that may clash, to tell when each field
+//! last changed (`history.rs`).
 
 mod batch;
 mod deals;
+pub mod history;
 pub mod mapping;
 
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use self::batch::{Batches, Term};
+use self::history::FieldHistory;
 use self::mapping::{CustomerObject, DEAL_PROPERTIES, WON};
 use super::http::client::header_number;
 use super::http::{
@@ -51,11 +55,21 @@ impl Default for HubSpotLimits {
     }
 }
 
+/// The canonical fields whose change times reads ask for, per entity: those that may
+/// clash and be settled by the later change (two-way fields under `last_write_wins`).
+/// None by default: history is asked for only when it decides something.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimedFields {
+    pub customer: Vec<String>,
+    pub invoice: Vec<String>,
+}
+
 pub struct HubSpotParts {
     pub base_url: String,
     pub auth: Arc<dyn TokenSource>,
     pub http: reqwest::Client,
     pub customers: CustomerObject,
+    pub timed_fields: TimedFields,
     pub limits: HubSpotLimits,
     pub batch_window: Duration,
     pub recorder: Option<Arc<RequestRecorder>>,
@@ -65,6 +79,8 @@ pub struct HubSpotConnector {
     client: Arc<ApiClient>,
     search_gate: Arc<RateGate>,
     customers: CustomerObject,
+    customer_history: Arc<FieldHistory>,
+    deal_history: Arc<FieldHistory>,
     customer_batches: Batches,
     deal_batches: Batches,
     /// Deals with their customers and line items.
@@ -129,38 +145,52 @@ impl HubSpotConnector {
             recorder: parts.recorder,
         }));
         let customers = parts.customers;
+        let customer_history = Arc::new(FieldHistory::customers(
+            customers,
+            &parts.timed_fields.customer,
+        ));
+        let deal_history = Arc::new(FieldHistory::deals(&parts.timed_fields.invoice));
         let customer_batches = Batches::new(
             client.clone(),
             search_gate.clone(),
             customers.path(),
             customers.properties(),
+            &customer_history,
             parts.batch_window,
-            Arc::new(move |o| mapping::customer_to_record(customers, o)),
+            {
+                let history = customer_history.clone();
+                Arc::new(move |o| mapping::customer_to_record(customers, o, &history))
+            },
         );
         let deal_batches = Batches::new(
             client.clone(),
             search_gate.clone(),
             "deals",
             DEAL_PROPERTIES,
+            // Deals are read through `deal_reads`, with their associations.
+            &FieldHistory::default(),
             parts.batch_window,
-            Arc::new(|o| mapping::deal_to_record(o, None, &[])),
+            Arc::new(|o| mapping::deal_to_record(o, None, &[], &FieldHistory::default())),
         );
         let deal_reads = {
             let client = client.clone();
             let customers = customers.path();
+            let history = deal_history.clone();
             Coalescer::gated(
-                batch::MAX_ITEMS,
+                history.batch_limit(),
                 parts.batch_window,
                 2,
                 Some(client.gate().clone()),
                 Stage::Read,
-                move |ids| deals::read(client.clone(), customers, ids),
+                move |ids| deals::read(client.clone(), customers, history.clone(), ids),
             )
         };
         Self {
             client,
             search_gate,
             customers: parts.customers,
+            customer_history,
+            deal_history,
             customer_batches,
             deal_batches,
             deal_reads,
@@ -183,8 +213,10 @@ impl HubSpotConnector {
 
     fn parse(&self, entity: EntityType, object: &Value) -> Option<ExternalRecord> {
         match entity {
-            EntityType::Customer => mapping::customer_to_record(self.customers, object),
-            EntityType::Invoice => mapping::deal_to_record(object, None, &[]),
+            EntityType::Customer => {
+                mapping::customer_to_record(self.customers, object, &self.customer_history)
+            }
+            EntityType::Invoice => mapping::deal_to_record(object, None, &[], &self.deal_history),
         }
     }
 
