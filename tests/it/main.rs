@@ -5,6 +5,7 @@ mod support;
 
 mod broker_restart;
 mod bus_contract;
+mod clash_e2e;
 mod cli_settings;
 mod dashboard_browser;
 mod domain_decision;

@@ -20,29 +20,30 @@ use tokio_util::sync::CancellationToken;
 
 use support::{eventually, free_port, unique, TestDatabase, TestSqlite};
 
-const PAIR: &str = "acme";
-const ADMIN: &str = "e2e-admin-token-0123456789abcdef";
+pub(crate) const PAIR: &str = "acme";
+pub(crate) const ADMIN: &str = "e2e-admin-token-0123456789abcdef";
 const SETTLE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy)]
-enum Backend {
+pub(crate) enum Backend {
     /// PostgreSQL and RabbitMQ, as in production.
     Production,
     /// SQLite and the in-process bus.
     Embedded,
 }
 
-struct World {
-    sims: Arc<Simulators>,
-    settings: Settings,
-    base: String,
+/// The simulators and the whole engine in process, over real HTTP.
+pub(crate) struct World {
+    pub(crate) sims: Arc<Simulators>,
+    pub(crate) settings: Settings,
+    pub(crate) base: String,
     recorder: Arc<RequestRecorder>,
     stop_sims: CancellationToken,
     engine: Option<(
         CancellationToken,
         tokio::task::JoinHandle<anyhow::Result<()>>,
     )>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     _pg: Option<TestDatabase>,
     _sqlite: Option<TestSqlite>,
     _queues: Option<support::TestQueues>,
@@ -54,6 +55,15 @@ impl World {
     }
 
     async fn start_with(backend: Backend, config: SimConfig) -> Self {
+        Self::start_with_pair(backend, config, |_| {}).await
+    }
+
+    /// Starts with the pair's settings adjusted by `adjust` (its conflict policy, say).
+    pub(crate) async fn start_with_pair(
+        backend: Backend,
+        config: SimConfig,
+        adjust: impl FnOnce(&mut tandem::config::PairSettings),
+    ) -> Self {
         let stop_sims = CancellationToken::new();
         let sims = Simulators::start(config, "127.0.0.1:0", "127.0.0.1:0", stop_sims.clone())
             .await
@@ -89,6 +99,7 @@ impl World {
             // Wide enough that changes made together share one batch call.
             side.batch_window_ms = 100;
         }
+        adjust(&mut pair);
         settings.pairs.insert(PAIR.into(), pair);
         settings.validate().expect("valid settings");
         let base = format!("http://{}", settings.listen);
@@ -128,7 +139,7 @@ impl World {
         self.engine = Some((stop, task));
     }
 
-    async fn stop_engine(&mut self) {
+    pub(crate) async fn stop_engine(&mut self) {
         self.sims.send_webhooks_to(None, None);
         if let Some((stop, task)) = self.engine.take() {
             stop.cancel();
@@ -139,7 +150,7 @@ impl World {
     }
 
     /// Waits until the simulators' inspection satisfies `check`.
-    async fn until(&self, what: &str, check: impl Fn(&sim::Inspection) -> bool) {
+    pub(crate) async fn until(&self, what: &str, check: impl Fn(&sim::Inspection) -> bool) {
         let sims = self.sims.clone();
         eventually(SETTLE, what, || {
             let ok = check(&sims.inspect());
