@@ -2,7 +2,9 @@
 //! WebDriver HTTP API, against the whole engine (embedded backend) and the simulated
 //! HubSpot and Xero. A person pastes the admin token, watches the synced count rise,
 //! opens a failed sync's details, retries it once the cause is fixed, and pauses and
-//! resumes the queue. Screenshots of the key moments land in `docs/screenshots/`.
+//! resumes the queue. Screenshots of the key moments land in `target/tmp/screenshots/`;
+//! `scripts/screenshots.sh` (which sets `TANDEM_UPDATE_SCREENSHOTS=1`) writes them over
+//! the committed ones in `docs/screenshots/` instead.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` packages (`/usr/bin/chromium`,
 //! `/usr/bin/chromedriver`); without them the test fails and says how to install them.
@@ -374,7 +376,7 @@ impl Browser {
         }
     }
 
-    /// Saves a PNG of the window to `docs/screenshots/<name>`.
+    /// Saves a PNG of the window as `<name>` in [`screenshot_dir`].
     async fn screenshot(&self, name: &str) {
         let data = self
             .cmd("GET", "/screenshot", None)
@@ -384,9 +386,20 @@ impl Browser {
             .decode(data.as_str().expect("base64 PNG"))
             .expect("valid base64");
         assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
-        std::fs::create_dir_all(&dir).expect("docs/screenshots");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
         std::fs::write(dir.join(name), png).expect("write the screenshot");
+    }
+}
+
+/// Under `target/` by default, so running the tests leaves the work tree as it was; the
+/// committed screenshots change only when a person asks for it.
+fn screenshot_dir() -> PathBuf {
+    if std::env::var_os("TANDEM_UPDATE_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
     }
 }
 
