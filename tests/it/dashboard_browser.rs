@@ -20,13 +20,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use sim::{CustomerSeed, SimConfig, Simulators};
-use tandem::cli::ServeArgs;
 use tandem::config::Settings;
 use tandem::secret::Secret;
 use tandem::wiring::WiringOptions;
 use tokio_util::sync::CancellationToken;
 
-use support::{free_port, unique, TestSqlite};
+use support::{unique, TestSqlite};
 
 const PAIR: &str = "acme";
 const ADMIN: &str = "browser-admin-token-0123456789abcdef";
@@ -67,7 +66,6 @@ impl World {
         let mut settings = Settings {
             database_url: sqlite.url.clone(),
             amqp_url: "memory".into(),
-            listen: format!("127.0.0.1:{}", free_port()),
             admin_token: Some(Secret::new(ADMIN)),
             ..Default::default()
         };
@@ -78,14 +76,10 @@ impl World {
             .pairs
             .insert(PAIR.into(), tandem::demo::pair_for(&sims, 0));
         settings.validate().expect("valid settings");
-        let base = format!("http://{}", settings.listen);
         let stop_engine = CancellationToken::new();
-        let engine = tokio::spawn(tandem::service::serve_with(
-            settings,
-            ServeArgs::default(),
-            stop_engine.clone(),
-            WiringOptions::default(),
-        ));
+        let (engine, base) =
+            support::serve_in_process(settings, WiringOptions::default(), stop_engine.clone())
+                .await;
         tandem::demo::wait_until_up(&base, Duration::from_secs(30))
             .await
             .expect("tandem answers");
@@ -160,14 +154,21 @@ impl Browser {
             Path::new(CHROMIUM).exists(),
             "Chromium is not installed at {CHROMIUM}; {INSTALL}"
         );
-        let port = free_port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
+        // Port 0: chromedriver takes a port the OS picks and prints which.
+        let mut driver = Command::new(CHROMEDRIVER)
+            .arg("--port=0")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {CHROMEDRIVER} ({err}); {INSTALL}"));
+        let port = support::line_from_stdout(&mut driver, CHROMEDRIVER, |line| {
+            line.strip_prefix("ChromeDriver was started successfully on port ")?
+                .trim_end_matches('.')
+                .parse::<u16>()
+                .ok()
+        })
+        .await;
         let profile = std::env::temp_dir().join(unique("tandem_chromium_profile"));
         std::fs::create_dir_all(&profile).expect("a Chromium profile directory");
         let http = reqwest::Client::builder()
