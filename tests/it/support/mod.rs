@@ -2,6 +2,7 @@
 //! fresh database or queue prefix per test so tests run in parallel without meeting.
 #![allow(dead_code)]
 
+pub mod private_rabbitmq;
 pub mod xero_spec;
 
 use std::future::Future;
@@ -277,6 +278,8 @@ pub async fn serve_in_process(
     }
 }
 
+/// A port free a moment ago, for a program that cannot bind port 0 and say which port
+/// it got; another program may take it in between, so the caller retries on a clash.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
