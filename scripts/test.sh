@@ -1,13 +1,86 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, property and integration tests against the real
-# PostgreSQL and RabbitMQ on this machine, on SQLite and the in-process bus, then the
-# tests that restart RabbitMQ on their own (the broker-restart tests and the small torture
-# profile), which would disturb other tests.
+# The whole test suite: unit, property and integration tests against this machine's
+# PostgreSQL and RabbitMQ, and on SQLite and the in-process bus; then, one at a time
+# because they are heavy and timed, the tests that stop and start a broker (each on a
+# private RabbitMQ node it starts itself) and the small torture profile.
 #
-# Needs PostgreSQL on 127.0.0.1:5432 (TANDEM_TEST_PG_URL) and RabbitMQ on
-# 127.0.0.1:5672 (TANDEM_TEST_AMQP_URL); tests that cannot reach them fail and say so.
+# What it needs is listed in the README ("Running the tests"); it installs what a
+# package manager can (cargo-nextest, Chromium and chromedriver). At the end it checks
+# that this machine's RabbitMQ and PostgreSQL were not restarted while it ran, and that
+# the work tree is as it was, and fails if not: the tests must never restart services
+# that others share, nor rewrite committed files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo nextest run --workspace --locked --no-fail-fast -E 'not (test(/^broker_restart::/) or test(/^torture_small::/))'
-cargo nextest run --locked --test it -E 'test(/^broker_restart::/) or test(/^torture_small::/)' -j 1
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
+if [ ! -x /usr/bin/chromium ] || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "==> installing Chromium and chromedriver (the dashboard's browser test)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+
+pg_url=${TANDEM_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+
+# Changes when the VM restarts (a new OS process) and when only the broker application
+# is stopped and started (`rabbitmqctl stop_app`/`start_app` gives it a new supervisor).
+# The VM's start time is shown for people, not compared: it is derived from the clock.
+rabbitmq_fingerprint() {
+  rabbitmqctl -q eval 'lists:flatten(io_lib:format("OS pid ~s, broker supervisor ~w",
+    [os:getpid(), whereis(rabbit_sup)])).' 2>/dev/null | tr -d '"' || echo unreachable
+}
+
+rabbitmq_started() {
+  rabbitmqctl -q eval 'W = erlang:convert_time_unit(
+      erlang:system_info(start_time) + erlang:time_offset(), native, second),
+    calendar:system_time_to_rfc3339(W, [{offset, "Z"}]).' 2>/dev/null | tr -d '"' || true
+}
+
+postgres_fingerprint() {
+  psql "$pg_url" -XAtc 'select pg_postmaster_start_time()' 2>/dev/null || echo unreachable
+}
+
+# The work tree too: the tests write under target/ only.
+work_tree() { git status --porcelain 2>/dev/null || true; }
+
+work_tree_before=$(work_tree)
+rabbitmq_before=$(rabbitmq_fingerprint)
+postgres_before=$(postgres_fingerprint)
+echo "==> this machine's RabbitMQ: $rabbitmq_before, VM started $(rabbitmq_started)"
+echo "==> this machine's PostgreSQL: started $postgres_before"
+
+status=0
+cargo nextest run --workspace --locked --no-fail-fast \
+  -E 'not (test(/^broker_restart::/) or test(/^torture_small::/))' || status=$?
+cargo nextest run --locked --test it --no-fail-fast -j 1 \
+  -E 'test(/^broker_restart::/) or test(/^torture_small::/)' || status=$?
+
+rabbitmq_after=$(rabbitmq_fingerprint)
+postgres_after=$(postgres_fingerprint)
+echo "==> this machine's RabbitMQ: $rabbitmq_after, VM started $(rabbitmq_started)"
+echo "==> this machine's PostgreSQL: started $postgres_after"
+if [ "$rabbitmq_before" = unreachable ]; then
+  echo "==> not checked: rabbitmqctl cannot reach this machine's RabbitMQ" >&2
+elif [ "$rabbitmq_before" != "$rabbitmq_after" ]; then
+  echo "!!! this machine's RabbitMQ was restarted while the tests ran (by a test, or by" >&2
+  echo "!!! something else on the machine: see its log)" >&2
+  status=1
+fi
+if [ "$postgres_before" = unreachable ]; then
+  echo "==> not checked: psql cannot reach $pg_url" >&2
+elif [ "$postgres_before" != "$postgres_after" ]; then
+  echo "!!! this machine's PostgreSQL was restarted while the tests ran (by a test, or by" >&2
+  echo "!!! something else on the machine: see its log)" >&2
+  status=1
+fi
+if [ "$(work_tree)" != "$work_tree_before" ]; then
+  echo "!!! the tests changed the work tree (they should write under target/ only):" >&2
+  work_tree >&2
+  status=1
+fi
+exit "$status"

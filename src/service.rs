@@ -118,6 +118,28 @@ pub(crate) async fn bind(listen: &str) -> anyhow::Result<(impl Acceptor, SocketA
     Ok((acceptor, addr))
 }
 
+const LISTENING: &str = "listening on ";
+
+/// The base URL in the `listening on` line of a server's output, once it is there.
+pub fn listening_url(output: &str) -> Option<&str> {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(LISTENING))
+        .map(str::trim)
+}
+
+/// Tells whoever started the server where it listens: the address on
+/// `options.listening` for a server run in-process; otherwise, when the OS chose the
+/// port (`listen = "127.0.0.1:0"`), a `listening on http://<address>` line on stdout for
+/// a script or a parent process to read.
+fn report_listening(listen: &str, addr: SocketAddr, options: &crate::wiring::WiringOptions) {
+    if let Some(listening) = &options.listening {
+        let _ = listening.send(addr);
+    } else if listen.ends_with(":0") {
+        println!("{LISTENING}http://{addr}");
+    }
+}
+
 /// Runs the HTTP server until `shutdown` is cancelled, then stops accepting and gives
 /// open requests a moment to finish.
 async fn run_http(
@@ -204,6 +226,7 @@ pub async fn serve_with(
     if !args.no_http {
         let (acceptor, addr) = bind(&settings.listen).await?;
         tracing::info!(%addr, "listening");
+        report_listening(&settings.listen, addr, &options);
         let probes: Vec<Arc<dyn ReadinessProbe>> = vec![
             Arc::new(StoreProbe(store.clone())),
             Arc::new(BusProbe(bus.clone())),

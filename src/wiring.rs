@@ -37,6 +37,9 @@ pub struct WiringOptions {
     /// Replaces the services' published limits (benchmarks of a smaller budget).
     pub xero_limits: Option<XeroLimits>,
     pub hubspot_limits: Option<HubSpotLimits>,
+    /// Receives the address the HTTP server bound, so a server started in-process on
+    /// port 0 can be reached without guessing a free port beforehand.
+    pub listening: Option<tokio::sync::mpsc::UnboundedSender<std::net::SocketAddr>>,
 }
 
 /// How long one API call may take before it counts as a timeout.

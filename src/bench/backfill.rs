@@ -92,10 +92,8 @@ pub async fn run(settings: &Settings, customers: usize) -> anyhow::Result<Backfi
         .pairs
         .insert(pair.clone(), crate::demo::pair_for(&sims, 0));
     settings.bus.prefix = format!("tandem_bench_{}", uuid::Uuid::new_v4().simple());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    settings.listen = format!("127.0.0.1:{port}");
+    // Port 0: the engine binds a port the OS picks and reports it on `listening`.
+    settings.listen = "127.0.0.1:0".into();
     let token = format!("{}", uuid::Uuid::new_v4().simple());
     settings.admin_token = Some(Secret::new(token.clone()));
     settings.orchestrator.workers = BACKFILL_WORKERS;
@@ -104,16 +102,26 @@ pub async fn run(settings: &Settings, customers: usize) -> anyhow::Result<Backfi
 
     let recorder = std::sync::Arc::new(RequestRecorder::default());
     let stop = CancellationToken::new();
+    let (listening, mut bound) = tokio::sync::mpsc::unbounded_channel();
     let engine = tokio::spawn(crate::service::serve_with(
         settings,
         ServeArgs::default(),
         stop.clone(),
         WiringOptions {
             recorder: Some(recorder.clone()),
+            listening: Some(listening),
             ..Default::default()
         },
     ));
-    let base = format!("http://127.0.0.1:{port}");
+    let base = match bound.recv().await {
+        Some(addr) => format!("http://{addr}"),
+        None => {
+            return Err(engine
+                .await?
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the engine stopped before it listened")))
+        }
+    };
     crate::demo::wait_until_up(&base, Duration::from_secs(30)).await?;
     let started = Instant::now();
     let answer = reqwest::Client::new()

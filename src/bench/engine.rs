@@ -133,10 +133,9 @@ impl EngineChild {
     /// Starts `tandem` with `settings` (its `listen` and `admin_token` are chosen here)
     /// and waits until it answers `/health`.
     pub async fn start(mut settings: Settings, limits: ConnectorLimits) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        settings.listen = format!("127.0.0.1:{port}");
+        // Port 0: the engine binds a port the OS picks and prints it (read from the log
+        // in `wait_until_up`), so no other process can take it in between.
+        settings.listen = "127.0.0.1:0".into();
         let token = format!("{}", uuid::Uuid::new_v4().simple());
         settings.admin_token = Some(crate::secret::Secret::new(token.clone()));
         settings.validate().context("the engine's settings")?;
@@ -202,7 +201,7 @@ impl EngineChild {
         let mut engine = Self {
             child,
             pid,
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: String::new(),
             admin_token: token,
             settings: engine_settings,
             config,
@@ -222,12 +221,19 @@ impl EngineChild {
                     self.log_tail()
                 );
             }
-            let up = http
-                .get(format!("{}/health", self.base_url))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
+            if self.base_url.is_empty() {
+                let output = std::fs::read_to_string(&self.log).unwrap_or_default();
+                if let Some(url) = crate::service::listening_url(&output) {
+                    self.base_url = url.to_string();
+                }
+            }
+            let up = !self.base_url.is_empty()
+                && http
+                    .get(format!("{}/health", self.base_url))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
             if up {
                 return Ok(());
             }

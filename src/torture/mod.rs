@@ -45,7 +45,11 @@ pub async fn torture(settings: &Settings, args: &TortureArgs) -> anyhow::Result<
         (profile.error_rate * 100.0).round(),
         (profile.rate_limit_rate * 100.0).round(),
     );
-    let (facts, report) = run::run(settings, profile).await?;
+    let restarts = run::RestartCommands {
+        rabbitmq: args.restart_rabbitmq.clone(),
+        postgres: args.restart_postgres.clone(),
+    };
+    let (facts, report) = run::run(settings, profile, &restarts).await?;
     println!("{report}");
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -59,6 +63,7 @@ pub async fn torture(settings: &Settings, args: &TortureArgs) -> anyhow::Result<
         "at": chrono::Utc::now(),
         "database": crate::service::redact_url(&settings.database_url),
         "bus": crate::service::redact_url(&settings.amqp_url),
+        "restart_commands": restarts,
         "run": facts,
         "report": report,
     });

@@ -63,7 +63,19 @@ enum Chaos {
     RestartPostgres,
 }
 
-pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFacts, CheckReport)> {
+/// The shell commands that restart the broker and the database during the run: the
+/// services at the settings' URLs, which need not be this machine's own.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartCommands {
+    pub rabbitmq: String,
+    pub postgres: String,
+}
+
+pub async fn run(
+    settings: &Settings,
+    profile: Profile,
+    restarts: &RestartCommands,
+) -> anyhow::Result<(RunFacts, CheckReport)> {
     anyhow::ensure!(
         settings.database_url.starts_with("postgres"),
         "tandem torture runs against PostgreSQL: set TANDEM_DATABASE_URL=postgres://..."
@@ -170,11 +182,11 @@ pub async fn run(settings: &Settings, profile: Profile) -> anyhow::Result<(RunFa
                     ));
                 }
                 Chaos::RestartRabbitMq => {
-                    restart_rabbitmq().await?;
+                    restart("RabbitMQ", &restarts.rabbitmq).await?;
                     chaos_log.push(format!("{second}s: RabbitMQ restarted"));
                 }
                 Chaos::RestartPostgres => {
-                    restart_postgres().await?;
+                    restart("PostgreSQL", &restarts.postgres).await?;
                     chaos_log.push(format!("{second}s: PostgreSQL restarted"));
                 }
             }
@@ -407,31 +419,18 @@ fn chaos_schedule(profile: &Profile) -> Vec<(f64, Chaos)> {
     schedule
 }
 
-async fn restart_rabbitmq() -> anyhow::Result<()> {
-    for step in ["stop_app", "start_app"] {
-        let status = tokio::process::Command::new("rabbitmqctl")
-            .args(["-q", step])
-            .status()
-            .await
-            .context("cannot run rabbitmqctl")?;
-        anyhow::ensure!(status.success(), "rabbitmqctl {step} failed: {status}");
-    }
-    Ok(())
-}
-
-async fn restart_postgres() -> anyhow::Result<()> {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .context("cannot find the PostgreSQL cluster in /etc/postgresql")?
-        .filter_map(Result::ok)
-        .map(|entry| entry.file_name().to_string_lossy().to_string())
-        .next()
-        .context("no PostgreSQL cluster in /etc/postgresql")?;
-    let status = tokio::process::Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+/// Runs one of the restart commands through `sh -c` and waits for it to finish.
+async fn restart(service: &str, command: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("sh")
+        .args(["-c", command])
         .status()
         .await
-        .context("cannot run pg_ctlcluster")?;
-    anyhow::ensure!(status.success(), "pg_ctlcluster restart failed: {status}");
+        .with_context(|| format!("cannot run the {service} restart `{command}`"))?;
+    anyhow::ensure!(
+        status.success(),
+        "the {service} restart `{command}` failed: {status} (--restart-{} sets it)",
+        service.to_lowercase()
+    );
     Ok(())
 }
 

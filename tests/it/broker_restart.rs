@@ -1,37 +1,17 @@
-//! RabbitMQ stopped and started under load. These tests stop the shared broker, so they
-//! run alone (`cargo nextest run --test broker_restart -j 1`), after the rest of the
-//! suite.
+//! RabbitMQ stopped and started under load, on a node of the test's own
+//! ([`support::private_rabbitmq`]): the machine's node serves everyone else.
 
 use crate::support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use support::private_rabbitmq::PrivateRabbitMq;
 use tandem::bus::rabbitmq::RabbitBus;
 use tandem::bus::{Bus, BusConfig, BusMessage, Lane};
 use tandem::domain::{ChangeEvent, ChangeKind, EntityType, PairId, System, Trigger};
-
-fn rabbitmqctl(args: &[&str]) {
-    let status = Command::new("rabbitmqctl")
-        .args(args)
-        .status()
-        .unwrap_or_else(|err| panic!("cannot run rabbitmqctl {args:?}: {err}"));
-    assert!(status.success(), "rabbitmqctl {args:?} failed: {status}");
-}
-
-/// Starts the broker's app again however the test ends, so a failing test never leaves
-/// the machine without RabbitMQ.
-struct BrokerGuard;
-
-impl Drop for BrokerGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").arg("start_app").status();
-        let _ = Command::new("rabbitmqctl").arg("await_startup").status();
-    }
-}
 
 fn change(n: u64) -> BusMessage {
     BusMessage::ChangeV1(ChangeEvent {
@@ -83,15 +63,9 @@ async fn publish_confirmed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_confirmed_publish_survives_a_broker_restart() {
-    let url = support::amqp_url();
-    let config = BusConfig::new(&url, support::unique("tandem_restart"));
-    let bus = Arc::new(RabbitBus::connect(config).await.unwrap_or_else(|err| {
-        panic!(
-            "RabbitMQ is not reachable at {url}: {err}; {}",
-            support::START_RABBITMQ
-        )
-    }));
-    let _guard = BrokerGuard;
+    let broker = PrivateRabbitMq::start();
+    let config = BusConfig::new(&broker.amqp_url, support::unique("tandem_restart"));
+    let bus = Arc::new(RabbitBus::connect(config).await.expect("the private node"));
 
     // A consumer that runs across the restart and must reconnect by itself.
     let consumed = Arc::new(tokio::sync::Mutex::new(BTreeSet::new()));
@@ -137,11 +111,10 @@ async fn every_confirmed_publish_survives_a_broker_restart() {
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    rabbitmqctl(&["stop_app"]);
+    broker.stop_app();
     // The outage itself: the broker stays down long enough for publishes to fail.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    rabbitmqctl(&["start_app"]);
-    rabbitmqctl(&["await_startup"]);
+    broker.start_app();
     let (ok, bad) = publisher.await.expect("publisher task");
     confirmed.extend(ok);
     failed.extend(bad);
@@ -178,20 +151,19 @@ async fn every_confirmed_publish_survives_a_broker_restart() {
         failed.len(),
         consumed.len()
     );
-    bus.delete_topology().await.expect("delete test queues");
 }
 
 /// `/ready` names RabbitMQ while it is down and recovers without restarting Tandem.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_reports_rabbitmq_down_and_recovers() {
     let db = support::TestDatabase::create().await;
-    let prefix = support::unique("tandem_ready");
+    let broker = PrivateRabbitMq::start();
     let tandem = support::TandemProcess::start(
         &["serve"],
         &[
             ("TANDEM_DATABASE_URL", db.url.clone()),
-            ("TANDEM_AMQP_URL", support::amqp_url()),
-            ("TANDEM_BUS__PREFIX", prefix.clone()),
+            ("TANDEM_AMQP_URL", broker.amqp_url.clone()),
+            ("TANDEM_BUS__PREFIX", support::unique("tandem_ready")),
         ],
     )
     .await;
@@ -209,8 +181,7 @@ async fn ready_reports_rabbitmq_down_and_recovers() {
     };
     assert_eq!(status().await.0, 200);
 
-    let _guard = BrokerGuard;
-    rabbitmqctl(&["stop_app"]);
+    broker.stop_app();
     let (code, body) = status().await;
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["failing"][0]["name"], "rabbitmq", "{body}");
@@ -220,18 +191,12 @@ async fn ready_reports_rabbitmq_down_and_recovers() {
         "only RabbitMQ is down: {body}"
     );
 
-    rabbitmqctl(&["start_app"]);
-    rabbitmqctl(&["await_startup"]);
+    broker.start_app();
     support::eventually(Duration::from_secs(30), "/ready answers 200 again", || {
         let check = status();
         async move { check.await.0 == 200 }
     })
     .await;
-
-    let bus = RabbitBus::connect(BusConfig::new(support::amqp_url(), prefix))
-        .await
-        .expect("connect");
-    bus.delete_topology().await.expect("delete test queues");
 }
 
 /// With RabbitMQ down a valid webhook gets 503 and leaves no receipt, so the sender's
@@ -241,6 +206,7 @@ async fn a_webhook_while_rabbitmq_is_down_gets_503_and_its_retry_is_taken() {
     use base64::Engine as _;
     use hmac::Mac as _;
     let db = support::TestDatabase::create().await;
+    let broker = PrivateRabbitMq::start();
     let prefix = support::unique("tandem_hook_outage");
     let settings = std::env::temp_dir().join(format!("{}.toml", support::unique("tandem_outage")));
     std::fs::write(
@@ -254,7 +220,7 @@ async fn a_webhook_while_rabbitmq_is_down_gets_503_and_its_retry_is_taken() {
         &[
             ("TANDEM_CONFIG", settings.display().to_string()),
             ("TANDEM_DATABASE_URL", db.url.clone()),
-            ("TANDEM_AMQP_URL", support::amqp_url()),
+            ("TANDEM_AMQP_URL", broker.amqp_url.clone()),
             ("TANDEM_BUS__PREFIX", prefix.clone()),
         ],
     )
@@ -272,15 +238,12 @@ async fn a_webhook_while_rabbitmq_is_down_gets_503_and_its_retry_is_taken() {
             .send()
     };
 
-    let guard = BrokerGuard;
-    rabbitmqctl(&["stop_app"]);
+    broker.stop_app();
     let refused = send().await.expect("request");
     assert_eq!(refused.status().as_u16(), 503, "the sender must retry");
-    rabbitmqctl(&["start_app"]);
-    rabbitmqctl(&["await_startup"]);
-    drop(guard);
+    broker.start_app();
 
-    let bus = RabbitBus::connect(BusConfig::new(support::amqp_url(), prefix))
+    let bus = RabbitBus::connect(BusConfig::new(&broker.amqp_url, prefix))
         .await
         .expect("connect");
     support::eventually(
@@ -301,6 +264,5 @@ async fn a_webhook_while_rabbitmq_is_down_gets_503_and_its_retry_is_taken() {
         1,
         "published exactly once"
     );
-    bus.delete_topology().await.expect("delete test queues");
     let _ = std::fs::remove_file(&settings);
 }

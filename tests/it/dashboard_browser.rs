@@ -2,7 +2,9 @@
 //! WebDriver HTTP API, against the whole engine (embedded backend) and the simulated
 //! HubSpot and Xero. A person pastes the admin token, watches the synced count rise,
 //! opens a failed sync's details, retries it once the cause is fixed, and pauses and
-//! resumes the queue. Screenshots of the key moments land in `docs/screenshots/`.
+//! resumes the queue. Screenshots of the key moments land in `target/tmp/screenshots/`;
+//! `scripts/screenshots.sh` (which sets `TANDEM_UPDATE_SCREENSHOTS=1`) writes them over
+//! the committed ones in `docs/screenshots/` instead.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` packages (`/usr/bin/chromium`,
 //! `/usr/bin/chromedriver`); without them the test fails and says how to install them.
@@ -18,13 +20,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use sim::{CustomerSeed, SimConfig, Simulators};
-use tandem::cli::ServeArgs;
 use tandem::config::Settings;
 use tandem::secret::Secret;
 use tandem::wiring::WiringOptions;
 use tokio_util::sync::CancellationToken;
 
-use support::{free_port, unique, TestSqlite};
+use support::{unique, TestSqlite};
 
 const PAIR: &str = "acme";
 const ADMIN: &str = "browser-admin-token-0123456789abcdef";
@@ -65,7 +66,6 @@ impl World {
         let mut settings = Settings {
             database_url: sqlite.url.clone(),
             amqp_url: "memory".into(),
-            listen: format!("127.0.0.1:{}", free_port()),
             admin_token: Some(Secret::new(ADMIN)),
             ..Default::default()
         };
@@ -76,14 +76,10 @@ impl World {
             .pairs
             .insert(PAIR.into(), tandem::demo::pair_for(&sims, 0));
         settings.validate().expect("valid settings");
-        let base = format!("http://{}", settings.listen);
         let stop_engine = CancellationToken::new();
-        let engine = tokio::spawn(tandem::service::serve_with(
-            settings,
-            ServeArgs::default(),
-            stop_engine.clone(),
-            WiringOptions::default(),
-        ));
+        let (engine, base) =
+            support::serve_in_process(settings, WiringOptions::default(), stop_engine.clone())
+                .await;
         tandem::demo::wait_until_up(&base, Duration::from_secs(30))
             .await
             .expect("tandem answers");
@@ -158,14 +154,21 @@ impl Browser {
             Path::new(CHROMIUM).exists(),
             "Chromium is not installed at {CHROMIUM}; {INSTALL}"
         );
-        let port = free_port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
+        // Port 0: chromedriver takes a port the OS picks and prints which.
+        let mut driver = Command::new(CHROMEDRIVER)
+            .arg("--port=0")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {CHROMEDRIVER} ({err}); {INSTALL}"));
+        let port = support::line_from_stdout(&mut driver, CHROMEDRIVER, |line| {
+            line.strip_prefix("ChromeDriver was started successfully on port ")?
+                .trim_end_matches('.')
+                .parse::<u16>()
+                .ok()
+        })
+        .await;
         let profile = std::env::temp_dir().join(unique("tandem_chromium_profile"));
         std::fs::create_dir_all(&profile).expect("a Chromium profile directory");
         let http = reqwest::Client::builder()
@@ -374,7 +377,7 @@ impl Browser {
         }
     }
 
-    /// Saves a PNG of the window to `docs/screenshots/<name>`.
+    /// Saves a PNG of the window as `<name>` in [`screenshot_dir`].
     async fn screenshot(&self, name: &str) {
         let data = self
             .cmd("GET", "/screenshot", None)
@@ -384,9 +387,20 @@ impl Browser {
             .decode(data.as_str().expect("base64 PNG"))
             .expect("valid base64");
         assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
-        std::fs::create_dir_all(&dir).expect("docs/screenshots");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
         std::fs::write(dir.join(name), png).expect("write the screenshot");
+    }
+}
+
+/// Under `target/` by default, so running the tests leaves the work tree as it was; the
+/// committed screenshots change only when a person asks for it.
+fn screenshot_dir() -> PathBuf {
+    if std::env::var_os("TANDEM_UPDATE_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
     }
 }
 

@@ -1,6 +1,6 @@
 //! The committed OpenAPI document (`docs/openapi.json`) is the one the code serves.
 //! After changing the admin API, regenerate it with
-//! `TANDEM_UPDATE_OPENAPI=1 cargo nextest run --test it openapi_document`.
+//! `TANDEM_UPDATE_OPENAPI=1 cargo nextest run --test it -E 'test(/^openapi_document::/)'`.
 
 use std::sync::Arc;
 
@@ -34,6 +34,6 @@ async fn the_committed_openapi_document_matches_the_code() {
     assert_eq!(
         committed.trim_end(),
         spec.trim_end(),
-        "docs/openapi.json differs from the code; regenerate it with TANDEM_UPDATE_OPENAPI=1 cargo nextest run --test it openapi_document"
+        "docs/openapi.json differs from the code; regenerate it with TANDEM_UPDATE_OPENAPI=1 cargo nextest run --test it -E 'test(/^openapi_document::/)'"
     );
 }

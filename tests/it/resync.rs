@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use poem::listener::{Acceptor as _, Listener as _};
 use serde_json::{json, Value};
 use tandem::api::admin::AdminState;
 use tandem::api::{routes, HttpState};
@@ -114,16 +115,26 @@ impl Running {
             },
             admin_token: Secret::new(TOKEN),
         };
-        let port = support::free_port();
+        // Bound here on port 0, so the address is known before the server runs.
+        let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .expect("bind a loopback port");
+        let addr = acceptor.local_addr()[0]
+            .as_socket_addr()
+            .copied()
+            .expect("a socket address");
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            poem::Server::new(poem::listener::TcpListener::bind(format!(
-                "127.0.0.1:{port}"
-            )))
-            .run_with_graceful_shutdown(routes(state), async move { stop.cancelled().await }, None)
-            .await
+            poem::Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(
+                    routes(state),
+                    async move { stop.cancelled().await },
+                    None,
+                )
+                .await
         });
-        let base = format!("http://127.0.0.1:{port}");
+        let base = format!("http://{addr}");
         let client = reqwest::Client::new();
         support::eventually(Duration::from_secs(10), "the server answers", || {
             let client = client.clone();

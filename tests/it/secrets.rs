@@ -14,14 +14,13 @@ use sea_orm::{ConnectionTrait, Statement};
 use sim::{CustomerSeed, SimConfig, Simulators};
 use tokio_util::sync::CancellationToken;
 
-use support::{eventually, free_port, unique, TestDatabase};
+use support::{eventually, unique, TestDatabase};
 
 const ADMIN: &str = "admin-secret-4a0c9f21b7e84d6f";
 
 fn settings_file(
     sims: &Simulators,
     pg: &str,
-    port: u16,
     log: &std::path::Path,
     prefix: &str,
 ) -> std::path::PathBuf {
@@ -30,7 +29,7 @@ fn settings_file(
     let toml = format!(
         r#"database_url = "{pg}"
 amqp_url = "{amqp}"
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 admin_token = "{ADMIN}"
 
 [bus]
@@ -100,11 +99,11 @@ async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row() {
         .expect("simulators");
     sims.xero.set_refresh_grace(Duration::ZERO);
 
-    let port = free_port();
     let log = std::env::temp_dir().join(format!("{}.log", unique("tandem_secrets")));
     let prefix = unique("secrets");
     let _queues = support::TestQueues::new(&prefix);
-    let settings = settings_file(&sims, &db.url, port, &log, &prefix);
+    let settings = settings_file(&sims, &db.url, &log, &prefix);
+    let log_file = std::fs::File::create(&log).expect("log file");
     let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
     for (key, _) in std::env::vars() {
         if key.starts_with("TANDEM_") && !key.starts_with("TANDEM_TEST_") {
@@ -116,17 +115,26 @@ async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row() {
             .arg("serve")
             .env("TANDEM_CONFIG", &settings)
             .env("TANDEM_LOG", "trace")
-            .stdout(Stdio::from(std::fs::File::create(&log).expect("log file")))
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&log)
-                    .expect("log file"),
-            ))
+            // One file, one offset: the `listening on` line and the log interleave.
+            .stdout(Stdio::from(log_file.try_clone().expect("log file")))
+            .stderr(Stdio::from(log_file))
             .spawn()
             .expect("start tandem"),
     );
-    let base = format!("http://127.0.0.1:{port}");
+    let mut base = String::new();
+    eventually(
+        Duration::from_secs(60),
+        "tandem says where it listens",
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(url) = tandem::service::listening_url(&text) {
+                base = url.to_string();
+            }
+            let found = !base.is_empty();
+            async move { found }
+        },
+    )
+    .await;
     tandem::demo::wait_until_up(&base, Duration::from_secs(60))
         .await
         .expect("tandem answers");

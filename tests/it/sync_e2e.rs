@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sim::{CustomerEdit, CustomerSeed, SimConfig, Simulators};
-use tandem::cli::ServeArgs;
 use tandem::config::Settings;
 use tandem::connectors::http::RequestRecorder;
 use tandem::secret::Secret;
 use tandem::wiring::WiringOptions;
 use tokio_util::sync::CancellationToken;
 
-use support::{eventually, free_port, unique, TestDatabase, TestSqlite};
+use support::{eventually, unique, TestDatabase, TestSqlite};
 
 pub(crate) const PAIR: &str = "acme";
 pub(crate) const ADMIN: &str = "e2e-admin-token-0123456789abcdef";
@@ -88,7 +87,6 @@ impl World {
                 (None, Some(db))
             }
         };
-        settings.listen = format!("127.0.0.1:{}", free_port());
         settings.admin_token = Some(Secret::new(ADMIN));
         settings.orchestrator.workers = 32;
         let mut pair = tandem::demo::pair_for(&sims, 2);
@@ -102,11 +100,11 @@ impl World {
         adjust(&mut pair);
         settings.pairs.insert(PAIR.into(), pair);
         settings.validate().expect("valid settings");
-        let base = format!("http://{}", settings.listen);
         let mut world = Self {
             sims,
             settings,
-            base,
+            // Each start of the engine binds a port of its own and says which.
+            base: String::new(),
             recorder: Arc::new(RequestRecorder::default()),
             stop_sims,
             engine: None,
@@ -125,12 +123,9 @@ impl World {
             recorder: Some(self.recorder.clone()),
             ..Default::default()
         };
-        let task = tokio::spawn(tandem::service::serve_with(
-            self.settings.clone(),
-            ServeArgs::default(),
-            stop.clone(),
-            options,
-        ));
+        let (task, base) =
+            support::serve_in_process(self.settings.clone(), options, stop.clone()).await;
+        self.base = base;
         tandem::demo::wait_until_up(&self.base, Duration::from_secs(30))
             .await
             .expect("tandem answers");

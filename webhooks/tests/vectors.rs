@@ -1,4 +1,4 @@
-//! The official signature vectors, read from `../shared/specs/` as published, so these
+//! The official signature vectors, read from the repository's `specs/` as published, so these
 //! tests cannot drift from them; plus rotation, tampering and time windows.
 
 use std::path::PathBuf;
@@ -14,14 +14,14 @@ use webhooks::xero::{self, XeroDelivery};
 use webhooks::{generic, ChangeKind, VerifyError, WebhookSecret};
 
 fn specs() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs")
 }
 
 fn spec(name: &str) -> String {
     let path = specs().join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|err| {
         panic!(
-            "cannot read {} ({err}): the specs live in ../shared/specs beside the repository",
+            "cannot read {} ({err}): the specs are committed in specs/ (see specs/SOURCES.md)",
             path.display()
         )
     })

@@ -2,6 +2,7 @@
 //! fresh database or queue prefix per test so tests run in parallel without meeting.
 #![allow(dead_code)]
 
+pub mod private_rabbitmq;
 pub mod xero_spec;
 
 use std::future::Future;
@@ -138,10 +139,10 @@ pub struct TandemProcess {
 }
 
 impl TandemProcess {
-    /// Starts `tandem <args>` with the given settings on a free loopback port and waits
-    /// until it answers `/health`.
+    /// Starts `tandem <args>` with the given settings on a port the OS picks, reads the
+    /// address from the `listening on` line it prints and waits until it answers
+    /// `/health`.
     pub async fn start(args: &[&str], env: &[(&str, String)]) -> Self {
-        let port = free_port();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"));
         for (key, _) in std::env::vars() {
             if key.starts_with("TANDEM_") && !key.starts_with("TANDEM_TEST_") {
@@ -150,16 +151,18 @@ impl TandemProcess {
         }
         command
             .args(args)
-            .env("TANDEM_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TANDEM_LISTEN", "127.0.0.1:0")
+            .stdout(std::process::Stdio::piped())
             .current_dir(std::env::temp_dir());
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command.spawn().expect("start tandem");
-        let process = Self {
-            child,
-            base_url: format!("http://127.0.0.1:{port}"),
-        };
+        let mut child = command.spawn().expect("start tandem");
+        let base_url = line_from_stdout(&mut child, "tandem", |line| {
+            tandem::service::listening_url(line).map(str::to_string)
+        })
+        .await;
+        let process = Self { child, base_url };
         let client = reqwest::Client::new();
         let health = format!("{}/health", process.base_url);
         eventually(Duration::from_secs(60), "tandem answers /health", || {
@@ -206,6 +209,77 @@ impl Drop for TandemProcess {
     }
 }
 
+/// Waits for the first line of `child`'s (piped) stdout that `pick` accepts, such as
+/// the address a server bound on port 0, and returns what it picked. Every line,
+/// before and after, is passed on to the test's own output.
+pub async fn line_from_stdout<T: Send + 'static>(
+    child: &mut std::process::Child,
+    name: &str,
+    pick: impl Fn(&str) -> Option<T> + Send + 'static,
+) -> T {
+    use std::io::BufRead as _;
+    let stdout = child.stdout.take().expect("the child's stdout is piped");
+    let (found, mut picked) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(value) = pick(&line) {
+                let _ = found.send(value);
+            }
+            println!("{line}");
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), picked.recv()).await {
+            Ok(Some(value)) => return value,
+            Ok(None) => panic!(
+                "{name} closed its output before saying where it listens (exit: {:?})",
+                child.wait()
+            ),
+            Err(_) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{name} exited ({status}) before saying where it listens");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{name} did not say where it listens within 60s"
+                );
+            }
+        }
+    }
+}
+
+/// Runs `tandem::service::serve_with` in this process on a port the OS picks, and
+/// returns the task and the server's base URL once it is bound.
+pub async fn serve_in_process(
+    mut settings: tandem::config::Settings,
+    mut options: tandem::wiring::WiringOptions,
+    stop: tokio_util::sync::CancellationToken,
+) -> (tokio::task::JoinHandle<anyhow::Result<()>>, String) {
+    settings.listen = "127.0.0.1:0".into();
+    let (listening, mut bound) = tokio::sync::mpsc::unbounded_channel();
+    options.listening = Some(listening);
+    let mut task = tokio::spawn(tandem::service::serve_with(
+        settings,
+        tandem::cli::ServeArgs::default(),
+        stop,
+        options,
+    ));
+    tokio::select! {
+        addr = bound.recv() => match addr {
+            Some(addr) => (task, format!("http://{addr}")),
+            // The sender went with the options: the server stopped before binding.
+            None => panic!("tandem stopped before it listened: {:?}", (&mut task).await),
+        },
+        ended = &mut task => panic!("tandem stopped before it listened: {ended:?}"),
+    }
+}
+
+/// A port free a moment ago, for a program that cannot bind port 0 and say which port
+/// it got; another program may take it in between, so the caller retries on a clash.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())

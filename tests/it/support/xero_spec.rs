@@ -1,5 +1,5 @@
 //! Checks the requests the Xero connector sends against Xero's published OpenAPI
-//! document (`shared/specs/xero_accounting.yaml`), so a field or parameter Xero would
+//! document (`specs/xero_accounting.yaml`), so a field or parameter Xero would
 //! silently ignore (or refuse) is caught in tests rather than in production.
 //!
 //! ```ignore
@@ -30,11 +30,8 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 use tandem::connectors::http::SentRequest;
 
-/// Where the spec lives, beside the work tree.
-pub const SPEC_PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/specs/xero_accounting.yaml"
-);
+/// Where the spec lives: vendored in the repository, so the tests need nothing outside it.
+pub const SPEC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/specs/xero_accounting.yaml");
 
 /// Headers any call may carry without the operation declaring them.
 const TRANSPORT_HEADERS: [&str; 3] = ["authorization", "accept", "content-type"];
@@ -71,8 +68,8 @@ impl XeroSpec {
             .get_or_init(|| {
                 let text = std::fs::read_to_string(SPEC_PATH).unwrap_or_else(|e| {
                     panic!(
-                        "the Xero OpenAPI spec is missing at {SPEC_PATH} ({e}); it is kept in \
-                         shared/specs/ beside the work tree"
+                        "the Xero OpenAPI spec is missing at {SPEC_PATH} ({e}); it is committed \
+                         in specs/ (see specs/SOURCES.md)"
                     )
                 });
                 let doc: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| {
