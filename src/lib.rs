@@ -15,6 +15,7 @@ pub mod domain;
 pub mod intake;
 pub mod metrics;
 pub mod orchestrator;
+pub mod seal;
 pub mod secret;
 pub mod service;
 pub mod store;
