@@ -10,6 +10,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod credential_store;
 pub mod demo;
 pub mod domain;
 pub mod intake;

@@ -24,9 +24,7 @@ pub const KEY_MISSING: &str =
 ///   as with any key on the same disk; production sets `secrets_key`;
 /// - on an in-memory SQLite database, a fresh key for this process, which dies with
 ///   the data;
-/// - on PostgreSQL without it, no keyring when no pair uses OAuth (nothing is stored),
-///   and otherwise an error naming the setting: processes sharing one database must
-///   share one key, so none can be made up here.
+/// - on PostgreSQL without it, none (see [`oauth_needs_key`]).
 pub fn keyring_for(settings: &Settings) -> anyhow::Result<Option<Keyring>> {
     let mut older = settings
         .secrets_old_keys
@@ -51,6 +49,14 @@ pub fn keyring_for(settings: &Settings) -> anyhow::Result<Option<Keyring>> {
     if settings.database_url.starts_with("sqlite") {
         return Ok(Some(Keyring::new(SecretsKey::generate()?, older)));
     }
+    Ok(None)
+}
+
+/// On a store without a key (PostgreSQL without `secrets_key`), an error naming the
+/// setting when a pair uses OAuth: its tokens would have to be stored, and they are
+/// only stored sealed. Processes sharing one database must share one key, so none can
+/// be made up here.
+pub fn oauth_needs_key(settings: &Settings) -> Result<(), SettingsError> {
     let oauth = settings.pairs.iter().find_map(|(name, pair)| {
         [("crm", &pair.crm), ("finance", &pair.finance)]
             .into_iter()
@@ -58,8 +64,8 @@ pub fn keyring_for(settings: &Settings) -> anyhow::Result<Option<Keyring>> {
             .map(|(side, _)| (name, side))
             .filter(|_| pair.enabled)
     });
-    if let Some((pair, side)) = oauth {
-        return Err(SettingsError::new(
+    match oauth {
+        Some((pair, side)) => Err(SettingsError::new(
             "secrets_key",
             format!(
                 "pair `{pair}` {side} uses OAuth, and its tokens are kept encrypted in \
@@ -67,10 +73,9 @@ pub fn keyring_for(settings: &Settings) -> anyhow::Result<Option<Keyring>> {
                  every process, to {}",
                 super::KEY_FORMAT
             ),
-        )
-        .into());
+        )),
+        None => Ok(()),
     }
-    Ok(None)
 }
 
 /// The key file of a SQLite database file (`tandem.db` → `tandem.db.secrets-key`);
@@ -153,7 +158,8 @@ access_token = "fixed"
         let settings = settings(&format!(
             "database_url = \"postgres://db.example/tandem\"\n{OAUTH_PAIR}"
         ));
-        let err = keyring_for(&settings).expect_err("no key").to_string();
+        assert!(keyring_for(&settings).expect("no keyring").is_none());
+        let err = oauth_needs_key(&settings).expect_err("no key").to_string();
         assert!(err.contains("`secrets_key` (TANDEM_SECRETS_KEY)"), "{err}");
         assert!(err.contains("pair `acme` crm uses OAuth"), "{err}");
         assert!(err.contains("TANDEM_SECRETS_KEY_FILE"), "{err}");
@@ -163,6 +169,7 @@ access_token = "fixed"
     fn postgres_without_oauth_needs_no_key_and_gets_none() {
         let settings = settings("database_url = \"postgres://db.example/tandem\"");
         assert!(keyring_for(&settings).expect("fine").is_none());
+        oauth_needs_key(&settings).expect("no OAuth, no key needed");
     }
 
     #[test]

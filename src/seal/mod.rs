@@ -11,7 +11,7 @@ use std::fmt;
 
 pub use envelope::{is_sealed, Kept, Keyring, Opened};
 pub use key::{KeyFormatError, KeyId, SecretsKey, KEY_FORMAT};
-pub use key_source::{key_file_beside, keyring_for, KEY_MISSING};
+pub use key_source::{key_file_beside, keyring_for, oauth_needs_key, KEY_MISSING};
 
 /// Why a credential could not be sealed or read. Messages name the row, the token and
 /// key ids, never a key or a token.

@@ -11,13 +11,13 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::{Credential, StoreResult};
+use super::{Credential, StoreError, StoreResult};
 use crate::domain::{PairId, System};
 use crate::seal::{is_sealed, CredentialSlot, Kept, Keyring, SealError, TokenKind};
 use crate::secret::Secret;
 
 /// What a pass over every stored credential found and did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResealReport {
     /// Rows sealed again under the current key (they were plain text or under an
     /// older key).
@@ -29,6 +29,17 @@ pub struct ResealReport {
     pub changed_meanwhile: usize,
     /// Rows left in plain text because no key is set.
     pub plain_text: usize,
+    /// Rows none of the keys opens, left as they are.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A stored credential the keys set cannot open: which row, and why (the error names
+/// the key id it is sealed under).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub pair: PairId,
+    pub system: String,
+    pub error: SealError,
 }
 
 pub(super) async fn get(
@@ -111,9 +122,10 @@ pub(super) async fn save(
     Ok(())
 }
 
-/// Seals every stored credential that is not yet under the current key. Without a
-/// key, fails if any credential is sealed (nothing could read it) and counts the
-/// plain-text ones.
+/// Seals every stored credential that is not yet under the current key; a row the keys
+/// cannot open is reported, not fatal, since it may belong to a pair no longer synced.
+/// Without a key, fails if any credential is sealed (nothing could read it) and counts
+/// the plain-text ones.
 pub(super) async fn reseal_all(
     db: &impl ConnectionTrait,
     keyring: Option<&Keyring>,
@@ -128,10 +140,20 @@ pub(super) async fn reseal_all(
             report.plain_text += 1;
             continue;
         };
-        let kept = [
-            open(Some(keyring), &row, TokenKind::Access)?,
-            open(Some(keyring), &row, TokenKind::Refresh)?,
-        ];
+        let opened = open(Some(keyring), &row, TokenKind::Access)
+            .and_then(|access| Ok([access, open(Some(keyring), &row, TokenKind::Refresh)?]));
+        let kept = match opened {
+            Ok(kept) => kept,
+            Err(StoreError::Sealed(error)) => {
+                report.unreadable.push(Unreadable {
+                    pair: PairId::new(row.pair.as_str()),
+                    system: row.system.clone(),
+                    error,
+                });
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
         if kept
             .iter()
             .flatten()

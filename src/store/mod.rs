@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::domain::{EntityType, PairId, System};
 use crate::seal::Keyring;
 
-pub use credentials::ResealReport;
+pub use credentials::{ResealReport, Unreadable};
 pub use locks::EntityLock;
 pub use migration::TABLES;
 pub use types::*;

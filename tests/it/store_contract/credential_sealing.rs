@@ -233,13 +233,20 @@ pub(super) async fn a_missing_or_wrong_key_is_named_and_no_token_is_shown(b: &Ba
         .is_none());
 
     let wrong = SecretsKey::generate().expect("key");
-    let err = b
-        .with_keys(Some(Keyring::new(wrong.clone(), [])))
-        .await
+    let wrong_store = b.with_keys(Some(Keyring::new(wrong.clone(), []))).await;
+    let err = wrong_store
         .credential(&acme(), System::Finance)
         .await
         .expect_err("wrong key")
         .to_string();
+    // A pass over the store reports the row it cannot open and leaves it as it is.
+    let report = wrong_store.reseal_credentials().await.expect("a report");
+    assert_eq!(report.unreadable.len(), 1, "{report:?}");
+    assert_eq!(report.unreadable[0].pair, acme());
+    assert_eq!(
+        raw_row(&b.store, "acme", "finance").await.0[..12],
+        envelope_prefix(&b.key)
+    );
     assert!(err.contains(&format!("key id `{}`", b.key.id())), "{err}");
     assert!(err.contains(wrong.id().as_str()), "{err}");
     for secret in [ACCESS, REFRESH] {
