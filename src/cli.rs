@@ -24,6 +24,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Seal every stored credential under `secrets_key` (from plain text or from a key in
+    /// `secrets_old_keys`), print what was done and exit.
+    RotateSecrets,
     /// Validate the settings and print them, secrets hidden.
     Config,
     /// Force a resync of chosen records, a date range, or everything (asks the running

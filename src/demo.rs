@@ -107,6 +107,13 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     let database = std::env::temp_dir().join(format!("tandem-demo-{}.db", std::process::id()));
     settings.database_url = format!("sqlite://{}?mode=rwc", database.display());
     settings.amqp_url = "memory".into();
+    // The demo's database is thrown away when it stops, so its credentials are sealed
+    // under a key that lives only in this process: nothing to set up, and no key file
+    // left behind in the temporary directory.
+    if settings.secrets_key.is_none() {
+        let key = crate::seal::SecretsKey::generate()?;
+        settings.secrets_key = Some(Secret::new(key.to_base64().as_str()));
+    }
     // Batch calls carry as many changes as are in flight: on the embedded store, with
     // nothing else to share, the demo keeps many.
     settings.orchestrator.workers = settings.orchestrator.workers.max(128);

@@ -49,6 +49,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             service::serve(settings, args, service::shutdown_on_signals()).await?;
         }
         Command::Migrate => service::migrate(&settings).await?,
+        Command::RotateSecrets => {
+            if !tandem::credential_store::rotate_secrets(&settings).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Config => print!("{}", service::describe(&settings)),
         Command::Resync(args) => tandem::admin_client::resync(&settings, args).await?,
         Command::Replay(args) => tandem::admin_client::replay(&settings, args).await?,

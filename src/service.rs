@@ -65,6 +65,26 @@ pub fn describe(settings: &Settings) -> String {
         "admin_token = {}",
         hidden(settings.admin_token.is_some())
     );
+    let key_ids = |keys: &[crate::secret::Secret]| {
+        keys.iter()
+            .map(|key| match crate::seal::SecretsKey::parse(key.expose()) {
+                Ok(key) => format!("id {}", key.id()),
+                Err(_) => "(not a key)".to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = match &settings.secrets_key {
+        Some(key) => writeln!(out, "secrets_key = {}", key_ids(std::slice::from_ref(key))),
+        None => writeln!(out, "secrets_key = (not set)"),
+    };
+    if !settings.secrets_old_keys.is_empty() {
+        let _ = writeln!(
+            out,
+            "secrets_old_keys = {}",
+            key_ids(&settings.secrets_old_keys)
+        );
+    }
     let _ = writeln!(
         out,
         "orchestrator.workers = {}",
@@ -174,6 +194,10 @@ pub(crate) fn spawn_http(
 
 /// Connects the store the settings name and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<SeaStore>> {
+    Ok(Arc::new(connect_and_migrate(settings).await?))
+}
+
+pub(crate) async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<SeaStore> {
     let url = redact_url(&settings.database_url);
     let store = store::connect_for_workers(&settings.database_url, settings.orchestrator.workers)
         .await
@@ -182,7 +206,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<SeaStore>> {
         .migrate()
         .await
         .with_context(|| format!("cannot apply migrations to {url}"))?;
-    Ok(Arc::new(store))
+    Ok(store)
 }
 
 /// `tandem migrate`: applies pending migrations and exits.
@@ -216,7 +240,7 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     options: crate::wiring::WiringOptions,
 ) -> anyhow::Result<()> {
-    let store = open_store(&settings).await?;
+    let store = crate::credential_store::open_engine_store(&settings).await?;
     let bus = crate::bus::connect(&crate::bus::BusConfig::from_settings(&settings))
         .await
         .with_context(|| format!("cannot reach the bus at {}", redact_url(&settings.amqp_url)))?;

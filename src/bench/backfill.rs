@@ -85,7 +85,7 @@ pub async fn run(settings: &Settings, customers: usize) -> anyhow::Result<Backfi
         "backfill_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let mut settings = settings.clone();
+    let mut settings = super::engine::with_run_key(settings.clone())?;
     settings.pairs.clear();
     // Polling and webhooks off: the resync is the only source of work.
     settings

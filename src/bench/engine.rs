@@ -46,6 +46,28 @@ impl ConnectorLimits {
 
 static WRAPPER: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
+static RUN_KEY: std::sync::OnceLock<crate::secret::Secret> = std::sync::OnceLock::new();
+
+/// `settings` with a key for the credentials when they name none: the bench and the
+/// torture run drive pairs of their own on the database the settings name, and every
+/// engine they start in one run (an engine restarted mid-run too) must read what the
+/// others sealed, so the key is made once per run.
+pub fn with_run_key(mut settings: Settings) -> anyhow::Result<Settings> {
+    if settings.secrets_key.is_none() {
+        let key = match RUN_KEY.get() {
+            Some(key) => key.clone(),
+            None => {
+                let made = crate::seal::SecretsKey::generate()?;
+                RUN_KEY
+                    .get_or_init(|| crate::secret::Secret::new(made.to_base64().as_str()))
+                    .clone()
+            }
+        };
+        settings.secrets_key = Some(key);
+    }
+    Ok(settings)
+}
+
 /// Engine children start under `wrapper` (a profiler's command line, split on spaces).
 pub fn wrap_engine_in(wrapper: &str) {
     let _ = WRAPPER.set(wrapper.split_whitespace().map(String::from).collect());
@@ -132,7 +154,8 @@ pub struct EngineChild {
 impl EngineChild {
     /// Starts `tandem` with `settings` (its `listen` and `admin_token` are chosen here)
     /// and waits until it answers `/health`.
-    pub async fn start(mut settings: Settings, limits: ConnectorLimits) -> anyhow::Result<Self> {
+    pub async fn start(settings: Settings, limits: ConnectorLimits) -> anyhow::Result<Self> {
+        let mut settings = with_run_key(settings)?;
         // Port 0: the engine binds a port the OS picks and prints it (read from the log
         // in `wait_until_up`), so no other process can take it in between.
         settings.listen = "127.0.0.1:0".into();
@@ -416,6 +439,13 @@ fn settings_toml(settings: &Settings) -> anyhow::Result<String> {
     if let Some(token) = &settings.admin_token {
         root.insert("admin_token".into(), text(token.expose()));
     }
+    if let Some(key) = &settings.secrets_key {
+        root.insert("secrets_key".into(), text(key.expose()));
+    }
+    if !settings.secrets_old_keys.is_empty() {
+        let keys = settings.secrets_old_keys.iter().map(|k| text(k.expose()));
+        root.insert("secrets_old_keys".into(), Value::Array(keys.collect()));
+    }
     let mut bus = Table::new();
     bus.insert("prefix".into(), text(&settings.bus.prefix));
     bus.insert(
@@ -546,6 +576,16 @@ mod tests {
         };
         settings.orchestrator.workers = 48;
         settings.bus.prefix = "bench_x".into();
+        let settings = with_run_key(settings).expect("a run key");
+        let run_key = settings.secrets_key.clone();
+        assert_eq!(
+            with_run_key(Settings::default())
+                .expect("again")
+                .secrets_key,
+            run_key,
+            "every engine of a run seals with one key"
+        );
+        let mut settings = settings;
         let connection = |kind| ConnectionSettings {
             kind,
             base_url: "http://127.0.0.1:9".into(),
@@ -591,5 +631,9 @@ mod tests {
             Some("se\"cret".to_string())
         );
         assert_eq!(finance.tenant_id.as_deref(), Some("tenant"));
+        assert_eq!(
+            loaded.secrets_key, run_key,
+            "the child seals with the run's key"
+        );
     }
 }

@@ -34,6 +34,16 @@ pub struct Settings {
     pub listen: String,
     /// Bearer token for the admin API. Required when `listen` is not a loopback address.
     pub admin_token: Option<Secret>,
+    /// The key that encrypts the OAuth tokens kept in the store: 32 random bytes as
+    /// base64 or hex (`openssl rand -base64 32`). Required on PostgreSQL when a pair
+    /// uses OAuth; on a SQLite file, a key file beside the database is made on first
+    /// start when it is not set (see `crate::seal::keyring_for`).
+    pub secrets_key: Option<Secret>,
+    /// Keys that sealed credentials before `secrets_key` did, still accepted for reading
+    /// while the store is sealed again under `secrets_key` (key rotation). A list, or one
+    /// string of keys separated by commas or whitespace (for `secrets_old_keys_file`).
+    #[serde(deserialize_with = "key_list")]
+    pub secrets_old_keys: Vec<Secret>,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
     pub bus: BusSettings,
@@ -50,6 +60,8 @@ impl Default for Settings {
             amqp_url: "memory".into(),
             listen: "127.0.0.1:8080".into(),
             admin_token: None,
+            secrets_key: None,
+            secrets_old_keys: Vec::new(),
             log_format: LogFormat::Text,
             bus: BusSettings::default(),
             orchestrator: OrchestratorSettings::default(),
@@ -57,6 +69,25 @@ impl Default for Settings {
             pairs: BTreeMap::new(),
         }
     }
+}
+
+/// Reads a list of keys given as a list or as one string (an environment variable or a
+/// file holds one string).
+fn key_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Keys {
+        List(Vec<Secret>),
+        Text(String),
+    }
+    Ok(match Keys::deserialize(deserializer)? {
+        Keys::List(keys) => keys,
+        Keys::Text(text) => text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|key| !key.is_empty())
+            .map(Secret::new)
+            .collect(),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -248,6 +279,16 @@ pub struct ConnectionSettings {
     /// together.
     #[serde(default = "default_rate_limit_share")]
     pub rate_limit_share: f64,
+}
+
+impl ConnectionSettings {
+    /// Whether the connection refreshes OAuth tokens, which are then kept (sealed) in
+    /// the store; a fixed `access_token` is used as it is and never stored.
+    pub fn uses_oauth(&self) -> bool {
+        self.access_token.as_ref().is_none_or(Secret::is_empty)
+            && self.client_id.is_some()
+            && self.client_secret.is_some()
+    }
 }
 
 fn default_rate_limit_share() -> f64 {

@@ -263,3 +263,73 @@ fn a_settling_window_over_a_minute_names_the_key() {
     .expect("0 turns settling off");
     assert_eq!(ok.orchestrator.settle_ms, 0);
 }
+
+const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const KEY_B64: &str = "ABEiM0RVZneImaq7zN3u/wARIjNEVWZ3iJmqu8zd7v8=";
+
+#[test]
+fn the_secrets_key_comes_from_a_file_and_older_keys_from_one_string() {
+    let mut path = std::env::temp_dir();
+    path.push(format!("tandem-key-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&path, format!("{KEY_B64}\n")).expect("write key file");
+    let settings = load_from(
+        None,
+        with(&[
+            (
+                "secrets_key_file",
+                serde_json::json!(path.to_string_lossy()),
+            ),
+            (
+                "secrets_old_keys",
+                serde_json::json!(format!("{KEY_HEX}, {KEY_B64}")),
+            ),
+        ]),
+    )
+    .expect("valid");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(
+        settings.secrets_key.as_ref().map(|k| k.expose()),
+        Some(KEY_B64)
+    );
+    assert_eq!(settings.secrets_old_keys.len(), 2);
+    assert_eq!(format!("{:?}", settings.secrets_key), "Some(***)");
+}
+
+#[test]
+fn a_malformed_secrets_key_names_the_setting_and_the_format_not_the_value() {
+    let err = load_from(
+        None,
+        with(&[("secrets_key", serde_json::json!("hunter2-is-not-a-key"))]),
+    )
+    .expect_err("must fail");
+    assert_eq!(err.key, "secrets_key");
+    let message = err.to_string();
+    assert!(message.contains("TANDEM_SECRETS_KEY"), "{message}");
+    assert!(
+        message.contains("base64") && message.contains("hex"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+
+    let err = load_from(
+        None,
+        with(&[
+            ("secrets_key", serde_json::json!(KEY_HEX)),
+            ("secrets_old_keys", serde_json::json!([KEY_B64, "c2hvcnQ="])),
+        ]),
+    )
+    .expect_err("must fail");
+    assert_eq!(err.key, "secrets_old_keys");
+    assert!(err.problem.contains("key 2 of 2"), "{err}");
+}
+
+#[test]
+fn older_keys_without_a_current_key_are_refused() {
+    let err = load_from(
+        None,
+        with(&[("secrets_old_keys", serde_json::json!([KEY_HEX]))]),
+    )
+    .expect_err("must fail");
+    assert_eq!(err.key, "secrets_old_keys");
+    assert!(err.problem.contains("TANDEM_SECRETS_KEY"), "{err}");
+}

@@ -83,6 +83,7 @@ impl Settings {
             }
             _ => {}
         }
+        validate_secrets_keys(self)?;
         validate_bus(self)?;
         if !(1..=1024).contains(&self.orchestrator.workers) {
             return Err(SettingsError::new(
@@ -173,6 +174,31 @@ fn validate_amqp_url(url: &str) -> Result<(), SettingsError> {
         "amqp_url",
         "expected `amqp://user:password@host:5672/%2f`, or `memory` for the in-process bus",
     ))
+}
+
+fn validate_secrets_keys(settings: &Settings) -> Result<(), SettingsError> {
+    use crate::seal::SecretsKey;
+    if let Some(key) = &settings.secrets_key {
+        SecretsKey::parse(key.expose())
+            .map_err(|err| SettingsError::new("secrets_key", err.to_string()))?;
+    }
+    let older = &settings.secrets_old_keys;
+    for (n, key) in older.iter().enumerate() {
+        SecretsKey::parse(key.expose()).map_err(|err| {
+            SettingsError::new(
+                "secrets_old_keys",
+                format!("key {} of {}: {err}", n + 1, older.len()),
+            )
+        })?;
+    }
+    if settings.secrets_key.is_none() && !older.is_empty() {
+        return Err(SettingsError::new(
+            "secrets_old_keys",
+            "older keys are only read alongside a current key: set TANDEM_SECRETS_KEY to the \
+             key new credentials are sealed with",
+        ));
+    }
+    Ok(())
 }
 
 fn validate_bus(settings: &Settings) -> Result<(), SettingsError> {

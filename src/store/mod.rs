@@ -13,6 +13,7 @@ mod sync_log;
 mod types;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,7 +27,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::{Choice, EntityType, PairId, System};
+use crate::seal::Keyring;
 
+pub use credentials::{ResealReport, Unreadable};
 pub use locks::EntityLock;
 pub use migration::TABLES;
 pub use types::*;
@@ -44,6 +47,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] DbErr),
+    #[error(transparent)]
+    Sealed(#[from] crate::seal::SealError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -219,6 +224,9 @@ pub struct SeaStore {
     local_locks: locks::LocalLocks,
     /// Record leases, on PostgreSQL.
     leases: Option<locks::Leases>,
+    /// The keys credentials are sealed with; without one, credentials are neither
+    /// written nor read when sealed.
+    keyring: Option<Arc<Keyring>>,
 }
 
 /// Connects to `postgres://…` or `sqlite://…` (`sqlite::memory:` for tests).
@@ -271,6 +279,7 @@ pub async fn connect_for_workers(database_url: &str, workers: usize) -> StoreRes
         db,
         local_locks: locks::LocalLocks::default(),
         leases,
+        keyring: None,
     })
 }
 
@@ -318,6 +327,19 @@ impl SeaStore {
 
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Seals credentials with `keyring` from now on: new writes under its current key,
+    /// reads under any of its keys.
+    pub fn with_keyring(mut self, keyring: Option<Keyring>) -> Self {
+        self.keyring = keyring.map(Arc::new);
+        self
+    }
+
+    /// Seals again, under the current key, every credential kept in plain text or
+    /// under an older key. Without a key, fails if any credential is sealed.
+    pub async fn reseal_credentials(&self) -> StoreResult<ResealReport> {
+        credentials::reseal_all(&self.db, self.keyring.as_deref()).await
     }
 }
 
@@ -535,7 +557,7 @@ impl Store for SeaStore {
     }
 
     async fn credential(&self, pair: &PairId, system: System) -> StoreResult<Option<Credential>> {
-        credentials::get(&self.db, pair, system).await
+        credentials::get(&self.db, self.keyring.as_deref(), pair, system).await
     }
 
     async fn save_credential(
@@ -544,7 +566,7 @@ impl Store for SeaStore {
         system: System,
         credential: &Credential,
     ) -> StoreResult<()> {
-        credentials::save(&self.db, pair, system, credential).await
+        credentials::save(&self.db, self.keyring.as_deref(), pair, system, credential).await
     }
 
     async fn open_conflicts(&self, limit: u64) -> StoreResult<Vec<Conflict>> {

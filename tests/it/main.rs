@@ -16,6 +16,7 @@ mod orchestrator;
 mod poller;
 mod resync;
 mod secrets;
+mod secrets_key;
 mod serve;
 mod store_contract;
 mod sync_e2e;

@@ -1,7 +1,9 @@
 //! Secrets never leave: a full sync against the simulators with known secret values
-//! (admin token, webhook keys, client secrets, every OAuth access and refresh token the
-//! simulators issued), then a search of every admin API answer, every log line at
-//! trace level, and every row of every table but the credential store.
+//! (admin token, webhook keys, client secrets, the key that seals credentials, every
+//! OAuth access and refresh token the simulators issued), then a search of every admin
+//! API answer, every log line at trace level, and what the database keeps: every row of
+//! every table on PostgreSQL, the database file itself on SQLite, and in both the raw
+//! `credential` rows, which must hold the tokens sealed.
 
 use crate::support;
 
@@ -14,22 +16,90 @@ use sea_orm::{ConnectionTrait, Statement};
 use sim::{CustomerSeed, SimConfig, Simulators};
 use tokio_util::sync::CancellationToken;
 
-use support::{eventually, unique, TestDatabase};
+use support::{eventually, unique, TestDatabase, TestSqlite};
 
 const ADMIN: &str = "admin-secret-4a0c9f21b7e84d6f";
 
+/// Where the engine under test keeps its data.
+enum Backend {
+    /// PostgreSQL and RabbitMQ, with the key in a file named by `secrets_key_file`.
+    Production {
+        db: TestDatabase,
+        key_file: std::path::PathBuf,
+        _queues: support::TestQueues,
+    },
+    /// A SQLite file and the in-process bus, with no key set: the embedded default
+    /// makes its key file beside the database.
+    Embedded { db: TestSqlite },
+}
+
+impl Backend {
+    async fn production(prefix: &str) -> Self {
+        let key_file = std::env::temp_dir().join(unique("tandem_secrets_key"));
+        let key = tandem::seal::SecretsKey::generate().expect("key");
+        std::fs::write(&key_file, format!("{}\n", key.to_base64().as_str())).expect("key file");
+        Self::Production {
+            db: TestDatabase::create().await,
+            key_file,
+            _queues: support::TestQueues::new(prefix),
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Backend::Production { db, .. } => &db.url,
+            Backend::Embedded { db } => &db.url,
+        }
+    }
+
+    /// The settings lines that choose this backend.
+    fn settings(&self) -> String {
+        match self {
+            Backend::Production { db, key_file, .. } => format!(
+                "database_url = \"{}\"\namqp_url = \"{}\"\nsecrets_key_file = \"{}\"\n",
+                db.url,
+                support::amqp_url(),
+                key_file.display()
+            ),
+            Backend::Embedded { db } => {
+                format!("database_url = \"{}\"\namqp_url = \"memory\"\n", db.url)
+            }
+        }
+    }
+
+    /// The key credentials were sealed with, as written in its file.
+    fn key_text(&self) -> String {
+        let file = match self {
+            Backend::Production { key_file, .. } => key_file.clone(),
+            Backend::Embedded { db } => {
+                tandem::seal::key_file_beside(&db.url).expect("a key file beside the database")
+            }
+        };
+        std::fs::read_to_string(&file)
+            .expect("the key file")
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Backend::Production { key_file, .. } = self {
+            let _ = std::fs::remove_file(key_file);
+        }
+    }
+}
+
 fn settings_file(
     sims: &Simulators,
-    pg: &str,
+    backend: &Backend,
     log: &std::path::Path,
     prefix: &str,
 ) -> std::path::PathBuf {
     let hubspot = sims.hubspot.settings();
     let xero = sims.xero.settings();
     let toml = format!(
-        r#"database_url = "{pg}"
-amqp_url = "{amqp}"
-listen = "127.0.0.1:0"
+        r#"{backend}listen = "127.0.0.1:0"
 admin_token = "{ADMIN}"
 
 [bus]
@@ -57,7 +127,7 @@ client_secret = "{x_secret}"
 refresh_token = "{x_refresh}"
 webhook_secrets = ["{x_key}"]
 "#,
-        amqp = support::amqp_url(),
+        backend = backend.settings(),
         hubspot_url = sims.hubspot_url,
         hs_id = hubspot.client_id,
         hs_secret = hubspot.client_secret,
@@ -85,8 +155,20 @@ impl Drop for Engine {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row() {
-    let db = TestDatabase::create().await;
+async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row_on_postgres() {
+    let prefix = unique("secrets");
+    no_secret_leaves(Backend::production(&prefix).await, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row_on_sqlite() {
+    let backend = Backend::Embedded {
+        db: TestSqlite::create(),
+    };
+    no_secret_leaves(backend, &unique("secrets")).await;
+}
+
+async fn no_secret_leaves(backend: Backend, prefix: &str) {
     let stop = CancellationToken::new();
     let mut config = SimConfig::default();
     config.hubspot.client_secret = "hubspot-client-secret-7d1e5b".into();
@@ -100,9 +182,7 @@ async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row() {
     sims.xero.set_refresh_grace(Duration::ZERO);
 
     let log = std::env::temp_dir().join(format!("{}.log", unique("tandem_secrets")));
-    let prefix = unique("secrets");
-    let _queues = support::TestQueues::new(&prefix);
-    let settings = settings_file(&sims, &db.url, &log, &prefix);
+    let settings = settings_file(&sims, &backend, &log, prefix);
     let log_file = std::fs::File::create(&log).expect("log file");
     let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
     for (key, _) in std::env::vars() {
@@ -201,11 +281,12 @@ async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row() {
         sims.hubspot.settings().refresh_token.clone(),
         sims.xero.settings().client_secret.clone(),
         sims.xero.settings().webhook_key.clone(),
+        backend.key_text(),
     ];
     secrets.extend(sims.xero.issued_tokens());
     secrets.extend(sims.hubspot.issued_tokens());
     assert!(
-        secrets.len() >= 9,
+        secrets.len() >= 10,
         "the simulators issued tokens: {}",
         secrets.len()
     );
@@ -248,27 +329,11 @@ async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row() {
         "the failure's exchange is there"
     );
 
-    // Every stored row but the credentials, whose job is to keep them.
-    let store = sea_orm::Database::connect(&db.url).await.expect("database");
-    let mut rows = String::new();
-    for table in migration::TABLES.iter().filter(|t| **t != "credential") {
-        let found = store
-            .query_all(Statement::from_string(
-                store.get_database_backend(),
-                format!("SELECT row_to_json(t)::text AS row FROM {table} t"),
-            ))
-            .await
-            .expect("rows");
-        for row in found {
-            rows.push_str(&row.try_get::<String>("", "row").expect("text"));
-        }
-    }
-    assert!(
-        rows.contains("not-an-email"),
-        "the rows hold the sync's data"
-    );
-    let _ = store.close().await;
-
+    let sealed = sealed_credentials(backend.url()).await;
+    let rows = match &backend {
+        Backend::Production { db, .. } => every_row(&db.url).await,
+        Backend::Embedded { .. } => String::new(),
+    };
     drop(engine);
     let mut logged = String::new();
     std::fs::File::open(&log)
@@ -282,6 +347,22 @@ async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row() {
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(&settings);
     stop.cancel();
+    // On SQLite the database is one file (and its log): every byte of it, read after
+    // the engine stopped, deleted pages and all.
+    let rows = match &backend {
+        Backend::Embedded { db } => {
+            assert!(
+                logged.contains("made a key for the credentials"),
+                "the embedded default says where its key is"
+            );
+            database_bytes(db)
+        }
+        Backend::Production { .. } => rows,
+    };
+    assert!(
+        rows.contains("not-an-email"),
+        "the stored data holds the sync's data"
+    );
 
     for secret in &secrets {
         assert!(
@@ -290,5 +371,75 @@ async fn no_secret_reaches_an_api_answer_a_log_line_or_a_stored_row() {
         );
         assert!(!logged.contains(secret.as_str()), "a secret in the log");
         assert!(!rows.contains(secret.as_str()), "a secret in a stored row");
+        assert!(
+            !sealed.contains(secret.as_str()),
+            "a secret in a credential row"
+        );
     }
+}
+
+/// The raw `access_token` and `refresh_token` of every credential row, after checking
+/// that both sides of the pair have one and that each is a sealed envelope.
+async fn sealed_credentials(url: &str) -> String {
+    let store = sea_orm::Database::connect(url).await.expect("database");
+    let found = store
+        .query_all(Statement::from_string(
+            store.get_database_backend(),
+            "SELECT system, access_token, refresh_token FROM credential",
+        ))
+        .await
+        .expect("credential rows");
+    let _ = store.close().await;
+    let mut systems = Vec::new();
+    let mut raw = String::new();
+    for row in found {
+        systems.push(row.try_get::<String>("", "system").expect("system"));
+        for column in ["access_token", "refresh_token"] {
+            let value: String = row.try_get("", column).expect("a token");
+            assert!(value.starts_with("v1:"), "{column} is not sealed");
+            raw.push_str(&value);
+        }
+    }
+    systems.sort();
+    assert_eq!(systems, ["crm", "finance"], "both connections kept tokens");
+    raw
+}
+
+/// Every row of every table, as JSON text (PostgreSQL).
+async fn every_row(url: &str) -> String {
+    let store = sea_orm::Database::connect(url).await.expect("database");
+    let mut rows = String::new();
+    for table in migration::TABLES {
+        let found = store
+            .query_all(Statement::from_string(
+                store.get_database_backend(),
+                format!("SELECT row_to_json(t)::text AS row FROM {table} t"),
+            ))
+            .await
+            .expect("rows");
+        for row in found {
+            rows.push_str(&row.try_get::<String>("", "row").expect("text"));
+        }
+    }
+    let _ = store.close().await;
+    rows
+}
+
+/// The SQLite database file and its write-ahead log, as text.
+fn database_bytes(db: &TestSqlite) -> String {
+    let path = db
+        .url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal"] {
+        if let Ok(mut part) = std::fs::read(format!("{path}{suffix}")) {
+            bytes.append(&mut part);
+        }
+    }
+    assert!(!bytes.is_empty(), "the database file at {path}");
+    String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{Duration as ChronoDuration, Utc};
 use serde_json::json;
 use tandem::domain::{Choice, EntityType, PairId, System, Trigger};
+use tandem::seal::{Keyring, SecretsKey};
 use tandem::secret::Secret;
 use tandem::store::{
     self, ConflictState, ConflictStatus, ConflictWrite, Credential, DecidedBy, EntityLink,
@@ -15,6 +16,9 @@ use tandem::store::{
     SyncCommit, SyncLogFilter, SyncStatus,
 };
 use uuid::Uuid;
+
+mod credential_sealing;
+use credential_sealing::*;
 
 fn acme() -> PairId {
     PairId::new("acme")
@@ -39,6 +43,8 @@ fn log(link: Option<&EntityLink>, system: System, id: &str, outcome: Outcome) ->
 struct Backend {
     store: Arc<SeaStore>,
     url: String,
+    /// The key the store seals credentials with; a second process holds the same.
+    key: SecretsKey,
     _pg: Option<support::TestDatabase>,
     _sqlite: Option<support::TestSqlite>,
 }
@@ -46,35 +52,52 @@ struct Backend {
 impl Backend {
     async fn postgres() -> Self {
         let db = support::TestDatabase::create().await;
-        let store = store::connect(&db.url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        Self {
-            store: Arc::new(store),
-            url: db.url.clone(),
-            _pg: Some(db),
-            _sqlite: None,
-        }
+        let mut backend = Self::open(&db.url).await;
+        backend._pg = Some(db);
+        backend
     }
 
     async fn sqlite() -> Self {
         let db = support::TestSqlite::create();
-        let store = store::connect(&db.url).await.expect("connect");
+        let mut backend = Self::open(&db.url).await;
+        backend._sqlite = Some(db);
+        backend
+    }
+
+    async fn open(url: &str) -> Self {
+        let key = SecretsKey::generate().expect("key");
+        let store = store::connect(url)
+            .await
+            .expect("connect")
+            .with_keyring(Some(Keyring::new(key.clone(), [])));
         store.migrate().await.expect("migrate");
         Self {
             store: Arc::new(store),
-            url: db.url.clone(),
+            url: url.to_string(),
+            key,
             _pg: None,
-            _sqlite: Some(db),
+            _sqlite: None,
         }
     }
 
     /// A second process on the same database; on SQLite (single process) the same store.
     async fn other_process(&self) -> Arc<SeaStore> {
         if self._pg.is_some() {
-            Arc::new(store::connect(&self.url).await.expect("connect"))
+            Arc::new(
+                self.with_keys(Some(Keyring::new(self.key.clone(), [])))
+                    .await,
+            )
         } else {
             self.store.clone()
         }
+    }
+
+    /// Another store on the same database, sealing with `keyring` (or with no key).
+    async fn with_keys(&self, keyring: Option<Keyring>) -> SeaStore {
+        store::connect(&self.url)
+            .await
+            .expect("connect")
+            .with_keyring(keyring)
     }
 }
 
@@ -791,6 +814,11 @@ contract!(
     cursors_and_leases,
     job_counts_add_up_under_concurrency,
     credentials_rotate_in_one_step,
+    credentials_are_sealed_in_their_row,
+    a_credential_copied_to_another_row_is_refused,
+    plain_text_credentials_are_sealed_when_first_read,
+    rotation_seals_every_credential_under_the_new_key,
+    a_missing_or_wrong_key_is_named_and_no_token_is_shown,
     conflicts_and_held_deletes,
     entity_lock_serialises_holders,
 );

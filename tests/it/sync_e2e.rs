@@ -77,6 +77,9 @@ impl World {
                 let db = TestDatabase::create().await;
                 settings.database_url = db.url.clone();
                 settings.amqp_url = support::amqp_url();
+                // Production keeps OAuth tokens sealed under a key the settings name.
+                let key = tandem::seal::SecretsKey::generate().expect("key");
+                settings.secrets_key = Some(Secret::new(key.to_base64().as_str()));
                 queues = Some(support::TestQueues::new(&settings.bus.prefix));
                 (Some(db), None)
             }

@@ -124,7 +124,8 @@ impl TestSqlite {
 
 impl Drop for TestSqlite {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
+        // The key file the engine makes beside a SQLite database goes with it.
+        for suffix in ["", "-wal", "-shm", ".secrets-key"] {
             let mut path = self.path.clone().into_os_string();
             path.push(suffix);
             let _ = std::fs::remove_file(path);
