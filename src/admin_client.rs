@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
-use crate::cli::{ReplayArgs, ResyncArgs, ServerArgs};
+use crate::cli::{ConflictAction, ConflictsArgs, ReplayArgs, ResyncArgs, ServerArgs};
 use crate::config::Settings;
 
 struct AdminClient {
@@ -127,6 +127,81 @@ pub async fn status(settings: &Settings, args: crate::cli::StatusArgs) -> anyhow
         }
     }
     Ok(())
+}
+
+/// `tandem conflicts`: lists conflicts, or decides one held for a person.
+pub async fn conflicts(settings: &Settings, args: ConflictsArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(
+        settings,
+        &ServerArgs {
+            url: args.url,
+            wait: false,
+        },
+    )?;
+    match args.action {
+        None => {
+            let listed = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/conflicts?status={}", args.status),
+                    None,
+                )
+                .await?;
+            let listed = listed.as_array().cloned().unwrap_or_default();
+            if listed.is_empty() {
+                println!("no {} conflicts", args.status);
+            }
+            for conflict in listed {
+                println!("{}", conflict_line(&conflict));
+            }
+        }
+        Some(ConflictAction::Resolve { id, keep, value }) => {
+            let body = match (keep, value) {
+                (Some(keep), _) => json!({"keep": keep}),
+                (None, Some(value)) => json!({"value": value}),
+                (None, None) => bail!("say --keep crm, --keep finance or --value <value>"),
+            };
+            let decided = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/conflicts/{id}/resolve"),
+                    Some(body),
+                )
+                .await?;
+            println!("{}", conflict_line(&decided));
+            println!("the record syncs again now; the decision applies if both sides still hold these values");
+        }
+    }
+    Ok(())
+}
+
+/// One conflict on a line: where, which field, both values, and how it stands.
+fn conflict_line(conflict: &Value) -> String {
+    let shown = |v: &Value| match v {
+        Value::Null => "(empty)".to_string(),
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    let outcome = match (conflict["status"].as_str(), conflict["decided_by"].as_str()) {
+        (Some("open"), _) => "held for a person".to_string(),
+        (Some(status), Some(by)) => format!(
+            "{status}: kept {} ({by})",
+            conflict["winner"].as_str().unwrap_or("?")
+        ),
+        (Some(status), None) => status.to_string(),
+        (None, _) => "?".to_string(),
+    };
+    format!(
+        "{} {}/{} crm {} / finance {}: {} crm {} finance {} — {outcome}",
+        conflict["id"].as_str().unwrap_or("?"),
+        conflict["pair"].as_str().unwrap_or("?"),
+        conflict["entity"].as_str().unwrap_or("?"),
+        conflict["crm_id"].as_str().unwrap_or("–"),
+        conflict["finance_id"].as_str().unwrap_or("–"),
+        conflict["field"].as_str().unwrap_or("?"),
+        shown(&conflict["crm_value"]),
+        shown(&conflict["finance_value"]),
+    )
 }
 
 pub async fn resync(settings: &Settings, args: ResyncArgs) -> anyhow::Result<()> {

@@ -36,6 +36,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Show queue state and the last 24 hours' sync outcomes (asks the running server).
     Status(StatusArgs),
+    /// List conflicts, or decide one held for a person (asks the running server).
+    Conflicts(ConflictsArgs),
     /// Run the simulated HubSpot and Xero servers alone.
     Sim(SimArgs),
     /// Run the benchmark suite, print a table and write JSON to bench/results/.
@@ -188,6 +190,33 @@ pub struct BenchArgs {
     /// Internal: run as the engine child of a scenario (`serve` with lifted limits).
     #[arg(long, hide = true)]
     pub engine_child: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConflictsArgs {
+    #[command(subcommand)]
+    pub action: Option<ConflictAction>,
+    /// Which to list: open (held for a person), decided, resolved, withdrawn or all.
+    #[arg(long, default_value = "open")]
+    pub status: String,
+    /// The server's base URL; defaults to `http://<listen>` from the settings.
+    #[arg(long, env = "TANDEM_URL", global = true)]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConflictAction {
+    /// Decide a held conflict: keep one side's value, or give a value for both sides.
+    Resolve {
+        /// The conflict's id, as `tandem conflicts` lists it.
+        id: String,
+        /// `crm` or `finance`: whose value to keep.
+        #[arg(long, conflicts_with = "value", required_unless_present = "value")]
+        keep: Option<String>,
+        /// A value of your own, written to both sides.
+        #[arg(long)]
+        value: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

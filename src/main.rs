@@ -64,6 +64,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Status(args) => tandem::admin_client::status(&settings, args).await?,
+        Command::Conflicts(args) => tandem::admin_client::conflicts(&settings, args).await?,
         Command::Demo(args) => tandem::demo::run(settings, args).await?,
         Command::Sim(args) => tandem::demo::simulators(args).await?,
     }

@@ -162,6 +162,25 @@ async fn open_conflicts(world: &World) -> Vec<Value> {
         .expect("JSON")
 }
 
+/// `tandem …` against the running engine; answers what it printed, failing on an error.
+fn cli(world: &World, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(args)
+        .args(["--url", &world.base])
+        .env("TANDEM_ADMIN_TOKEN", ADMIN)
+        .env_remove("TANDEM_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("tandem runs");
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "tandem {args:?}: {printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    printed
+}
+
 /// Waits until this round's clash is held for a person; answers the open conflicts.
 async fn held_clash(world: &World, round: usize) -> Vec<Value> {
     let seen = std::sync::Mutex::new(Vec::new());
@@ -226,23 +245,37 @@ async fn under_manual_every_clash_waits_for_a_person(backend: Backend) {
         assert!(!report.result("equal").expect("equal").passed);
         // The person keeps the older edit: only a person's decision can.
         let keep = newer.opposite();
-        let answer: Value = world
-            .http
-            .post(format!(
-                "{}/api/conflicts/{}/resolve",
-                world.base,
-                open[0]["id"].as_str().expect("id")
-            ))
-            .bearer_auth(ADMIN)
-            .json(&json!({"keep": keep.as_str()}))
-            .send()
-            .await
-            .expect("resolve answers")
-            .json()
-            .await
-            .expect("JSON");
-        assert_eq!(answer["status"], "decided", "{answer}");
-        assert_eq!(answer["decided_by"], "person", "{answer}");
+        let id = open[0]["id"].as_str().expect("id");
+        if round == 1 {
+            // The same decision from the command line.
+            let listed = cli(&world, &["conflicts"]);
+            assert!(
+                listed.contains(id) && listed.contains("held for a person"),
+                "{listed}"
+            );
+            let said = cli(
+                &world,
+                &["conflicts", "resolve", id, "--keep", keep.as_str()],
+            );
+            assert!(
+                said.contains(&format!("decided: kept {keep} (person)")),
+                "{said}"
+            );
+        } else {
+            let answer: Value = world
+                .http
+                .post(format!("{}/api/conflicts/{id}/resolve", world.base))
+                .bearer_auth(ADMIN)
+                .json(&json!({"keep": keep.as_str()}))
+                .send()
+                .await
+                .expect("resolve answers")
+                .json()
+                .await
+                .expect("JSON");
+            assert_eq!(answer["status"], "decided", "{answer}");
+            assert_eq!(answer["decided_by"], "person", "{answer}");
+        }
         decisions.push(PersonDecision {
             crm_id: ids.0.clone(),
             finance_id: ids.1.clone(),
