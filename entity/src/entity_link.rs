@@ -16,7 +16,7 @@ pub struct Model {
     pub finance_id: Option<String>,
     /// `active`, `creating` or `archived`.
     pub state: String,
-    /// `pending`, `synced`, `failed`, `blocked` or `conflict`.
+    /// `pending`, `synced`, `retrying`, `failed`, `blocked` or `conflict`.
     pub sync_status: String,
     pub crm_checksum: Option<String>,
     pub finance_checksum: Option<String>,
@@ -33,6 +33,17 @@ pub struct Model {
     pub deleted_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// What a person recognises the record by: a customer's name and e-mail (lower
+    /// case), an invoice's number, amount and customer (its CRM id).
+    pub label_name: Option<String>,
+    pub label_email: Option<String>,
+    pub label_number: Option<String>,
+    pub label_amount: Option<String>,
+    pub label_customer: Option<String>,
+    /// Failed attempts of the change under way (0 once it synced).
+    pub attempts: i32,
+    /// When the next attempt of a change that is retrying is due.
+    pub next_attempt_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

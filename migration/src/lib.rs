@@ -11,6 +11,7 @@ mod m20261123_000007_create_conflict;
 mod m20261123_000008_create_pending_delete;
 mod m20261123_000009_create_record_lease;
 mod m20261204_000010_conflict_decisions;
+mod m20261204_000011_link_labels_and_attempts;
 
 /// Every table the migrations create, so a check can confirm the schema is complete.
 pub const TABLES: &[&str] = &[
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000008_create_pending_delete::Migration),
             Box::new(m20261123_000009_create_record_lease::Migration),
             Box::new(m20261204_000010_conflict_decisions::Migration),
+            Box::new(m20261204_000011_link_labels_and_attempts::Migration),
         ]
     }
 }

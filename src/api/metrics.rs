@@ -31,7 +31,7 @@ pub async fn metrics(state: Data<&HttpState>) -> Response {
         .unwrap_or(0);
     let failed_records = admin
         .store
-        .links_with_status(SyncStatus::Failed, 100_000, 0)
+        .links_with_status(&[SyncStatus::Failed], 100_000, 0)
         .await
         .map(|l| l.len() as u64)
         .unwrap_or(0);

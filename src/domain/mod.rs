@@ -8,6 +8,7 @@ pub mod decision;
 pub mod event;
 pub mod ids;
 pub mod invoice;
+pub mod label;
 pub mod mapping;
 pub mod policy;
 pub mod record;
@@ -23,6 +24,7 @@ pub use decision::{
 pub use event::{ChangeEvent, ChangeKind, Trigger};
 pub use ids::{EntityType, PairId, System};
 pub use invoice::{Invoice, InvoiceStatus, LineItem};
+pub use label::RecordLabel;
 pub use mapping::{FieldMapping, Flow};
 pub use policy::{ConflictPolicy, DeletePolicy, SyncPolicy};
 pub use record::FieldMap;

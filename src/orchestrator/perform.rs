@@ -13,7 +13,8 @@ use crate::connectors::{ExternalRecord, Written};
 use crate::domain::{
     apply, decide, decide_without_target, idempotency_key, settle, ChangeEvent, Changes, Checksum,
     ClashResolution, DecisionInput, FieldMap, Held, HeldClash, LinkSnapshot, PersonDecision,
-    SkipReason, SourceRecord, SyncDecision, SyncPolicy, System, TargetFound, TargetRecord, Trigger,
+    RecordLabel, SkipReason, SourceRecord, SyncDecision, SyncPolicy, System, TargetFound,
+    TargetRecord, Trigger,
 };
 use crate::store::{
     ConflictState, ConflictStatus, ConflictWrite, Direction, EntityLink, LinkState,
@@ -123,7 +124,10 @@ pub(super) async fn perform(
                 None => {
                     // Claim the record before creating, so a crash after the create
                     // leaves a link that the origin stamp can repair.
-                    let claim = EntityLink::new(event.pair.clone(), event.entity, side, &source.id);
+                    let mut claim =
+                        EntityLink::new(event.pair.clone(), event.entity, side, &source.id);
+                    // A create that keeps failing is listed with the record's name.
+                    claim.label = RecordLabel::of(event.entity, &fields);
                     cx.store.insert_link(&claim).await?;
                     claim
                 }
@@ -215,6 +219,9 @@ pub(super) async fn perform(
             r.state = LinkState::Archived;
             r.archived_at = Some(Utc::now());
             r.sync_status = SyncStatus::Synced;
+            r.last_error = None;
+            r.attempts = 0;
+            r.next_attempt_at = None;
             r.last_transaction_id = Some(cx.transaction_id);
             log.outcome = Outcome::Archived;
             row = Some(r);
@@ -239,6 +246,8 @@ pub(super) async fn perform(
             }
             r.sync_status = SyncStatus::Blocked;
             r.last_error = Some(reason.clone());
+            r.attempts = 0;
+            r.next_attempt_at = None;
             r.last_transaction_id = Some(cx.transaction_id);
             log.outcome = Outcome::Blocked;
             log.detail = Some(reason);
@@ -277,6 +286,7 @@ pub(super) async fn perform(
             log: log.clone(),
             conflicts,
             withdrawn,
+            link_status: None,
             hold_delete,
             announced,
         })
@@ -472,6 +482,10 @@ fn settle_row(
     row.last_transaction_id = Some(cx.transaction_id);
     row.last_synced_at = Some(Utc::now());
     row.last_direction = Some(Direction::from_source(side));
+    row.attempts = 0;
+    row.next_attempt_at = None;
+    row.label =
+        RecordLabel::of(row.entity, &crm.fields).or(RecordLabel::of(row.entity, &finance.fields));
 }
 
 /// The ids of a link's held and decided conflicts, by field: what a sync updates in

@@ -18,7 +18,8 @@ use crate::connectors::http::{with_priority, BulkChange, Priority};
 use crate::connectors::{Connector, ConnectorError, ExternalRecord};
 use crate::domain::{ChangeEvent, EntityType, PairId, SyncPolicy, System, Trigger};
 use crate::store::{
-    EntityLink, EntityLock, JobCounter, NewSyncLogEntry, Outcome, Store, StoreError, SyncStatus,
+    EntityLink, EntityLock, JobCounter, LinkStatusChange, NewSyncLogEntry, Outcome, Store,
+    StoreError, SyncStatus,
 };
 
 /// One pair's connections and policies.
@@ -202,6 +203,7 @@ impl Orchestrator {
         error: &SyncError,
         outcome: Outcome,
         started: Instant,
+        retry_in: Option<Duration>,
     ) {
         let link = self
             .store
@@ -222,16 +224,28 @@ impl Orchestrator {
             }
         }
         let final_failure = outcome == Outcome::Failed;
+        // Visible from the first failed attempt: the record's status says it is
+        // retrying (and when), or that its attempts are spent.
+        let link_status = link.map(|l| LinkStatusChange {
+            link_id: l.id,
+            status: if final_failure {
+                SyncStatus::Failed
+            } else {
+                SyncStatus::Retrying
+            },
+            error: error.to_string(),
+            attempts: attempt,
+            next_attempt_at: retry_in
+                .and_then(|delay| chrono::Duration::from_std(delay).ok())
+                .map(|delay| chrono::Utc::now() + delay),
+            transaction_id,
+        });
         let commit = crate::store::SyncCommit {
-            link: link.filter(|_| final_failure).map(|mut l| {
-                l.sync_status = SyncStatus::Failed;
-                l.last_error = Some(error.to_string());
-                l.last_transaction_id = Some(transaction_id);
-                l
-            }),
+            link: None,
             log: entry,
             conflicts: vec![],
             withdrawn: vec![],
+            link_status,
             hold_delete: false,
             announced: None,
         };
@@ -331,12 +345,12 @@ impl ChangeHandler for Orchestrator {
                         };
                         let delay = backoff(attempt, retry_after);
                         tracing::warn!(error = %err, delay_ms = delay.as_millis() as u64, "retrying");
-                        self.record_failure(&event, attempt, transaction_id, &err, Outcome::Retrying, started).await;
+                        self.record_failure(&event, attempt, transaction_id, &err, Outcome::Retrying, started, Some(delay)).await;
                         crate::metrics::sync_finished(Outcome::Retrying.as_str(), started.elapsed());
                         HandleOutcome::Retry { delay, error: err.to_string() }
                     } else {
                         tracing::error!(error = %err, attempt, "sync failed");
-                        self.record_failure(&event, attempt, transaction_id, &err, Outcome::Failed, started).await;
+                        self.record_failure(&event, attempt, transaction_id, &err, Outcome::Failed, started, None).await;
                         crate::metrics::sync_finished(Outcome::Failed.as_str(), started.elapsed());
                         if retryable {
                             HandleOutcome::Park { reason: format!("attempts used up: {err}") }

@@ -1,15 +1,15 @@
 //! Links between a record in the CRM and one in the finance system.
 
 use entity::entity_link::{ActiveModel, Column, Entity, Model};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, Func, LikeExpr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr,
 };
 use uuid::Uuid;
 
-use super::{parse, EntityLink, StoreError, StoreResult, SyncStatus};
-use crate::domain::{EntityType, PairId, System};
+use super::{parse, EntityLink, LinkStatusChange, StoreError, StoreResult, SyncStatus};
+use crate::domain::{EntityType, PairId, RecordLabel, System};
 
 pub(super) async fn find(
     db: &impl ConnectionTrait,
@@ -103,6 +103,13 @@ pub(super) async fn save(db: &impl ConnectionTrait, link: &EntityLink) -> StoreR
                     Column::ArchivedAt,
                     Column::DeletedAt,
                     Column::UpdatedAt,
+                    Column::LabelName,
+                    Column::LabelEmail,
+                    Column::LabelNumber,
+                    Column::LabelAmount,
+                    Column::LabelCustomer,
+                    Column::Attempts,
+                    Column::NextAttemptAt,
                 ])
                 .to_owned(),
         )
@@ -115,14 +122,73 @@ pub(super) async fn save(db: &impl ConnectionTrait, link: &EntityLink) -> StoreR
     Ok(())
 }
 
-pub(super) async fn with_status(
+/// Writes only the status of a link whose change failed (see [`LinkStatusChange`]).
+pub(super) async fn set_status(
     db: &impl ConnectionTrait,
-    status: SyncStatus,
+    change: &LinkStatusChange,
+) -> StoreResult<()> {
+    Entity::update_many()
+        .col_expr(Column::SyncStatus, Expr::value(change.status.as_str()))
+        .col_expr(Column::LastError, Expr::value(Some(change.error.clone())))
+        .col_expr(
+            Column::Attempts,
+            Expr::value(i32::try_from(change.attempts).unwrap_or(i32::MAX)),
+        )
+        .col_expr(Column::NextAttemptAt, Expr::value(change.next_attempt_at))
+        .col_expr(
+            Column::LastTransactionId,
+            Expr::value(Some(change.transaction_id)),
+        )
+        .col_expr(Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(Column::Id.eq(change.link_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Links whose record a person would look for by `text`: its id on either side, a
+/// customer's e-mail (any case) or a part of its name, an invoice's number.
+pub(super) async fn matching(
+    db: &impl ConnectionTrait,
+    text: &str,
+    limit: u64,
+) -> StoreResult<Vec<EntityLink>> {
+    let text = text.trim();
+    let pattern = format!(
+        "%{}%",
+        text.to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let name_like = Expr::expr(Func::lower(Expr::col(Column::LabelName)))
+        .like(LikeExpr::new(pattern).escape('\\'));
+    Entity::find()
+        .filter(
+            Condition::any()
+                .add(Column::CrmId.eq(text))
+                .add(Column::FinanceId.eq(text))
+                .add(Column::LabelEmail.eq(text.to_lowercase()))
+                .add(Column::LabelNumber.eq(text))
+                .add(name_like),
+        )
+        .order_by_desc(Column::UpdatedAt)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
+}
+
+pub(super) async fn with_statuses(
+    db: &impl ConnectionTrait,
+    statuses: &[SyncStatus],
     limit: u64,
     offset: u64,
 ) -> StoreResult<Vec<EntityLink>> {
     Entity::find()
-        .filter(Column::SyncStatus.eq(status.as_str()))
+        .filter(Column::SyncStatus.is_in(statuses.iter().map(|s| s.as_str())))
         .order_by_desc(Column::UpdatedAt)
         .limit(limit)
         .offset(offset)
@@ -169,6 +235,13 @@ fn to_active(link: &EntityLink) -> ActiveModel {
         deleted_at: Set(link.deleted_at),
         created_at: Set(link.created_at),
         updated_at: Set(link.updated_at),
+        label_name: Set(link.label.name.clone()),
+        label_email: Set(link.label.email.clone()),
+        label_number: Set(link.label.number.clone()),
+        label_amount: Set(link.label.amount.clone()),
+        label_customer: Set(link.label.customer.clone()),
+        attempts: Set(i32::try_from(link.attempts).unwrap_or(i32::MAX)),
+        next_attempt_at: Set(link.next_attempt_at),
     }
 }
 
@@ -194,5 +267,14 @@ fn from_model(model: Model) -> StoreResult<EntityLink> {
         deleted_at: model.deleted_at,
         created_at: model.created_at,
         updated_at: model.updated_at,
+        label: RecordLabel {
+            name: model.label_name,
+            email: model.label_email,
+            number: model.label_number,
+            amount: model.label_amount,
+            customer: model.label_customer,
+        },
+        attempts: u32::try_from(model.attempts).unwrap_or(0),
+        next_attempt_at: model.next_attempt_at,
     })
 }

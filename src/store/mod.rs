@@ -78,12 +78,16 @@ pub trait Store: Send + Sync {
     async fn get_link(&self, id: Uuid) -> StoreResult<Option<EntityLink>>;
     /// Inserts a new link; `AlreadyLinked` when either side's id is linked already.
     async fn insert_link(&self, link: &EntityLink) -> StoreResult<()>;
+    /// Links in any of `statuses`, most recently changed first.
     async fn links_with_status(
         &self,
-        status: SyncStatus,
+        statuses: &[SyncStatus],
         limit: u64,
         offset: u64,
     ) -> StoreResult<Vec<EntityLink>>;
+    /// Links a person would find by `text`: an id on either side, a customer's e-mail
+    /// or part of its name, an invoice's number; most recently changed first.
+    async fn find_links_matching(&self, text: &str, limit: u64) -> StoreResult<Vec<EntityLink>>;
     /// Every link of a pair, whatever its status (for checks over a whole pair).
     async fn links_of_pair(&self, pair: &PairId) -> StoreResult<Vec<EntityLink>>;
     /// Saves the link, appends the log entry, and records conflicts and a held delete,
@@ -383,11 +387,15 @@ impl Store for SeaStore {
 
     async fn links_with_status(
         &self,
-        status: SyncStatus,
+        statuses: &[SyncStatus],
         limit: u64,
         offset: u64,
     ) -> StoreResult<Vec<EntityLink>> {
-        links::with_status(&self.db, status, limit, offset).await
+        links::with_statuses(&self.db, statuses, limit, offset).await
+    }
+
+    async fn find_links_matching(&self, text: &str, limit: u64) -> StoreResult<Vec<EntityLink>> {
+        links::matching(&self.db, text, limit).await
     }
 
     async fn links_of_pair(&self, pair: &PairId) -> StoreResult<Vec<EntityLink>> {
@@ -403,6 +411,9 @@ impl Store for SeaStore {
             sync_log::append(&txn, announced).await?;
         }
         let log_id = sync_log::append(&txn, &commit.log).await?;
+        if let Some(change) = &commit.link_status {
+            links::set_status(&txn, change).await?;
+        }
         // Ended rows first: a field whose decision went stale gets a new held row.
         conflicts::withdraw(&txn, &commit.withdrawn).await?;
         if let Some(link) = &commit.link {

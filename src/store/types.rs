@@ -6,7 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::{
-    ChangeEvent, Checksum, Choice, EntityType, LinkSnapshot, PairId, System, Trigger,
+    ChangeEvent, Checksum, Choice, EntityType, LinkSnapshot, PairId, RecordLabel, System, Trigger,
 };
 use crate::secret::Secret;
 
@@ -43,7 +43,7 @@ macro_rules! string_enum {
 
 string_enum!(
     /// Where a link stands, as a person would ask "is this record in sync?".
-    SyncStatus { Pending => "pending", Synced => "synced", Failed => "failed", Blocked => "blocked", Conflict => "conflict" }
+    SyncStatus { Pending => "pending", Synced => "synced", Retrying => "retrying", Failed => "failed", Blocked => "blocked", Conflict => "conflict" }
 );
 
 string_enum!(
@@ -125,6 +125,27 @@ pub struct EntityLink {
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What a person recognises the record by.
+    pub label: RecordLabel,
+    /// Failed attempts of the change under way; 0 once it synced.
+    pub attempts: u32,
+    /// When the next attempt of a retrying change is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// The status of a link whose change failed, written alone: a failure is recorded
+/// outside the record's lock, so it must not overwrite what a concurrent sync of the
+/// same record saved (checksums, base, versions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkStatusChange {
+    pub link_id: Uuid,
+    /// `Retrying` or `Failed`.
+    pub status: SyncStatus,
+    pub error: String,
+    pub attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The failed change's transaction, for the record's history.
+    pub transaction_id: Uuid,
 }
 
 impl EntityLink {
@@ -158,6 +179,9 @@ impl EntityLink {
             last_synced_at: None,
             last_direction: None,
             last_error: None,
+            label: RecordLabel::default(),
+            attempts: 0,
+            next_attempt_at: None,
             archived_at: None,
             deleted_at: None,
             created_at: now,
@@ -294,6 +318,8 @@ pub struct SyncCommit {
     pub conflicts: Vec<ConflictWrite>,
     /// Held or decided conflicts that ended without being applied.
     pub withdrawn: Vec<Uuid>,
+    /// A failed change's link status, when `link` is not saved whole.
+    pub link_status: Option<LinkStatusChange>,
     pub hold_delete: bool,
     /// What announced the change (a webhook's own words), logged just before `log`.
     pub announced: Option<NewSyncLogEntry>,

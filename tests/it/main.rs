@@ -10,6 +10,7 @@ mod cli_settings;
 mod dashboard_browser;
 mod domain_decision;
 mod domain_properties;
+mod failures_e2e;
 mod hubspot_connector;
 mod openapi_document;
 mod orchestrator;

@@ -155,6 +155,7 @@ async fn commit_sync_is_all_or_nothing(b: &Backend) {
         log: log(Some(&second), System::Crm, "c2", Outcome::Created),
         conflicts: vec![],
         withdrawn: vec![],
+        link_status: None,
         hold_delete: false,
         announced: None,
     })
@@ -181,6 +182,7 @@ async fn commit_sync_is_all_or_nothing(b: &Backend) {
             log: log(Some(&stored), System::Crm, "c2", Outcome::Updated),
             conflicts: vec![],
             withdrawn: vec![],
+            link_status: None,
             hold_delete: false,
             announced: Some(log(Some(&stored), System::Crm, "c2", Outcome::Received)),
         })
@@ -221,6 +223,7 @@ async fn history_follows_a_record_before_and_after_its_link(b: &Backend) {
         log: log(Some(&link), System::Crm, "c9", Outcome::Created),
         conflicts: vec![],
         withdrawn: vec![],
+        link_status: None,
         hold_delete: false,
         announced: None,
     })
@@ -539,6 +542,7 @@ async fn commit_clashes(
         log: log(Some(link), System::Crm, "c1", Outcome::Conflict),
         conflicts,
         withdrawn,
+        link_status: None,
         hold_delete: false,
         announced: None,
     })
@@ -567,6 +571,7 @@ async fn conflicts_and_held_deletes(b: &Backend) {
             by_policy,
         ],
         withdrawn: vec![],
+        link_status: None,
         hold_delete: true,
         announced: None,
     })
@@ -622,6 +627,7 @@ async fn conflicts_and_held_deletes(b: &Backend) {
             log: log(Some(&link), System::Crm, "c1", Outcome::Conflict),
             conflicts: vec![clash("phone", "9", "9", None, ConflictState::Held)],
             withdrawn: vec![],
+            link_status: None,
             hold_delete: false,
             announced: None,
         })

@@ -10,7 +10,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
-use super::records::{link_view, LinkView};
+use super::records::{link_views, LinkView};
 use super::{source_of, AdminState, ApiError};
 use crate::bus::{BusMessage, Lane};
 use crate::domain::{ChangeEvent, ChangeKind, EntityType, Trigger};
@@ -182,7 +182,11 @@ impl OperationsApi {
         let pair = body.0.pair.clone();
         let links = match body.0.link_id {
             Some(id) => match self.state.store.get_link(id).await {
-                Ok(Some(link)) if link.sync_status == SyncStatus::Failed => vec![link],
+                Ok(Some(link))
+                    if matches!(link.sync_status, SyncStatus::Failed | SyncStatus::Retrying) =>
+                {
+                    vec![link]
+                }
                 Ok(Some(_)) => {
                     return Answer::BadRequest(ApiError::new(format!("link {id} has not failed")))
                 }
@@ -192,7 +196,7 @@ impl OperationsApi {
             None => match self
                 .state
                 .store
-                .links_with_status(SyncStatus::Failed, 1000, 0)
+                .links_with_status(&[SyncStatus::Failed, SyncStatus::Retrying], 1000, 0)
                 .await
             {
                 Ok(links) => links
@@ -236,7 +240,7 @@ impl OperationsApi {
         let links = match self
             .state
             .store
-            .links_with_status(SyncStatus::Failed, 1000, 0)
+            .links_with_status(&[SyncStatus::Failed], 1000, 0)
             .await
         {
             Ok(links) => links,
@@ -271,6 +275,7 @@ impl OperationsApi {
                     log,
                     conflicts: vec![],
                     withdrawn: vec![],
+                    link_status: None,
                     hold_delete: false,
                     announced: None,
                 })
@@ -282,16 +287,23 @@ impl OperationsApi {
         Answer::Ok(Json(Count { count }))
     }
 
-    /// Failed links, newest first.
+    /// Records whose change failed, most recent first: `retrying` from the first failed
+    /// attempt (with the error and when the next attempt is due), `failed` once the
+    /// attempts are spent. Each names its record (a customer's name and e-mail, an
+    /// invoice's number, amount and customer).
     #[oai(path = "/failures", method = "get")]
     async fn failures(&self) -> Answer<Vec<LinkView>> {
-        match self
+        let links = match self
             .state
             .store
-            .links_with_status(SyncStatus::Failed, 200, 0)
+            .links_with_status(&[SyncStatus::Retrying, SyncStatus::Failed], 200, 0)
             .await
         {
-            Ok(links) => Answer::Ok(Json(links.into_iter().map(link_view).collect())),
+            Ok(links) => links,
+            Err(err) => return unavailable("the store", err),
+        };
+        match link_views(self.state.store.as_ref(), links).await {
+            Ok(views) => Answer::Ok(Json(views)),
             Err(err) => unavailable("the store", err),
         }
     }

@@ -7,9 +7,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
+use std::collections::{BTreeMap, HashMap};
+
 use super::{AdminState, ApiError};
 use crate::domain::{EntityType, PairId, System};
-use crate::store::{EntityLink, SyncLogEntry, SyncLogFilter};
+use crate::store::{EntityLink, Store, StoreError, SyncLogEntry, SyncLogFilter};
 
 pub struct RecordsApi {
     pub state: AdminState,
@@ -18,12 +20,28 @@ pub struct RecordsApi {
 #[derive(Debug, Object)]
 pub struct LinkView {
     pub id: Uuid,
+    pub pair: String,
+    pub entity: String,
     pub crm_id: Option<String>,
     pub finance_id: Option<String>,
-    /// `pending`, `synced`, `failed`, `blocked` or `conflict`.
+    /// A customer's name.
+    pub name: Option<String>,
+    /// A customer's e-mail.
+    pub email: Option<String>,
+    /// An invoice's number.
+    pub number: Option<String>,
+    /// An invoice's total and currency.
+    pub amount: Option<String>,
+    /// An invoice's customer: its name (or e-mail) where its link knows it.
+    pub customer: Option<String>,
+    /// `pending`, `synced`, `retrying`, `failed`, `blocked` or `conflict`.
     pub sync_status: String,
     pub state: String,
     pub last_error: Option<String>,
+    /// Failed attempts of the change under way.
+    pub attempts: u32,
+    /// When a retrying change's next attempt is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_synced_at: Option<DateTime<Utc>>,
     pub last_direction: Option<String>,
     pub last_transaction_id: Option<Uuid>,
@@ -70,6 +88,16 @@ pub enum RecordResponse {
 }
 
 #[derive(ApiResponse)]
+pub enum FindResponse {
+    #[oai(status = 200)]
+    Found(Json<Vec<LinkView>>),
+    #[oai(status = 400)]
+    BadRequest(Json<ApiError>),
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
+}
+
+#[derive(ApiResponse)]
 pub enum LogsResponse {
     #[oai(status = 200)]
     Found(Json<Vec<LogView>>),
@@ -79,14 +107,69 @@ pub enum LogsResponse {
     Internal(Json<ApiError>),
 }
 
+/// The views of `links`, each invoice naming its customer as that customer's link does.
+pub(super) async fn link_views(
+    store: &dyn Store,
+    links: Vec<EntityLink>,
+) -> Result<Vec<LinkView>, StoreError> {
+    let mut wanted: BTreeMap<PairId, Vec<String>> = BTreeMap::new();
+    for link in &links {
+        if let Some(customer) = &link.label.customer {
+            wanted
+                .entry(link.pair.clone())
+                .or_default()
+                .push(customer.clone());
+        }
+    }
+    let mut customers: HashMap<(PairId, String), String> = HashMap::new();
+    for (pair, ids) in wanted {
+        for customer in store
+            .find_links(&pair, EntityType::Customer, System::Crm, &ids)
+            .await?
+        {
+            let (Some(id), Some(shown)) = (
+                customer.crm_id.clone(),
+                customer.label.name.or(customer.label.email),
+            ) else {
+                continue;
+            };
+            customers.insert((pair.clone(), id), shown);
+        }
+    }
+    Ok(links
+        .into_iter()
+        .map(|link| {
+            let customer = link.label.customer.as_ref().map(|id| {
+                customers
+                    .get(&(link.pair.clone(), id.clone()))
+                    .cloned()
+                    .unwrap_or_else(|| format!("crm {id}"))
+            });
+            LinkView {
+                customer,
+                ..link_view(link)
+            }
+        })
+        .collect())
+}
+
 pub(super) fn link_view(link: EntityLink) -> LinkView {
     LinkView {
         id: link.id,
+        pair: link.pair.to_string(),
+        entity: link.entity.as_str().to_string(),
         crm_id: link.crm_id,
         finance_id: link.finance_id,
+        name: link.label.name,
+        email: link.label.email,
+        number: link.label.number,
+        amount: link.label.amount,
+        customer: link.label.customer.map(|id| format!("crm {id}")),
         sync_status: link.sync_status.as_str().to_string(),
         state: link.state.as_str().to_string(),
         last_error: link.last_error,
+        attempts: link.attempts,
+        next_attempt_at: link.next_attempt_at,
         last_synced_at: link.last_synced_at,
         last_direction: link.last_direction.map(|d| d.as_str().to_string()),
         last_transaction_id: link.last_transaction_id,
@@ -147,13 +230,68 @@ impl RecordsApi {
                     id.0
                 )))
             }
-            Ok((link, history)) => RecordResponse::Found(Json(RecordView {
-                link: link.map(link_view),
-                history: history.into_iter().map(log_view).collect(),
-            })),
+            Ok((link, history)) => {
+                let link = match link {
+                    Some(link) => match link_views(store.as_ref(), vec![link]).await {
+                        Ok(mut views) => views.pop(),
+                        Err(err) => {
+                            tracing::error!(error = %err, "cannot read a record's customer");
+                            return RecordResponse::Internal(ApiError::new(
+                                "the store is unavailable; try again",
+                            ));
+                        }
+                    },
+                    None => None,
+                };
+                RecordResponse::Found(Json(RecordView {
+                    link,
+                    history: history.into_iter().map(log_view).collect(),
+                }))
+            }
             Err(err) => {
                 tracing::error!(error = %err, "cannot read a record's history");
                 RecordResponse::Internal(ApiError::new("the store is unavailable; try again"))
+            }
+        }
+    }
+
+    /// Records found by what a person knows of them: a customer's e-mail (any case) or
+    /// part of its name, an invoice's number, or an id on either side. Most recently
+    /// changed first.
+    #[oai(path = "/records", method = "get")]
+    async fn find(
+        &self,
+        /// What to look for; at least 2 characters.
+        q: Query<String>,
+        /// At most 100; 20 when not given.
+        limit: Query<Option<u64>>,
+    ) -> FindResponse {
+        let text = q.0.trim();
+        if text.chars().count() < 2 || text.chars().count() > 200 {
+            return FindResponse::BadRequest(ApiError::new(
+                "`q` must be 2 to 200 characters: an e-mail, a name, an invoice number or an id",
+            ));
+        }
+        if text.chars().any(char::is_control) {
+            return FindResponse::BadRequest(ApiError::new("`q` must not hold control characters"));
+        }
+        let limit = match limit.0 {
+            None => 20,
+            Some(l @ 1..=100) => l,
+            Some(_) => {
+                return FindResponse::BadRequest(ApiError::new("`limit` must be between 1 and 100"))
+            }
+        };
+        let store = self.state.store.as_ref();
+        let found = match store.find_links_matching(text, limit).await {
+            Ok(found) => link_views(store, found).await,
+            Err(err) => Err(err),
+        };
+        match found {
+            Ok(views) => FindResponse::Found(Json(views)),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot look records up");
+                FindResponse::Unavailable(ApiError::new("the store is unavailable; try again"))
             }
         }
     }
