@@ -201,10 +201,13 @@ impl Orchestrator {
         attempt: u32,
         transaction_id: Uuid,
         error: &SyncError,
-        outcome: Outcome,
+        failure: Failure,
         started: Instant,
-        retry_in: Option<Duration>,
     ) {
+        let (outcome, retry_in) = match failure {
+            Failure::Retrying { delay } => (Outcome::Retrying, Some(delay)),
+            Failure::Spent => (Outcome::Failed, None),
+        };
         let link = self
             .store
             .find_link(&event.pair, event.entity, event.system, &event.external_id)
@@ -258,6 +261,14 @@ impl Orchestrator {
             }
         }
     }
+}
+
+/// How a change that failed stands.
+enum Failure {
+    /// It is tried again after `delay`.
+    Retrying { delay: Duration },
+    /// Its attempts are spent, or it cannot succeed without a person.
+    Spent,
 }
 
 /// The lock key of a record: its pair and type, and the id of the record its link
@@ -345,12 +356,12 @@ impl ChangeHandler for Orchestrator {
                         };
                         let delay = backoff(attempt, retry_after);
                         tracing::warn!(error = %err, delay_ms = delay.as_millis() as u64, "retrying");
-                        self.record_failure(&event, attempt, transaction_id, &err, Outcome::Retrying, started, Some(delay)).await;
+                        self.record_failure(&event, attempt, transaction_id, &err, Failure::Retrying { delay }, started).await;
                         crate::metrics::sync_finished(Outcome::Retrying.as_str(), started.elapsed());
                         HandleOutcome::Retry { delay, error: err.to_string() }
                     } else {
                         tracing::error!(error = %err, attempt, "sync failed");
-                        self.record_failure(&event, attempt, transaction_id, &err, Outcome::Failed, started, None).await;
+                        self.record_failure(&event, attempt, transaction_id, &err, Failure::Spent, started).await;
                         crate::metrics::sync_finished(Outcome::Failed.as_str(), started.elapsed());
                         if retryable {
                             HandleOutcome::Park { reason: format!("attempts used up: {err}") }

@@ -78,7 +78,7 @@ pub struct RecordView {
 #[derive(ApiResponse)]
 pub enum RecordResponse {
     #[oai(status = 200)]
-    Found(Json<RecordView>),
+    Found(Json<Box<RecordView>>),
     #[oai(status = 400)]
     BadRequest(Json<ApiError>),
     #[oai(status = 404)]
@@ -243,10 +243,10 @@ impl RecordsApi {
                     },
                     None => None,
                 };
-                RecordResponse::Found(Json(RecordView {
+                RecordResponse::Found(Json(Box::new(RecordView {
                     link,
                     history: history.into_iter().map(log_view).collect(),
-                }))
+                })))
             }
             Err(err) => {
                 tracing::error!(error = %err, "cannot read a record's history");
