@@ -5,6 +5,7 @@
 
 pub mod admin_client;
 pub mod api;
+pub mod backlog;
 pub mod bench;
 pub mod bus;
 pub mod cli;

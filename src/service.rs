@@ -246,6 +246,7 @@ pub async fn serve_with(
         .with_context(|| format!("cannot reach the bus at {}", redact_url(&settings.amqp_url)))?;
     let wiring = crate::wiring::from_settings_with(&settings, store.clone(), &options);
     let queue = crate::orchestrator::QueueControl::default();
+    let backlog = crate::backlog::Backlog::default();
     let tracker = TaskTracker::new();
     if !args.no_http {
         let (acceptor, addr) = bind(&settings.listen).await?;
@@ -270,6 +271,7 @@ pub async fn serve_with(
             bus: bus.clone(),
             jobs,
             queue: queue.clone(),
+            backlog: backlog.clone(),
         };
         let state = HttpState {
             probes,
@@ -298,7 +300,8 @@ pub async fn serve_with(
                 settings.orchestrator.workers,
                 Duration::from_secs(settings.orchestrator.shutdown_grace_secs),
             )
-            .with_control(queue);
+            .with_control(queue)
+            .with_backlog(backlog);
             let stop = shutdown.clone();
             tracker.spawn(async move {
                 if let Err(err) = pool.run(stop.clone()).await {

@@ -82,6 +82,7 @@ pub async fn run(
             bus: bus.clone(),
             jobs,
             queue: Default::default(),
+            backlog: Default::default(),
         },
         admin_token: Secret::new(uuid::Uuid::new_v4().to_string()),
     };

@@ -24,6 +24,7 @@ async fn the_committed_openapi_document_matches_the_code() {
         bus,
         jobs,
         queue: Default::default(),
+        backlog: Default::default(),
     })
     .spec();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");

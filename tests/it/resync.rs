@@ -112,6 +112,7 @@ impl Running {
                 bus: bus.clone() as Arc<dyn Bus>,
                 jobs,
                 queue: control,
+                backlog: Default::default(),
             },
             admin_token: Secret::new(TOKEN),
         };

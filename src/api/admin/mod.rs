@@ -42,6 +42,8 @@ pub struct AdminState {
     pub bus: Arc<dyn crate::bus::Bus>,
     pub jobs: Arc<JobRunner>,
     pub queue: crate::orchestrator::QueueControl,
+    /// What waits inside this process, and for what.
+    pub backlog: crate::backlog::Backlog,
 }
 
 impl AdminState {
