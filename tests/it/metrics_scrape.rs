@@ -1,12 +1,20 @@
-//! `GET /metrics` scraped from the whole engine at work (the simulators, PostgreSQL and
-//! RabbitMQ): every series that dashboards read is there under its name and type, and
-//! each is listed in docs/metrics.md.
+//! `GET /metrics` scraped from `tandem serve` at work, on PostgreSQL and RabbitMQ with
+//! the simulated HubSpot and Xero: every series dashboards read is there under its name
+//! and type, each is listed in docs/metrics.md, and the calls counted are the calls the
+//! simulators answered. The engine runs as a child process, so its figures are its own
+//! (the registry is the process's).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sim::{CustomerSeed, SimConfig};
+use sim::{CustomerSeed, SimConfig, Simulators};
+use tandem::config::Settings;
+use tandem::secret::Secret;
+use tokio_util::sync::CancellationToken;
 
-use crate::sync_e2e::{Backend, World, PAIR};
+use crate::support::{self, eventually, TandemProcess, TestDatabase, TestQueues};
+
+const PAIR: &str = "acme";
 
 /// Every family the engine exposes, with its type: the names dashboards query.
 const SERIES: [(&str, &str); 9] = [
@@ -26,25 +34,90 @@ fn metric_name(line: &str) -> &str {
     line.split(['{', ' ']).next().unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_series_is_exposed_with_its_type_while_the_engine_works() {
-    let mut world = World::start_with_pair(Backend::Production, SimConfig::default(), |_| {}).await;
-    // Xero's first answer is a 429, so the wait it asks for is counted too.
-    world.sims.xero.force_429_next(Duration::from_secs(1));
-    world.sims.hubspot.person_creates_customer(&CustomerSeed {
-        name: "Metrics Person".into(),
-        email: "metrics.person@example.com".into(),
-        phone: None,
-    });
-    world
-        .until("the customer reached Xero", |s| {
-            s.in_step && s.customers.paired == 1
+/// The samples of an exposition, as series (name with labels) -> value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("a value");
+            (series.to_string(), value.parse().expect("a number"))
         })
-        .await;
+        .collect()
+}
 
-    let answer = world
-        .http
-        .get(format!("{}/metrics", world.base))
+/// The sum of the samples of `metric` whose labels include every one of `labels`.
+fn total(samples: &BTreeMap<String, f64>, metric: &str, labels: &[&str]) -> f64 {
+    samples
+        .iter()
+        .filter(|(series, _)| metric_name(series) == metric)
+        .filter(|(series, _)| labels.iter().all(|l| series.contains(l)))
+        .map(|(_, value)| value)
+        .sum()
+}
+
+/// Calls to a simulator's API, as the engine's connectors make them: the token
+/// endpoint is called by the OAuth client, which the call counter does not see.
+fn api_calls(calls: &[(String, u16)], status: Option<u16>) -> f64 {
+    calls
+        .iter()
+        .filter(|(path, s)| !path.contains("token") && status.is_none_or(|want| *s == want))
+        .count() as f64
+}
+
+struct Engine {
+    tandem: TandemProcess,
+    settings_file: std::path::PathBuf,
+    _db: TestDatabase,
+    _queues: TestQueues,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.settings_file);
+    }
+}
+
+/// `tandem serve` with one pair on the simulators, webhooks only (no poller, so that
+/// nothing calls the simulators once the changes are done).
+async fn serve(sims: &Simulators) -> Engine {
+    let db = TestDatabase::create().await;
+    let mut settings = Settings {
+        database_url: db.url.clone(),
+        amqp_url: support::amqp_url(),
+        ..Default::default()
+    };
+    settings.bus.prefix = support::unique("tandem_metrics");
+    let queues = TestQueues::new(&settings.bus.prefix);
+    let key = tandem::seal::SecretsKey::generate().expect("key");
+    settings.secrets_key = Some(Secret::new(key.to_base64().as_str()));
+    settings
+        .pairs
+        .insert(PAIR.into(), tandem::demo::pair_for(sims, 0));
+    let settings_file =
+        std::env::temp_dir().join(format!("{}.toml", support::unique("tandem-metrics")));
+    std::fs::write(
+        &settings_file,
+        tandem::bench::engine::settings_toml(&settings).expect("settings as TOML"),
+    )
+    .expect("write settings");
+    let tandem = TandemProcess::start(
+        &["serve"],
+        &[("TANDEM_CONFIG", settings_file.display().to_string())],
+    )
+    .await;
+    let (crm, finance) = tandem::demo::webhook_urls(&tandem.base_url, PAIR);
+    sims.send_webhooks_to(Some(crm), Some(finance));
+    Engine {
+        tandem,
+        settings_file,
+        _db: db,
+        _queues: queues,
+    }
+}
+
+async fn scrape(http: &reqwest::Client, base: &str) -> (String, String) {
+    let answer = http
+        .get(format!("{base}/metrics"))
         .send()
         .await
         .expect("/metrics answers");
@@ -55,11 +128,63 @@ async fn every_series_is_exposed_with_its_type_while_the_engine_works() {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    (content_type, answer.text().await.expect("text"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_series_is_exposed_with_its_type_and_counts_what_happened() {
+    let stop_sims = CancellationToken::new();
+    let sims = Simulators::start(
+        SimConfig::default(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        stop_sims.clone(),
+    )
+    .await
+    .expect("simulators start");
+    let _stop_sims = stop_sims.drop_guard();
+    let engine = serve(&sims).await;
+    let base = engine.tandem.base_url.clone();
+    let http = reqwest::Client::new();
+
+    // Xero's first answer is a 429, so the wait it asks for is counted too.
+    sims.xero.force_429_next(Duration::from_secs(1));
+    sims.hubspot.person_creates_customer(&CustomerSeed {
+        name: "Metrics Person".into(),
+        email: "metrics.person@example.com".into(),
+        phone: None,
+    });
+    // Done when the customer is on both sides and every change taken in (the create and
+    // the echoes of its writes) has its outcome, with no call made since the last look.
+    let last_calls = std::sync::Mutex::new(0usize);
+    let (http_ref, base_ref, sims_ref, last_ref) = (&http, base.as_str(), &sims, &last_calls);
+    eventually(
+        Duration::from_secs(60),
+        "the engine at rest",
+        || async move {
+            let (http, base, sims) = (http_ref, base_ref, sims_ref);
+            let (_, text) = scrape(http, base).await;
+            let calls = sims.hubspot.calls().len() + sims.xero.calls().len();
+            let s = samples(&text);
+            let unfinished = total(&s, "tandem_events_received_total", &[])
+                - total(&s, "tandem_sync_outcomes_total", &[])
+                + total(&s, "tandem_sync_outcomes_total", &[r#"outcome="retrying""#]);
+            let inspected = sims.inspect();
+            let mut last = last_ref.lock().expect("lock");
+            let at_rest = inspected.in_step
+                && inspected.customers.paired == 1
+                && unfinished == 0.0
+                && *last == calls;
+            *last = calls;
+            at_rest
+        },
+    )
+    .await;
+    let (content_type, text) = scrape(&http, &base).await;
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
         "{content_type}"
     );
-    let text = answer.text().await.expect("text");
 
     for (name, kind) in SERIES {
         let type_line = format!("# TYPE {name} {kind}");
@@ -67,11 +192,11 @@ async fn every_series_is_exposed_with_its_type_while_the_engine_works() {
             text.lines().any(|l| l == type_line),
             "no `{type_line}` in\n{text}"
         );
-        let samples: Vec<&str> = match kind {
-            "histogram" => vec!["_bucket", "_sum", "_count"],
-            _ => vec![""],
+        let suffixes: &[&str] = match kind {
+            "histogram" => &["_bucket", "_sum", "_count"],
+            _ => &[""],
         };
-        for suffix in samples {
+        for suffix in suffixes {
             let sample = format!("{name}{suffix}");
             assert!(
                 text.lines()
@@ -88,26 +213,57 @@ async fn every_series_is_exposed_with_its_type_while_the_engine_works() {
             "`{name}` is exposed but not listed here nor in docs/metrics.md"
         );
     }
-    // The figures of this run, under the labels dashboards filter on.
-    let value = |series: &str| {
-        text.lines().find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == series).then(|| value.parse::<f64>().expect("a number"))
-        })
+
+    // The figures are what happened: each call the simulators answered is counted once,
+    // under its system and status, and so is the wait the 429 asked for.
+    let s = samples(&text);
+    let calls = |system: &str| -> Vec<(String, u16)> {
+        match system {
+            "crm" => sims
+                .hubspot
+                .calls()
+                .into_iter()
+                .map(|c| (c.path, c.status))
+                .collect(),
+            _ => sims
+                .xero
+                .calls()
+                .into_iter()
+                .map(|c| (c.path, c.status))
+                .collect(),
+        }
     };
+    for system in ["crm", "finance"] {
+        let label = format!(r#"system="{system}""#);
+        assert_eq!(
+            total(&s, "tandem_system_calls_total", &[&label]),
+            api_calls(&calls(system), None),
+            "{system}: {:?}\n{text}",
+            calls(system)
+        );
+    }
+    assert_eq!(
+        total(
+            &s,
+            "tandem_system_calls_total",
+            &[r#"system="finance""#, r#"status="429""#]
+        ),
+        api_calls(&calls("finance"), Some(429)),
+        "{text}"
+    );
+    assert_eq!(
+        s.get(r#"tandem_rate_limit_waits_total{system="finance"}"#),
+        Some(&1.0),
+        "{text}"
+    );
     let received =
         format!(r#"tandem_events_received_total{{pair="{PAIR}",system="crm",trigger="webhook"}}"#);
-    assert!(value(&received).is_some_and(|v| v >= 1.0), "{text}");
-    assert!(
-        value(r#"tandem_rate_limit_waits_total{system="finance"}"#).is_some_and(|v| v >= 1.0),
+    assert!(s.get(&received).is_some_and(|v| *v >= 1.0), "{text}");
+    assert_eq!(
+        s.get(r#"tandem_sync_outcomes_total{outcome="created"}"#),
+        Some(&1.0),
         "{text}"
     );
-    assert!(
-        value(r#"tandem_system_calls_total{system="finance",status="429"}"#)
-            .is_some_and(|v| v >= 1.0),
-        "{text}"
-    );
-    world.stop_engine().await;
 }
 
 #[test]
