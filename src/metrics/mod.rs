@@ -8,10 +8,12 @@
 //! read exact figures, whatever else the process is doing.
 //!
 //! The engine itself counts into one process-wide [`Metrics`] through the free functions
-//! below, so intake, the connectors and the orchestrator count without a handle threaded
-//! through them. Two engines started in one process (some tests do) add into the same
-//! figures; `tandem serve` runs one engine per process, and the test runner (nextest)
-//! runs each test in a process of its own.
+//! below, so intake, the connectors' API client and the orchestrator count without a
+//! handle threaded through their constructors. Two engines started in one process (some
+//! tests do) therefore add into the same figures: `tandem serve` runs one engine per
+//! process, the test runner (nextest) runs each test in a process of its own, and a test
+//! that checks exact figures runs its engine as a child process. A registry per engine
+//! would be a [`Metrics`] handed to each of those parts when the engine is built.
 //!
 //! Gauges that the store or the bus know (queue depth, open conflicts, failed records)
 //! are read when scraped: see [`Gauges`].
