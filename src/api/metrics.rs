@@ -5,7 +5,7 @@ use poem::{handler, Response};
 
 use super::HttpState;
 use crate::bus::Lane;
-use crate::metrics::{render, Gauges};
+use crate::metrics::{render, Gauges, CONTENT_TYPE};
 use crate::store::SyncStatus;
 
 #[handler]
@@ -36,7 +36,7 @@ pub async fn metrics(state: Data<&HttpState>) -> Response {
         .map(|l| l.len() as u64)
         .unwrap_or(0);
     Response::builder()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(CONTENT_TYPE)
         .body(render(&Gauges {
             queue_depth,
             oldest_age_seconds,

@@ -429,7 +429,7 @@ impl Drop for RssSampler {
 
 /// The settings file the child reads: what the bench decided, nothing from this
 /// process's environment. Policies and field mappings are left at their defaults.
-fn settings_toml(settings: &Settings) -> anyhow::Result<String> {
+pub fn settings_toml(settings: &Settings) -> anyhow::Result<String> {
     use toml::{Table, Value};
     let mut root = Table::new();
     let text = |s: &str| Value::String(s.to_string());

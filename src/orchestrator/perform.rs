@@ -572,11 +572,6 @@ fn key_for(
 }
 
 fn record_exchange(log: &mut NewSyncLogEntry, written: &Written) {
-    let system = match log.direction {
-        Some(crate::store::Direction::CrmToFinance) => "finance",
-        _ => "crm",
-    };
-    crate::metrics::system_call(system, written.exchange.status.unwrap_or(0));
     log.request = written.exchange.request.clone();
     log.response = written.exchange.response.clone();
     log.status_code = written.exchange.status;

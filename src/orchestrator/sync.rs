@@ -337,14 +337,6 @@ impl ChangeHandler for Orchestrator {
                     HandleOutcome::Done
                 }
                 Err(err) => {
-                    if let SyncError::Connector(err) = &err {
-                        let system = err.system();
-                        let status = err.exchange().and_then(|e| e.status).unwrap_or(0);
-                        crate::metrics::system_call(system.as_str(), status);
-                        if err.retry_after().is_some() {
-                            crate::metrics::rate_limit_wait(system.as_str());
-                        }
-                    }
                     let retryable = match &err {
                         SyncError::Connector(err) => err.is_retryable(),
                         SyncError::Store(_) => true,

@@ -12,6 +12,7 @@ mod domain_decision;
 mod domain_properties;
 mod failures_e2e;
 mod hubspot_connector;
+mod metrics_scrape;
 mod openapi_document;
 mod orchestrator;
 mod poller;

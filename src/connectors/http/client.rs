@@ -196,7 +196,10 @@ impl ApiClient {
                 None => None,
             };
             let token = self.auth.bearer().await?;
-            let answer = self.send_once(request, &token).await?;
+            let answer = self
+                .send_once(request, &token)
+                .await
+                .inspect_err(|_| crate::metrics::system_call(self.system.as_str(), 0))?;
             crate::metrics::system_call(self.system.as_str(), answer.status);
             if let Some(pause) = (self.limits)(&answer.headers) {
                 self.gate.pause_for(pause);

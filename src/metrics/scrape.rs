@@ -1,0 +1,76 @@
+//! One scrape: the counters as they stand, then the gauges read for this scrape.
+//!
+//! The gauges go into a registry made for the one scrape, so a lane that cannot be read
+//! this time is left out instead of showing the figure an earlier scrape read.
+
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use super::Metrics;
+
+/// The `Content-Type` of the Prometheus text format, version 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// Gauges read at scrape time.
+pub struct Gauges {
+    pub queue_depth: Vec<(&'static str, u64)>,
+    pub oldest_age_seconds: Vec<(&'static str, f64)>,
+    pub open_conflicts: u64,
+    pub failed_records: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaneLabels {
+    lane: &'static str,
+}
+
+impl Gauges {
+    fn registry(&self) -> Registry {
+        let depth = Family::<LaneLabels, Gauge<u64, AtomicU64>>::default();
+        for (lane, value) in &self.queue_depth {
+            depth.get_or_create(&LaneLabels { lane }).set(*value);
+        }
+        let age = Family::<LaneLabels, Gauge<f64, AtomicU64>>::default();
+        for (lane, value) in &self.oldest_age_seconds {
+            age.get_or_create(&LaneLabels { lane }).set(*value);
+        }
+        let open_conflicts = Gauge::<u64, AtomicU64>::default();
+        open_conflicts.set(self.open_conflicts);
+        let failed_records = Gauge::<u64, AtomicU64>::default();
+        failed_records.set(self.failed_records);
+
+        let mut registry = Registry::default();
+        registry.register("tandem_queue_depth", "Messages waiting in each lane", depth);
+        registry.register(
+            "tandem_queue_oldest_age_seconds",
+            "Age of the oldest message waiting in each lane (at most)",
+            age,
+        );
+        registry.register(
+            "tandem_open_conflicts",
+            "Conflicts waiting for a person",
+            open_conflicts,
+        );
+        registry.register(
+            "tandem_failed_records",
+            "Records whose last sync failed",
+            failed_records,
+        );
+        registry
+    }
+}
+
+impl Metrics {
+    /// The whole exposition: this registry's counters and histogram, then `gauges`.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::new();
+        // Encoding into a `String` cannot fail: the writer never refuses, and every
+        // label value here is a string or an integer.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        let _ = prometheus_text::encode(&mut out, &gauges.registry());
+        out
+    }
+}
