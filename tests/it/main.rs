@@ -11,6 +11,7 @@ mod dashboard_browser;
 mod domain_decision;
 mod domain_properties;
 mod hubspot_connector;
+mod newcomer;
 mod openapi_document;
 mod orchestrator;
 mod poller;
