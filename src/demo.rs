@@ -151,7 +151,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
         Ok(started) => started,
         Err(err) => {
             stop_sims.cancel();
-            let _ = std::fs::remove_file(&database);
+            remove_database(&database);
             return Err(err);
         }
     };
@@ -212,10 +212,20 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     let _ = people.await;
     let result = engine.await.context("the engine task failed")?;
     stop_sims.cancel();
-    let _ = std::fs::remove_file(&database);
+    remove_database(&database);
     result?;
     println!("demo stopped");
     Ok(())
+}
+
+/// Removes the demo's SQLite file with the write-ahead log and shared-memory files that
+/// WAL mode keeps beside it.
+fn remove_database(database: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = database.as_os_str().to_owned();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 type EngineTask = tokio::task::JoinHandle<anyhow::Result<()>>;

@@ -391,7 +391,8 @@ async fn the_demo_listens_where_asked_and_the_cli_reaches_it_with_a_token_file()
         ))
     })
     .await;
-    let _stop = StopOnDrop(demo);
+    let database = std::env::temp_dir().join(format!("tandem-demo-{}.db", demo.id()));
+    let stop = StopOnDrop(demo);
     assert!(
         !base.ends_with(":0"),
         "the banner names the port asked for, not the one got: {base}"
@@ -424,6 +425,17 @@ async fn the_demo_listens_where_asked_and_the_cli_reaches_it_with_a_token_file()
             output.status.success(),
             "with {how}: {}",
             String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // Stopped, the demo leaves none of its throw-away database behind.
+    drop(stop);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = database.clone().into_os_string();
+        path.push(suffix);
+        assert!(
+            !std::path::Path::new(&path).exists(),
+            "left behind: {}",
+            path.to_string_lossy()
         );
     }
 }
