@@ -1,11 +1,13 @@
-//! `tandem resync` and `tandem replay`: the command line asks the running server's
-//! admin API, so a job started from a terminal is the same job the dashboard shows.
+//! `tandem resync`, `replay`, `status` and `conflicts`: the command line asks the running
+//! server's admin API, so a job started from a terminal is the same job the dashboard
+//! shows. How they find the server and its token: `crate::cli::REACHING_THE_SERVER`.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
+use crate::api::admin::time_field::parse_time;
 use crate::cli::{ConflictAction, ConflictsArgs, ReplayArgs, ResyncArgs, ServerArgs};
 use crate::config::Settings;
 
@@ -16,19 +18,33 @@ struct AdminClient {
 }
 
 impl AdminClient {
+    /// The server's base URL and admin token, from the command line first, then the
+    /// settings (see `crate::cli::REACHING_THE_SERVER`).
     fn new(settings: &Settings, server: &ServerArgs) -> anyhow::Result<Self> {
-        let token = settings
-            .admin_token
-            .as_ref()
-            .context("no admin token: set TANDEM_ADMIN_TOKEN to the running server's token")?
-            .expose()
-            .to_string();
-        let base = server
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", settings.listen));
+        let base = match &server.url {
+            Some(url) => url.clone(),
+            None if settings.listen.ends_with(":0") => bail!(
+                "the settings' listen address `{}` names no port to ask; give the server's \
+                 URL with --url or TANDEM_URL",
+                settings.listen
+            ),
+            None => format!("http://{}", settings.listen),
+        };
+        let base = base.trim_end_matches('/').to_string();
+        let token = match &server.token_file {
+            Some(path) => read_token_file(path)?,
+            None => match &settings.admin_token {
+                Some(token) => token.expose().to_string(),
+                None => bail!(
+                    "no admin token for the server at {base}: give it with \
+                     TANDEM_ADMIN_TOKEN=<token>, TANDEM_ADMIN_TOKEN_FILE=<path> or \
+                     --token-file <path> (a server started without one printed the token it \
+                     made at start)"
+                ),
+            },
+        };
         Ok(Self {
-            base: base.trim_end_matches('/').to_string(),
+            base,
             token,
             http: reqwest::Client::new(),
         })
@@ -47,19 +63,36 @@ impl AdminClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.with_context(|| {
-            format!(
-                "cannot reach Tandem at {}: is `tandem serve` running?",
-                self.base
+        let response = request.send().await.map_err(|err| {
+            anyhow::anyhow!(
+                "cannot reach Tandem at {}: is `tandem serve` running there? ({})",
+                self.base,
+                crate::service::innermost_cause(&err)
             )
         })?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let why = body["error"].as_str().unwrap_or("no detail");
-            bail!("the server answered {status}: {why}");
+        let text = response.text().await.with_context(|| {
+            format!(
+                "the server at {} answered {status}, then broke off",
+                self.base
+            )
+        })?;
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "the server at {} answered {status}: it does not take this admin token; \
+                 give the one it was started with (TANDEM_ADMIN_TOKEN or --token-file)",
+                self.base
+            );
         }
-        Ok(body)
+        if !status.is_success() {
+            bail!("the server answered {status}: {}", why_refused(&text));
+        }
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "the server at {} answered {status} with something other than JSON: is it Tandem?",
+                self.base
+            )
+        })
     }
 
     /// Prints the job's progress until it is done (or failed).
@@ -81,7 +114,9 @@ impl AdminClient {
                 Some("done") => return Ok(()),
                 Some("failed") => bail!(
                     "the job failed: {}",
-                    progress["error"].as_str().unwrap_or("no detail")
+                    progress["error"]
+                        .as_str()
+                        .unwrap_or("no reason was recorded")
                 ),
                 _ => tokio::time::sleep(Duration::from_secs(1)).await,
             }
@@ -91,13 +126,7 @@ impl AdminClient {
 
 /// `tandem status`: the queue and the last 24 hours, from the running server.
 pub async fn status(settings: &Settings, args: crate::cli::StatusArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(
-        settings,
-        &ServerArgs {
-            url: args.url,
-            wait: false,
-        },
-    )?;
+    let client = AdminClient::new(settings, &args.server)?;
     let queue = client
         .call(reqwest::Method::GET, "/api/queue", None)
         .await?;
@@ -131,13 +160,7 @@ pub async fn status(settings: &Settings, args: crate::cli::StatusArgs) -> anyhow
 
 /// `tandem conflicts`: lists conflicts, or decides one held for a person.
 pub async fn conflicts(settings: &Settings, args: ConflictsArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(
-        settings,
-        &ServerArgs {
-            url: args.url,
-            wait: false,
-        },
-    )?;
+    let client = AdminClient::new(settings, &args.server)?;
     match args.action {
         None => {
             let listed = client
@@ -205,25 +228,69 @@ fn conflict_line(conflict: &Value) -> String {
 }
 
 pub async fn resync(settings: &Settings, args: ResyncArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(settings, &args.server)?;
     let mut body = json!({"pair": args.pair, "system": args.system, "entity": args.entity});
     if !args.ids.is_empty() {
         body["ids"] = json!(args.ids);
     }
     if let (Some(from), Some(to)) = (&args.modified_from, &args.modified_to) {
+        window(("--modified-from", from), ("--modified-to", to))?;
         body["modified_from"] = json!(from);
         body["modified_to"] = json!(to);
     }
     if args.everything {
         body["everything"] = json!(true);
     }
-    start(&client, "/api/resync", body, args.server.wait).await
+    let client = AdminClient::new(settings, &args.server)?;
+    start(&client, "/api/resync", body, args.wait).await
 }
 
 pub async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
+    window(("--from", &args.from), ("--to", &args.to))?;
     let client = AdminClient::new(settings, &args.server)?;
     let body = json!({"from": args.from, "to": args.to, "pair": args.pair});
-    start(&client, "/api/replay", body, args.server.wait).await
+    start(&client, "/api/replay", body, args.wait).await
+}
+
+/// Checks a time window given on the command line before anything is asked of the
+/// server, naming the flag that is wrong. The server parses the same way.
+fn window(from: (&str, &str), to: (&str, &str)) -> anyhow::Result<()> {
+    let start = parse_time(from.0, from.1).map_err(anyhow::Error::msg)?;
+    let end = parse_time(to.0, to.1).map_err(anyhow::Error::msg)?;
+    if start >= end {
+        bail!(
+            "{}: `{}` is not after {} `{}`; the window must run forward",
+            to.0,
+            to.1,
+            from.0,
+            from.1
+        );
+    }
+    Ok(())
+}
+
+fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let contents = std::fs::read_to_string(path)
+        .with_context(|| format!("--token-file: cannot read `{}`", path.display()))?;
+    let token = contents.trim();
+    if token.is_empty() {
+        bail!("--token-file: `{}` is empty", path.display());
+    }
+    Ok(token.to_string())
+}
+
+/// What a refusal says: the `error` of a JSON body, or the body's own text, so that no
+/// answer is ever shown without its reason.
+fn why_refused(body: &str) -> String {
+    let body = body.trim();
+    if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(body) {
+        if let Some(Value::String(error)) = fields.get("error") {
+            return error.clone();
+        }
+    }
+    match body {
+        "" => "(an empty answer)".to_string(),
+        text => text.chars().take(500).collect(),
+    }
 }
 
 async fn start(client: &AdminClient, path: &str, body: Value, wait: bool) -> anyhow::Result<()> {

@@ -1,5 +1,8 @@
 //! The `tandem` command line.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -9,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
     about = "Keeps a CRM (HubSpot) and an accounting system (Xero) in step, both ways.",
     long_about = "Keeps a CRM (HubSpot) and an accounting system (Xero) in step, both ways.\n\n\
         Settings come from tandem.toml (path in TANDEM_CONFIG) and TANDEM_* environment \
-        variables; see README.md."
+        variables; see README.md. `resync`, `replay`, `status` and `conflicts` ask a \
+        running server: `tandem status --help` says how they find it and its admin token."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,12 +35,16 @@ pub enum Command {
     Config,
     /// Force a resync of chosen records, a date range, or everything (asks the running
     /// server's admin API).
+    #[command(after_help = REACHING_THE_SERVER)]
     Resync(ResyncArgs),
     /// Re-publish the changes of a time window (asks the running server's admin API).
+    #[command(after_help = REACHING_THE_SERVER)]
     Replay(ReplayArgs),
     /// Show queue state and the last 24 hours' sync outcomes (asks the running server).
+    #[command(after_help = REACHING_THE_SERVER)]
     Status(StatusArgs),
     /// List conflicts, or decide one held for a person (asks the running server).
+    #[command(after_help = REACHING_THE_SERVER)]
     Conflicts(ConflictsArgs),
     /// Run the simulated HubSpot and Xero servers alone.
     Sim(SimArgs),
@@ -45,6 +53,17 @@ pub enum Command {
     /// Convergence under chaos: edits on both sides while the engine is killed and the
     /// brokers restarted; checks the end state and exits non-zero when a check fails.
     Torture(TortureArgs),
+}
+
+impl Command {
+    /// The `--listen` address given to `serve` or `demo`, which replaces the settings'.
+    pub fn listen(&self) -> Option<SocketAddr> {
+        match self {
+            Command::Serve(args) => args.listen,
+            Command::Demo(args) => args.listen,
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -77,10 +96,24 @@ pub const RESTART_RABBITMQ: &str = "rabbitmqctl -q stop_app && rabbitmqctl -q st
 pub const RESTART_POSTGRES: &str =
     "pg_ctlcluster --skip-systemctl-redirect \"$(ls /etc/postgresql | head -n 1)\" main restart";
 
+/// How `resync`, `replay`, `status` and `conflicts` reach the running server; shown
+/// under their `--help`.
+pub const REACHING_THE_SERVER: &str = "\
+These commands ask a running `tandem serve` (or `tandem demo`) over HTTP.
+  Where:  --url, else TANDEM_URL, else http://<listen> from the settings
+          (TANDEM_LISTEN or `listen` in tandem.toml; 127.0.0.1:8080 by default).
+  Token:  the server's admin token, from --token-file PATH, else TANDEM_ADMIN_TOKEN,
+          else TANDEM_ADMIN_TOKEN_FILE=PATH, else `admin_token` in tandem.toml.
+          A server started without one prints the token it made at start.";
+
 /// Which parts of the engine this process runs; all by default. Scale out by running
 /// several processes, each with the parts it should carry.
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub struct ServeArgs {
+    /// The HTTP address, instead of the settings' `listen` (TANDEM_LISTEN); port 0
+    /// lets the OS choose and prints `listening on http://<address>`.
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Option<SocketAddr>,
     /// Do not serve HTTP (webhooks, admin API, dashboard, health).
     #[arg(long)]
     pub no_http: bool,
@@ -92,15 +125,16 @@ pub struct ServeArgs {
     pub no_poller: bool,
 }
 
-/// Where the running server is.
-#[derive(Debug, Clone, Args)]
+/// Where the running server is, and the admin token it takes (see
+/// [`REACHING_THE_SERVER`]).
+#[derive(Debug, Clone, Default, Args)]
 pub struct ServerArgs {
     /// The server's base URL; defaults to `http://<listen>` from the settings.
-    #[arg(long, env = "TANDEM_URL")]
+    #[arg(long, env = "TANDEM_URL", global = true)]
     pub url: Option<String>,
-    /// Wait until the job is done, printing its progress.
-    #[arg(long)]
-    pub wait: bool,
+    /// A file holding the server's admin token (instead of TANDEM_ADMIN_TOKEN).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,28 +150,37 @@ pub struct ResyncArgs {
     /// Record ids, comma-separated.
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["modified_from", "everything"])]
     pub ids: Vec<String>,
-    /// Records modified from this time (RFC 3339), with --modified-to.
-    #[arg(long, requires = "modified_to")]
+    /// Records modified from this time (RFC 3339, such as 2026-12-01T00:00:00Z), with
+    /// --modified-to.
+    #[arg(long, value_name = "TIME", requires = "modified_to")]
     pub modified_from: Option<String>,
-    #[arg(long, requires = "modified_from")]
+    /// Records modified up to this time (RFC 3339).
+    #[arg(long, value_name = "TIME", requires = "modified_from")]
     pub modified_to: Option<String>,
     /// Every record of the entity type on that side.
     #[arg(long)]
     pub everything: bool,
+    /// Wait until the job is done, printing its progress.
+    #[arg(long)]
+    pub wait: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
-    /// Start of the window (RFC 3339).
-    #[arg(long)]
+    /// Start of the window (RFC 3339, such as 2026-12-01T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
     pub from: String,
     /// End of the window (RFC 3339).
-    #[arg(long)]
+    #[arg(long, value_name = "TIME")]
     pub to: String,
+    /// Only the records of this pair.
     #[arg(long)]
     pub pair: Option<String>,
+    /// Wait until the job is done, printing its progress.
+    #[arg(long)]
+    pub wait: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -199,9 +242,8 @@ pub struct ConflictsArgs {
     /// Which to list: open (held for a person), decided, resolved, withdrawn or all.
     #[arg(long, default_value = "open")]
     pub status: String,
-    /// The server's base URL; defaults to `http://<listen>` from the settings.
-    #[arg(long, env = "TANDEM_URL", global = true)]
-    pub url: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -221,13 +263,17 @@ pub enum ConflictAction {
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// The server's base URL; defaults to `http://<listen>` from the settings.
-    #[arg(long, env = "TANDEM_URL")]
-    pub url: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
+    /// The dashboard's address, instead of the settings' `listen` (TANDEM_LISTEN,
+    /// 127.0.0.1:8080 by default); port 0 lets the OS choose. The simulators always
+    /// take ports the OS chooses.
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Option<SocketAddr>,
     /// Customers seeded on each side.
     #[arg(long, default_value_t = 200)]
     pub customers: usize,

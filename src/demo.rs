@@ -114,13 +114,24 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
         let key = crate::seal::SecretsKey::generate()?;
         settings.secrets_key = Some(Secret::new(key.to_base64().as_str()));
     }
+    // The token is chosen here rather than by the engine so that the banner shows it
+    // beside the dashboard's address.
+    let admin_token = match &settings.admin_token {
+        Some(_) => "the one in the settings (TANDEM_ADMIN_TOKEN)".to_string(),
+        None => {
+            let token = crate::service::fresh_admin_token();
+            settings.admin_token = Some(Secret::new(token.as_str()));
+            token
+        }
+    };
     // Batch calls carry as many changes as are in flight: on the embedded store, with
     // nothing else to share, the demo keeps many.
     settings.orchestrator.workers = settings.orchestrator.workers.max(128);
     // The demo's store and bus are thrown away when it stops, so work still waiting for
     // Xero's rate limit is not worth waiting for: Ctrl-C stops within seconds.
     settings.orchestrator.shutdown_grace_secs = settings.orchestrator.shutdown_grace_secs.min(2);
-    // The simulators outlive the engine, so in-flight syncs finish against them.
+    // The simulators outlive the engine, so in-flight syncs finish against them. They
+    // take ports the OS picks, so they never collide with `--listen` or each other.
     let stop_sims = CancellationToken::new();
     let sims = Simulators::start(
         SimConfig::default(),
@@ -135,7 +146,16 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     settings.validate().context("the demo's settings")?;
     sims.people
         .seed(&sims.hubspot, &sims.xero, args.customers, args.shared);
-    let base = format!("http://{}", settings.listen);
+
+    let (engine, addr) = match start_engine(settings, shutdown.clone()).await {
+        Ok(started) => started,
+        Err(err) => {
+            stop_sims.cancel();
+            remove_database(&database);
+            return Err(err);
+        }
+    };
+    let base = format!("http://{addr}");
     println!("Tandem demo");
     println!(
         "  simulated HubSpot: {}   simulated Xero: {}",
@@ -147,18 +167,15 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
         args.shared,
         plural(args.edits_per_second, "edit")
     );
-    println!("  dashboard: {base}/   (paste the admin token printed below)");
+    println!("  dashboard: {base}/   admin token: {admin_token}");
     println!(
         "  inspection: {}/sim/inspect   stop: Ctrl-C",
         sims.hubspot_url
     );
+    println!(
+        "  from another terminal: TANDEM_URL={base} TANDEM_ADMIN_TOKEN=<the token> tandem status"
+    );
 
-    let engine = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            crate::service::serve(settings, ServeArgs::default(), shutdown).await
-        })
-    };
     wait_until_up(&base, Duration::from_secs(30)).await?;
     let (crm_url, finance_url) = webhook_urls(&base, DEMO_PAIR);
     sims.send_webhooks_to(Some(crm_url), Some(finance_url));
@@ -195,10 +212,60 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     let _ = people.await;
     let result = engine.await.context("the engine task failed")?;
     stop_sims.cancel();
-    let _ = std::fs::remove_file(&database);
+    remove_database(&database);
     result?;
     println!("demo stopped");
     Ok(())
+}
+
+/// Removes the demo's SQLite file with the write-ahead log and shared-memory files that
+/// WAL mode keeps beside it.
+fn remove_database(database: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = database.as_os_str().to_owned();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+type EngineTask = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Starts the engine and waits until it listens, so the banner can name the address it
+/// really got (`--listen 127.0.0.1:0` lets the OS choose) and a start that fails (the
+/// port in use) is reported at once rather than after waiting for it to answer.
+async fn start_engine(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(EngineTask, std::net::SocketAddr)> {
+    let (listening, mut bound) = tokio::sync::mpsc::unbounded_channel();
+    let options = crate::wiring::WiringOptions {
+        listening: Some(listening),
+        ..Default::default()
+    };
+    let mut engine = tokio::spawn(crate::service::serve_with(
+        settings,
+        ServeArgs::default(),
+        shutdown,
+        options,
+    ));
+    tokio::select! {
+        addr = bound.recv() => match addr {
+            Some(addr) => Ok((engine, addr)),
+            // The sender went with the options: the engine stopped before it listened.
+            None => Err(stopped_before_listening(engine.await)),
+        },
+        ended = &mut engine => Err(stopped_before_listening(ended)),
+    }
+}
+
+fn stopped_before_listening(
+    ended: Result<anyhow::Result<()>, tokio::task::JoinError>,
+) -> anyhow::Error {
+    match ended {
+        Ok(Err(err)) => err,
+        Ok(Ok(())) => anyhow::anyhow!("the engine stopped before it listened"),
+        Err(err) => anyhow::Error::new(err).context("the engine task failed"),
+    }
 }
 
 /// A status line every `every`, until `stop`.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tandem::cli::{Cli, Command};
-use tandem::config::{self, Settings};
+use tandem::config::{self, LogFormat, Settings};
 use tandem::{service, telemetry};
 
 /// Exit code for invalid settings (sysexits' EX_CONFIG), so a supervisor can tell a
@@ -14,8 +14,8 @@ const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match config::load() {
-        Ok((settings, _source)) => settings,
+    let settings = match settings_for(&cli.command) {
+        Ok(settings) => settings,
         Err(err) => {
             eprintln!("tandem: {err}");
             return ExitCode::from(EXIT_CONFIG);
@@ -33,14 +33,40 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let in_log = logs_its_failure(&cli.command, settings.log_format);
     match runtime.block_on(run(cli.command, settings)) {
         Ok(code) => code,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "tandem stopped on an error");
-            eprintln!("tandem: {err:#}");
+            // Once: as a log record where a collector reads JSON lines, else as one
+            // plain line for the person at the terminal.
+            if in_log {
+                tracing::error!(error = format!("{err:#}"), "tandem stopped on an error");
+            } else {
+                eprintln!("tandem: {err:#}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The settings, with `--listen` in place of the configured address and the whole
+/// validated again (a non-loopback address needs an admin token).
+fn settings_for(command: &Command) -> Result<Settings, config::SettingsError> {
+    let (mut settings, _source) = config::load()?;
+    if let Some(listen) = command.listen() {
+        settings.listen = listen.to_string();
+        settings.validate()?;
+    }
+    Ok(settings)
+}
+
+/// Whether a failure goes to the log rather than plainly to stderr: only for the
+/// long-running server logging JSON, whose stderr is read by a log collector (and only
+/// when errors are logged at all).
+fn logs_its_failure(command: &Command, format: LogFormat) -> bool {
+    matches!(command, Command::Serve(_))
+        && format == LogFormat::Json
+        && tracing::enabled!(tracing::Level::ERROR)
 }
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {

@@ -129,13 +129,31 @@ pub(crate) async fn bind(listen: &str) -> anyhow::Result<(impl Acceptor, SocketA
     let acceptor = TcpListener::bind(listen.to_string())
         .into_acceptor()
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .map_err(|err| cannot_listen(listen, &err))?;
     let addr = acceptor
         .local_addr()
         .into_iter()
         .find_map(|addr| addr.as_socket_addr().copied())
         .context("the listener has no socket address")?;
     Ok((acceptor, addr))
+}
+
+/// Why the HTTP address cannot be taken, and what to do about it: a port in use is the
+/// usual first stumble (a second `tandem demo`, another server on 8080).
+fn cannot_listen(listen: &str, err: &std::io::Error) -> anyhow::Error {
+    let why = match err.kind() {
+        std::io::ErrorKind::AddrInUse => "the address is in use".to_string(),
+        std::io::ErrorKind::AddrNotAvailable => {
+            "the address is not one of this machine's".to_string()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)".to_string()
+        }
+        _ => err.to_string(),
+    };
+    anyhow::anyhow!(
+        "cannot listen on {listen}: {why}; set TANDEM_LISTEN or --listen to another address"
+    )
 }
 
 const LISTENING: &str = "listening on ";
@@ -199,14 +217,30 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<SeaStore>> {
 
 pub(crate) async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<SeaStore> {
     let url = redact_url(&settings.database_url);
+    // The innermost cause ("Connection refused", "password authentication failed") is
+    // what a person can act on; the layers above it repeat it in other words.
     let store = store::connect_for_workers(&settings.database_url, settings.orchestrator.workers)
         .await
-        .with_context(|| format!("cannot open the database at {url}"))?;
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "cannot open the database at {url} (TANDEM_DATABASE_URL): {}",
+                innermost_cause(&err)
+            )
+        })?;
     store
         .migrate()
         .await
         .with_context(|| format!("cannot apply migrations to {url}"))?;
     Ok(store)
+}
+
+/// The last error in `err`'s chain of sources.
+pub fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 /// `tandem migrate`: applies pending migrations and exits.
@@ -240,6 +274,13 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     options: crate::wiring::WiringOptions,
 ) -> anyhow::Result<()> {
+    // The address first: a port in use is the commonest start-up mistake, and it is
+    // reported before anything waits on the database or the broker.
+    let http = if args.no_http {
+        None
+    } else {
+        Some(bind(&settings.listen).await?)
+    };
     let store = crate::credential_store::open_engine_store(&settings).await?;
     let bus = crate::bus::connect(&crate::bus::BusConfig::from_settings(&settings))
         .await
@@ -248,9 +289,8 @@ pub async fn serve_with(
     let queue = crate::orchestrator::QueueControl::default();
     let backlog = crate::backlog::Backlog::default();
     let tracker = TaskTracker::new();
-    if !args.no_http {
-        let (acceptor, addr) = bind(&settings.listen).await?;
-        tracing::info!(%addr, "listening");
+    if let Some((acceptor, addr)) = http {
+        tracing::info!(%addr, dashboard = %format!("http://{addr}/"), "listening");
         report_listening(&settings.listen, addr, &options);
         let probes: Vec<Arc<dyn ReadinessProbe>> = vec![
             Arc::new(StoreProbe(store.clone())),
@@ -325,14 +365,22 @@ pub async fn serve_with(
 /// this run, printed once to the terminal (never to the log).
 fn admin_token(settings: &Settings) -> crate::secret::Secret {
     settings.admin_token.clone().unwrap_or_else(|| {
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
+        let token = fresh_admin_token();
+        eprintln!(
+            "admin token for this run (the dashboard and `tandem status` etc. need it as \
+             TANDEM_ADMIN_TOKEN; set TANDEM_ADMIN_TOKEN before start to choose one): {token}"
         );
-        eprintln!("admin token for this run (set TANDEM_ADMIN_TOKEN to choose one): {token}");
         crate::secret::Secret::new(token)
     })
+}
+
+/// A random admin token (two v4 UUIDs in hex) for a run started without one.
+pub(crate) fn fresh_admin_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 struct StoreProbe(Arc<SeaStore>);

@@ -46,7 +46,10 @@ pub fn routes(state: HttpState) -> impl poem::Endpoint {
         )
         .nest(
             "/api",
-            admin::require_token(admin.into_endpoint(), state.admin_token.clone()),
+            admin::require_token(
+                admin::errors_as_json(admin.into_endpoint()),
+                state.admin_token.clone(),
+            ),
         )
         .at("/openapi.json", spec)
         .at("/docs", get(docs))

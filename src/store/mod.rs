@@ -253,6 +253,9 @@ pub fn pool_size(database_url: &str, workers: usize) -> u32 {
 /// the pool grows slower than the workers and stays well under PostgreSQL's default of
 /// 100 connections even with two processes.
 pub async fn connect_for_workers(database_url: &str, workers: usize) -> StoreResult<SeaStore> {
+    if !database_url.starts_with("sqlite") {
+        reach_postgres(database_url).await?;
+    }
     let mut options = ConnectOptions::new(database_url.to_string());
     options
         .sqlx_logging(false)
@@ -285,6 +288,38 @@ pub async fn connect_for_workers(database_url: &str, workers: usize) -> StoreRes
         leases,
         keyring: None,
     })
+}
+
+/// How long the first connection at start may take. The pool retries a refused
+/// connection until its acquire timeout (30 s, right for a busy pool later on) and then
+/// reports only that it timed out; a start against an unreachable database should
+/// instead stop within seconds and say why.
+const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Opens one connection to PostgreSQL, once, and closes it: a refused or failed
+/// connection is reported at once with its reason, and one that gets no answer (a
+/// firewall dropping packets, a port that accepts and never speaks) after
+/// [`FIRST_CONNECTION_TIMEOUT`].
+async fn reach_postgres(database_url: &str) -> StoreResult<()> {
+    use sea_orm::sqlx::{Connection as _, PgConnection};
+    use sea_orm::RuntimeErr;
+    match tokio::time::timeout(
+        FIRST_CONNECTION_TIMEOUT,
+        PgConnection::connect(database_url),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(err)) => Err(DbErr::Conn(RuntimeErr::SqlxError(err)).into()),
+        Err(_) => Err(DbErr::Conn(RuntimeErr::Internal(format!(
+            "no answer within {} s",
+            FIRST_CONNECTION_TIMEOUT.as_secs()
+        )))
+        .into()),
+    }
 }
 
 impl SeaStore {

@@ -13,6 +13,7 @@ mod domain_properties;
 mod failures_e2e;
 mod hubspot_connector;
 mod metrics_scrape;
+mod newcomer;
 mod openapi_document;
 mod orchestrator;
 mod poller;

@@ -7,6 +7,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
+use super::time_field::TimeField;
 use super::{AdminState, ApiError};
 use crate::domain::{EntityType, PairId, System};
 use crate::intake::jobs::{self, JobError, ResyncRequest, ResyncScope};
@@ -24,15 +25,15 @@ pub struct ResyncBody {
     /// `customer` or `invoice`.
     pub entity: String,
     pub ids: Option<Vec<String>>,
-    pub modified_from: Option<DateTime<Utc>>,
-    pub modified_to: Option<DateTime<Utc>>,
+    pub modified_from: Option<TimeField>,
+    pub modified_to: Option<TimeField>,
     pub everything: Option<bool>,
 }
 
 #[derive(Debug, Object)]
 pub struct ReplayBody {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
+    pub from: TimeField,
+    pub to: TimeField,
     pub pair: Option<String>,
 }
 
@@ -111,7 +112,17 @@ impl JobsApi {
             Ok(entity) => entity,
             Err(why) => return StartResponse::BadRequest(ApiError::new(why)),
         };
-        let scope = match (body.ids, body.modified_from, body.modified_to, body.everything.unwrap_or(false)) {
+        let parsed =
+            |field: &str, time: Option<TimeField>| time.map(|t| t.parse(field)).transpose();
+        let modified_from = match parsed("modified_from", body.modified_from) {
+            Ok(time) => time,
+            Err(why) => return StartResponse::BadRequest(ApiError::new(why)),
+        };
+        let modified_to = match parsed("modified_to", body.modified_to) {
+            Ok(time) => time,
+            Err(why) => return StartResponse::BadRequest(ApiError::new(why)),
+        };
+        let scope = match (body.ids, modified_from, modified_to, body.everything.unwrap_or(false)) {
             (Some(ids), None, None, false) => ResyncScope::Ids(ids),
             (None, Some(from), Some(to), false) => ResyncScope::ModifiedBetween { from, to },
             (None, None, None, true) => ResyncScope::Everything,
@@ -134,10 +145,14 @@ impl JobsApi {
     #[oai(path = "/replay", method = "post")]
     async fn replay(&self, body: Json<ReplayBody>) -> StartResponse {
         let body = body.0;
+        let (from, to) = match (body.from.parse("from"), body.to.parse("to")) {
+            (Ok(from), Ok(to)) => (from, to),
+            (Err(why), _) | (_, Err(why)) => return StartResponse::BadRequest(ApiError::new(why)),
+        };
         started(
             self.state
                 .jobs
-                .start_replay(body.pair.map(PairId::new), body.from, body.to)
+                .start_replay(body.pair.map(PairId::new), from, to)
                 .await,
         )
     }

@@ -5,6 +5,7 @@ pub mod conflicts;
 pub mod jobs;
 pub mod operations;
 pub mod records;
+pub mod time_field;
 
 use std::sync::Arc;
 
@@ -118,6 +119,26 @@ pub fn service(state: AdminState) -> OpenApiService<AdminApi, ()> {
         env!("CARGO_PKG_VERSION"),
     )
     .server("/api")
+}
+
+/// Answers the requests the admin API cannot read (a body that is not the JSON the
+/// endpoint takes, a malformed query or path parameter) with the same JSON body as its
+/// other errors, `{"error": "..."}`, rather than poem's plain text: a client shows
+/// `error` and has nothing else to parse.
+pub fn errors_as_json(endpoint: impl Endpoint + 'static) -> impl Endpoint {
+    endpoint.around(|inner, request: Request| async move {
+        match inner.call(request).await {
+            Ok(response) => Ok(response.into_response()),
+            Err(err) if err.status().is_client_error() => {
+                let body = serde_json::json!({ "error": err.to_string() });
+                Ok(Response::builder()
+                    .status(err.status())
+                    .content_type("application/json")
+                    .body(body.to_string()))
+            }
+            Err(err) => Err(err),
+        }
+    })
 }
 
 /// Wraps the admin endpoints so that every call needs `Authorization: Bearer <token>`.
