@@ -20,11 +20,22 @@ pub struct Gauges {
     pub oldest_age_seconds: Vec<(&'static str, f64)>,
     pub open_conflicts: u64,
     pub failed_records: u64,
+    pub retrying_records: u64,
+    /// Changes in this process by lane, pair and what they do (`slot`, `lock`, `rate`
+    /// waiting; `running`).
+    pub in_process: Vec<(&'static str, String, &'static str, u64)>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LaneLabels {
     lane: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InProcessLabels {
+    lane: &'static str,
+    pair: String,
+    stage: &'static str,
 }
 
 impl Gauges {
@@ -41,6 +52,18 @@ impl Gauges {
         open_conflicts.set(self.open_conflicts);
         let failed_records = Gauge::<u64, AtomicU64>::default();
         failed_records.set(self.failed_records);
+        let retrying_records = Gauge::<u64, AtomicU64>::default();
+        retrying_records.set(self.retrying_records);
+        let in_process = Family::<InProcessLabels, Gauge<u64, AtomicU64>>::default();
+        for (lane, pair, stage, value) in &self.in_process {
+            in_process
+                .get_or_create(&InProcessLabels {
+                    lane,
+                    pair: pair.clone(),
+                    stage,
+                })
+                .set(*value);
+        }
 
         let mut registry = Registry::default();
         registry.register("tandem_queue_depth", "Messages waiting in each lane", depth);
@@ -58,6 +81,16 @@ impl Gauges {
             "tandem_failed_records",
             "Records whose last sync failed",
             failed_records,
+        );
+        registry.register(
+            "tandem_retrying_records",
+            "Records whose change failed and is tried again",
+            retrying_records,
+        );
+        registry.register(
+            "tandem_queue_in_process",
+            "Changes inside this process by lane, pair and stage: waiting for a worker (slot), its record's lock (lock) or its connection's rate budget (rate), or running",
+            in_process,
         );
         registry
     }

@@ -138,7 +138,9 @@ impl Orchestrator {
             .await?;
         let mut key = canonical_key(event, own.as_ref(), None);
         for _ in 0..LOCK_MOVES {
+            let waiting = crate::backlog::waiting(crate::backlog::Stage::Lock);
             let lock = self.store.lock_entity(&key).await?;
+            drop(waiting);
             let fetched = self.fetch(pair, event).await;
             let fetched = match fetched {
                 Ok(fetched) => fetched,

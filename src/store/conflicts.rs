@@ -5,7 +5,7 @@ use entity::{conflict, pending_delete};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -105,6 +105,14 @@ pub(super) async fn withdraw(db: &impl ConnectionTrait, ids: &[Uuid]) -> StoreRe
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// How many conflicts are held for a person.
+pub(super) async fn count_open(db: &impl ConnectionTrait) -> StoreResult<u64> {
+    Ok(conflict::Entity::find()
+        .filter(conflict::Column::Status.eq(ConflictStatus::Open.as_str()))
+        .count(db)
+        .await?)
 }
 
 /// The statuses of a conflict that still matters to the next sync.

@@ -181,6 +181,23 @@ pub(super) async fn matching(
         .collect()
 }
 
+/// How many links are in each status.
+pub(super) async fn count_by_status(
+    db: &impl ConnectionTrait,
+) -> StoreResult<std::collections::BTreeMap<SyncStatus, u64>> {
+    let rows: Vec<(String, i64)> = Entity::find()
+        .select_only()
+        .column(Column::SyncStatus)
+        .column_as(Column::Id.count(), "n")
+        .group_by(Column::SyncStatus)
+        .into_tuple()
+        .all(db)
+        .await?;
+    rows.into_iter()
+        .map(|(status, n)| Ok((parse(&status)?, u64::try_from(n).unwrap_or(0))))
+        .collect()
+}
+
 pub(super) async fn with_statuses(
     db: &impl ConnectionTrait,
     statuses: &[SyncStatus],

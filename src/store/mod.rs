@@ -85,6 +85,8 @@ pub trait Store: Send + Sync {
         limit: u64,
         offset: u64,
     ) -> StoreResult<Vec<EntityLink>>;
+    /// How many links are in each status, and how many conflicts wait for a person.
+    async fn count_records(&self) -> StoreResult<RecordCounts>;
     /// Links a person would find by `text`: an id on either side, a customer's e-mail
     /// or part of its name, an invoice's number; most recently changed first.
     async fn find_links_matching(&self, text: &str, limit: u64) -> StoreResult<Vec<EntityLink>>;
@@ -431,6 +433,13 @@ impl Store for SeaStore {
 
     async fn find_links_matching(&self, text: &str, limit: u64) -> StoreResult<Vec<EntityLink>> {
         links::matching(&self.db, text, limit).await
+    }
+
+    async fn count_records(&self) -> StoreResult<RecordCounts> {
+        Ok(RecordCounts {
+            links: links::count_by_status(&self.db).await?,
+            open_conflicts: conflicts::count_open(&self.db).await?,
+        })
     }
 
     async fn links_of_pair(&self, pair: &PairId) -> StoreResult<Vec<EntityLink>> {

@@ -351,6 +351,13 @@ pub struct Credential {
     pub rotated_at: Option<DateTime<Utc>>,
 }
 
+/// Counts for the operator's figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordCounts {
+    pub links: std::collections::BTreeMap<SyncStatus, u64>,
+    pub open_conflicts: u64,
+}
+
 /// A clash to record as a sync commits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConflictWrite {

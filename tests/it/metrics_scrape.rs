@@ -17,7 +17,7 @@ use crate::support::{self, eventually, TandemProcess, TestDatabase, TestQueues};
 const PAIR: &str = "acme";
 
 /// Every family the engine exposes, with its type: the names dashboards query.
-const SERIES: [(&str, &str); 9] = [
+const SERIES: [(&str, &str); 10] = [
     ("tandem_events_received_total", "counter"),
     ("tandem_sync_outcomes_total", "counter"),
     ("tandem_system_calls_total", "counter"),
@@ -27,6 +27,7 @@ const SERIES: [(&str, &str); 9] = [
     ("tandem_queue_oldest_age_seconds", "gauge"),
     ("tandem_open_conflicts", "gauge"),
     ("tandem_failed_records", "gauge"),
+    ("tandem_retrying_records", "gauge"),
 ];
 
 /// The metric name of a sample line: what stands before its labels or its value.

@@ -34,8 +34,55 @@ pub struct StatsView {
 #[derive(Debug, Object)]
 pub struct QueueView {
     pub paused: bool,
+    /// Messages waiting in the broker's live lane (not yet taken by any process).
     pub live_depth: u64,
+    /// Messages waiting in the broker's bulk lane.
     pub bulk_depth: u64,
+    /// Changes inside this process: taken from the broker and waiting, or running.
+    pub in_process: InProcessView,
+    /// The same, by pair and lane.
+    pub pairs: Vec<PairQueueView>,
+    /// Age of the oldest change waiting anywhere (broker or this process), in seconds;
+    /// for the broker it is an upper bound (see docs/metrics.md).
+    pub oldest_age_seconds: Option<f64>,
+}
+
+/// Changes inside a process, by what they are doing.
+#[derive(Debug, Default, Object)]
+pub struct InProcessView {
+    /// Waiting for a worker.
+    pub waiting_for_worker: u64,
+    /// Waiting for the record's lock (another change of the same record runs).
+    pub waiting_for_lock: u64,
+    /// Waiting for the connection's rate budget, or for the batch call it joined.
+    pub waiting_for_rate: u64,
+    pub running: u64,
+}
+
+#[derive(Debug, Object)]
+pub struct PairQueueView {
+    pub pair: String,
+    pub lane: String,
+    pub in_process: InProcessView,
+    pub oldest_age_seconds: Option<f64>,
+}
+
+impl InProcessView {
+    fn of(figures: &crate::backlog::Figures) -> Self {
+        Self {
+            waiting_for_worker: figures.slot,
+            waiting_for_lock: figures.lock,
+            waiting_for_rate: figures.rate,
+            running: figures.running,
+        }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.waiting_for_worker += other.waiting_for_worker;
+        self.waiting_for_lock += other.waiting_for_lock;
+        self.waiting_for_rate += other.waiting_for_rate;
+        self.running += other.running;
+    }
 }
 
 #[derive(Debug, Object)]
@@ -136,21 +183,54 @@ impl OperationsApi {
         }))
     }
 
-    /// Messages waiting in each lane, and whether this process's workers are paused.
+    /// What waits: in the broker per lane, and inside this process per pair and lane
+    /// (for a worker, a record's lock or a rate budget) or running; the oldest age over
+    /// all of it; and whether this process's workers are paused.
     #[oai(path = "/queue", method = "get")]
     async fn queue(&self) -> Answer<QueueView> {
         let (live, bulk) = (
             self.state.bus.depth(Lane::Live).await,
             self.state.bus.depth(Lane::Bulk).await,
         );
-        match (live, bulk) {
-            (Ok(live_depth), Ok(bulk_depth)) => Answer::Ok(Json(QueueView {
-                paused: self.state.queue.is_paused(),
-                live_depth,
-                bulk_depth,
-            })),
-            (Err(err), _) | (_, Err(err)) => unavailable("the bus", err),
-        }
+        let (live_depth, bulk_depth) = match (live, bulk) {
+            (Ok(live), Ok(bulk)) => (live, bulk),
+            (Err(err), _) | (_, Err(err)) => return unavailable("the bus", err),
+        };
+        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+        let figures = self.state.backlog.figures();
+        let age = |at: Option<u64>| at.map(|at| now_ms.saturating_sub(at) as f64 / 1000.0);
+        let mut in_process = InProcessView::default();
+        let pairs: Vec<PairQueueView> = figures
+            .iter()
+            .map(|(place, f)| {
+                let view = InProcessView::of(f);
+                in_process.add(&view);
+                PairQueueView {
+                    pair: place.pair.clone(),
+                    lane: place.lane.to_string(),
+                    in_process: view,
+                    oldest_age_seconds: age(f.oldest_published_ms),
+                }
+            })
+            .collect();
+        let oldest_age_seconds = [(Lane::Live, live_depth), (Lane::Bulk, bulk_depth)]
+            .into_iter()
+            .flat_map(|(lane, depth)| {
+                [
+                    crate::metrics::oldest_age_seconds(lane.as_str(), depth, now_ms),
+                    crate::api::metrics::oldest_in_process(&figures, lane.as_str(), now_ms),
+                ]
+            })
+            .flatten()
+            .reduce(f64::max);
+        Answer::Ok(Json(QueueView {
+            paused: self.state.queue.is_paused(),
+            live_depth,
+            bulk_depth,
+            in_process,
+            pairs,
+            oldest_age_seconds,
+        }))
     }
 
     /// Stops this process's workers from taking new changes; queued ones wait.

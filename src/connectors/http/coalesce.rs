@@ -106,6 +106,8 @@ where
             _parked: (priority == Priority::Bulk).then(|| Parked::new(self.stage)),
         };
         self.tx.send(job).ok()?;
+        // The change waits for its batch's call, which waits for the rate budget.
+        let _waiting = crate::backlog::waiting(crate::backlog::Stage::Rate);
         rx.await.ok()
     }
 }

@@ -120,6 +120,7 @@ impl RateGate {
     /// Waits until a call may be sent at `priority`, and counts it.
     pub async fn acquire(&self, priority: Priority) -> GatePermit {
         let _live = (priority == Priority::Live).then(|| LiveWaiting::new(self));
+        let _waiting = crate::backlog::waiting(crate::backlog::Stage::Rate);
         let permit = loop {
             // Bulk work yields the next free slot to live work waiting for it.
             if priority == Priority::Bulk && self.live_waiting.load(Ordering::SeqCst) > 0 {
