@@ -7,7 +7,6 @@
 //! hints that a record may have changed, each with a delivery key unique to it.
 
 pub mod change;
-pub mod generic;
 pub mod hubspot;
 pub mod standard;
 pub mod xero;
