@@ -4,7 +4,8 @@
 //! breaks signatures), accepts several active secrets so keys can be rotated, and
 //! compares in constant time. Time is a parameter, so tests are deterministic.
 //! Parsers turn Xero and HubSpot deliveries into [`WebhookChange`]s: hints that a
-//! record may have changed, each with a delivery key unique to it.
+//! record may have changed, each with a delivery key unique to it, naming the account
+//! it belongs to so that [`tenant`] can hold a delivery to its pair's account.
 
 pub mod change;
 pub mod endpoint;
@@ -12,12 +13,14 @@ pub mod freshness;
 pub mod headers;
 pub mod hubspot;
 pub mod standard;
+pub mod tenant;
 pub mod xero;
 
 mod secret;
 
 pub use change::{ChangeKind, ParseError, WebhookChange};
 pub use secret::WebhookSecret;
+pub use tenant::Tenant;
 
 /// Why a delivery's signature was refused. It never echoes a secret or a signature.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
