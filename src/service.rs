@@ -71,6 +71,15 @@ pub fn describe(settings: &Settings) -> String {
         settings.orchestrator.workers
     );
     let _ = writeln!(out, "bus.prefix = {}", settings.bus.prefix);
+    let _ = writeln!(
+        out,
+        "webhooks.public_base_url = {}",
+        settings
+            .webhooks
+            .public_base_url
+            .as_deref()
+            .unwrap_or("(not set)")
+    );
     for (name, pair) in &settings.pairs {
         let _ = writeln!(
             out,
@@ -81,15 +90,43 @@ pub fn describe(settings: &Settings) -> String {
             if let Some(c) = connection {
                 let _ = writeln!(
                     out,
-                    "  {side}: {} at {}, webhook secrets: {}",
+                    "  {side}: {} at {}, webhook secrets: {}{}",
                     c.kind.as_str(),
                     c.base_url,
-                    c.webhook_secrets.len()
+                    c.webhook_secrets.len(),
+                    webhook_intake(c)
                 );
             }
         }
     }
     out
+}
+
+/// Who signs a side's webhooks and whose they must be, for `tandem config`.
+fn webhook_intake(c: &crate::config::ConnectionSettings) -> String {
+    if c.webhook_secrets.is_empty() {
+        return String::new();
+    }
+    let signer = match (c.webhook_signing, c.kind) {
+        (crate::config::WebhookSigning::StandardWebhooks, _) => {
+            "Standard Webhooks (relay)".to_string()
+        }
+        (_, crate::config::ConnectorKind::Xero) => "Xero".to_string(),
+        (_, crate::config::ConnectorKind::Hubspot) => {
+            let v = c.hubspot_versions();
+            let names: Vec<&str> = [(v.v3, "v3"), (v.v2, "v2"), (v.v1, "v1")]
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect();
+            format!("HubSpot {}", names.join("+"))
+        }
+    };
+    let account = match (c.kind, c.portal_id, c.tenant_id.as_deref()) {
+        (crate::config::ConnectorKind::Hubspot, Some(portal), _) => format!("portal {portal}"),
+        (crate::config::ConnectorKind::Xero, _, Some(tenant)) => format!("organisation {tenant}"),
+        _ => "no account".to_string(),
+    };
+    format!(", signed by {signer}, held to {account}")
 }
 
 /// A URL with any password replaced, for logs and `tandem config`.

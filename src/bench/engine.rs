@@ -137,6 +137,11 @@ impl EngineChild {
             .local_addr()?
             .port();
         settings.listen = format!("127.0.0.1:{port}");
+        // The simulators call the engine directly, at the address it listens on.
+        settings
+            .webhooks
+            .public_base_url
+            .get_or_insert_with(|| format!("http://127.0.0.1:{port}"));
         let token = format!("{}", uuid::Uuid::new_v4().simple());
         settings.admin_token = Some(crate::secret::Secret::new(token.clone()));
         settings.validate().context("the engine's settings")?;
@@ -500,6 +505,20 @@ fn connection_table(c: &ConnectionSettings) -> toml::Table {
         "webhook_secrets".into(),
         Value::Array(c.webhook_secrets.iter().map(|s| text(s.expose())).collect()),
     );
+    table.insert("webhook_signing".into(), text(c.webhook_signing.as_str()));
+    if let Some(versions) = &c.signature_versions {
+        table.insert(
+            "signature_versions".into(),
+            Value::Array(versions.iter().map(|v| text(v.as_str())).collect()),
+        );
+    }
+    if let Some(portal) = c.portal_id {
+        // TOML integers are i64; a hub id beyond that is not one HubSpot issues.
+        table.insert(
+            "portal_id".into(),
+            Value::Integer(i64::try_from(portal).unwrap_or(i64::MAX)),
+        );
+    }
     table.insert(
         "customer_object".into(),
         text(match c.customer_object {
@@ -540,6 +559,7 @@ mod tests {
         };
         settings.orchestrator.workers = 48;
         settings.bus.prefix = "bench_x".into();
+        settings.webhooks.public_base_url = Some("http://127.0.0.1:18080".into());
         let connection = |kind| ConnectionSettings {
             kind,
             base_url: "http://127.0.0.1:9".into(),
@@ -550,6 +570,9 @@ mod tests {
             refresh_token: Some(crate::secret::Secret::new("refresh")),
             tenant_id: Some("tenant".into()),
             webhook_secrets: vec![crate::secret::Secret::new("key")],
+            webhook_signing: Default::default(),
+            signature_versions: None,
+            portal_id: (kind == crate::config::ConnectorKind::Hubspot).then_some(62515),
             customer_object: Default::default(),
             batch_window_ms: 20,
             rate_limit_share: 1.0,
@@ -585,5 +608,6 @@ mod tests {
             Some("se\"cret".to_string())
         );
         assert_eq!(finance.tenant_id.as_deref(), Some("tenant"));
+        assert_eq!(pair.crm.as_ref().and_then(|c| c.portal_id), Some(62515));
     }
 }
