@@ -75,6 +75,16 @@ pub fn event_received(pair: &str, system: &str, trigger: &str, by: u64) {
     );
 }
 
+/// A signed webhook delivery was refused because it named a Xero organisation or a
+/// HubSpot portal other than the one its pair is connected to.
+pub fn webhook_foreign_tenant(pair: &str, system: &str) {
+    count(
+        "tandem_webhooks_foreign_tenant_total",
+        vec![("pair", pair.into()), ("system", system.into())],
+        1,
+    );
+}
+
 /// A change was handled, with its outcome and how long it took.
 pub fn sync_finished(outcome: &str, took: Duration) {
     count(
@@ -131,10 +141,14 @@ fn labels(labels: &[(&'static str, String)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-const HELP: [(&str, &str); 4] = [
+const HELP: [(&str, &str); 5] = [
     (
         "tandem_events_received_total",
         "Change events taken in, by pair, system and trigger.",
+    ),
+    (
+        "tandem_webhooks_foreign_tenant_total",
+        "Signed webhook deliveries refused for naming another organisation or portal than their pair's.",
     ),
     ("tandem_sync_outcomes_total", "Changes handled, by outcome."),
     (
