@@ -96,6 +96,7 @@ pub async fn run(settings: &Settings, customers: usize) -> anyhow::Result<Backfi
         .local_addr()?
         .port();
     settings.listen = format!("127.0.0.1:{port}");
+    settings.webhooks.public_base_url = Some(format!("http://127.0.0.1:{port}"));
     let token = format!("{}", uuid::Uuid::new_v4().simple());
     settings.admin_token = Some(Secret::new(token.clone()));
     settings.orchestrator.workers = BACKFILL_WORKERS;

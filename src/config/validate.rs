@@ -185,8 +185,8 @@ fn validate_amqp_url(url: &str) -> Result<(), SettingsError> {
 /// nothing a signed URL could not begin with.
 fn validate_public_base_url(base: &str) -> Result<(), SettingsError> {
     let bad = |why: String| SettingsError::new("webhooks.public_base_url", why);
-    let url = reqwest::Url::parse(base)
-        .map_err(|err| bad(format!("`{base}` is not a URL ({err})")))?;
+    let url =
+        reqwest::Url::parse(base).map_err(|err| bad(format!("`{base}` is not a URL ({err})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(bad(format!(
             "`{base}` is not an http(s) URL with a host, such as `https://sync.example.com`"

@@ -123,10 +123,7 @@ fn signing(
 /// The account a side is connected to: its Xero organisation or HubSpot portal.
 fn tenant(system: System, connection: &ConnectionSettings) -> Option<Tenant> {
     match system {
-        System::Finance => connection
-            .tenant_id
-            .clone()
-            .map(Tenant::XeroOrganisation),
+        System::Finance => connection.tenant_id.clone().map(Tenant::XeroOrganisation),
         System::Crm => connection.portal_id.map(Tenant::HubspotPortal),
     }
 }

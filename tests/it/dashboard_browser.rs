@@ -70,6 +70,8 @@ impl World {
             ..Default::default()
         };
         settings.bus.prefix = unique("browser");
+        // The simulators sign the URL they call: Tandem's own address.
+        settings.webhooks.public_base_url = Some(format!("http://{}", settings.listen));
         // Polling off: only webhooks and the page's buttons move records, so a failure
         // stays failed until the test presses retry.
         settings

@@ -79,6 +79,8 @@ impl World {
             }
         };
         settings.listen = format!("127.0.0.1:{}", free_port());
+        // The simulators sign the URL they call: Tandem's own address.
+        settings.webhooks.public_base_url = Some(format!("http://{}", settings.listen));
         settings.admin_token = Some(Secret::new(ADMIN));
         settings.orchestrator.workers = 32;
         let mut pair = tandem::demo::pair_for(&sims, 2);

@@ -78,10 +78,7 @@ fn only_sides_whose_signature_covers_the_url_need_the_base() {
 fn legacy_versions_are_off_unless_named() {
     let settings = loads(PAIR);
     let crm = settings.pairs["acme"].crm.clone().expect("crm");
-    assert_eq!(
-        crm.hubspot_versions(),
-        webhooks::hubspot::Versions::V3_ONLY
-    );
+    assert_eq!(crm.hubspot_versions(), webhooks::hubspot::Versions::V3_ONLY);
     let settings = loads(&with_crm(
         "[pairs.acme.crm]\nkind = \"hubspot\"\nbase_url = \"https://api.hubapi.com\"\n\
          webhook_secrets = [\"s\"]\nportal_id = 1\nsignature_versions = [\"v3\", \"v1\"]",
@@ -95,15 +92,15 @@ fn legacy_versions_are_off_unless_named() {
             v3: true
         }
     );
-    for (versions, why) in [
-        ("[]", "at least one"),
-        ("[\"v4\"]", "v4"),
-    ] {
+    for (versions, why) in [("[]", "at least one"), ("[\"v4\"]", "v4")] {
         let err = refusal(&with_crm(&format!(
             "[pairs.acme.crm]\nkind = \"hubspot\"\nbase_url = \"https://api.hubapi.com\"\n\
              webhook_secrets = [\"s\"]\nportal_id = 1\nsignature_versions = {versions}"
         )));
-        assert!(err.key.starts_with("pairs.acme.crm.signature_versions"), "{err}");
+        assert!(
+            err.key.starts_with("pairs.acme.crm.signature_versions"),
+            "{err}"
+        );
         assert!(err.to_string().contains(why), "{err}");
     }
     let err = refusal(&format!("{PAIR}signature_versions = [\"v3\"]\n"));
@@ -127,10 +124,16 @@ fn a_hubspot_side_taking_webhooks_needs_its_portal() {
     let err = refusal(&PAIR.replace("portal_id = 62515", "portal_id = -5"));
     assert_eq!(err.key, "pairs.acme.crm.portal_id");
     let err = refusal(&format!("{PAIR}portal_id = 62515\n"));
-    assert_eq!(err.key, "pairs.acme.finance.portal_id", "Xero is bound by tenant_id");
+    assert_eq!(
+        err.key, "pairs.acme.finance.portal_id",
+        "Xero is bound by tenant_id"
+    );
     let settings = loads(PAIR);
     assert_eq!(
-        settings.pairs["acme"].crm.as_ref().and_then(|c| c.portal_id),
+        settings.pairs["acme"]
+            .crm
+            .as_ref()
+            .and_then(|c| c.portal_id),
         Some(62515)
     );
 }
@@ -143,11 +146,19 @@ fn standard_webhooks_secrets_must_be_whsec_and_are_never_echoed() {
             &format!("webhook_secrets = {secrets}\nwebhook_signing = \"standard_webhooks\""),
         )
     };
-    let settings = loads(&relay("[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]"));
+    let settings = loads(&relay(
+        "[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
+    ));
     let finance = settings.pairs["acme"].finance.clone().expect("finance");
     assert_eq!(finance.webhook_signing, WebhookSigning::StandardWebhooks);
-    for bad in ["whsec_", "whsec_not base64 at all!", "xero-key-not-a-relay-secret"] {
-        let err = refusal(&relay(&format!("[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"{bad}\"]")));
+    for bad in [
+        "whsec_",
+        "whsec_not base64 at all!",
+        "xero-key-not-a-relay-secret",
+    ] {
+        let err = refusal(&relay(&format!(
+            "[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"{bad}\"]"
+        )));
         assert_eq!(err.key, "pairs.acme.finance.webhook_secrets", "{bad}");
         assert!(err.problem.contains("entry 2"), "{err}");
         let shown = err.to_string();
@@ -156,7 +167,10 @@ fn standard_webhooks_secrets_must_be_whsec_and_are_never_echoed() {
             assert!(!shown.contains(bad), "the secret leaked: {shown}");
         }
     }
-    let err = refusal(&PAIR.replace("webhook_secrets = [\"xero-key\"]", "webhook_secrets = [\"k\"]\nwebhook_signing = \"svix\""));
+    let err = refusal(&PAIR.replace(
+        "webhook_secrets = [\"xero-key\"]",
+        "webhook_secrets = [\"k\"]\nwebhook_signing = \"svix\"",
+    ));
     assert_eq!(err.key, "pairs.acme.finance.webhook_signing");
 }
 
