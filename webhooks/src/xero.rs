@@ -275,6 +275,9 @@ mod tests {
             "2024-06-21T01:15:39:00",
             "2024-06-21T01:15:39ZZ",
             "２０２４-06-21T01:15:39",
+            // Found by fuzzing the earlier parser: a negative second overflowed.
+            "20252-2-02T00:44:-922337203685477580.309829",
+            "2024-02-02T00:44:-922337203685477580.309829",
         ] {
             assert_eq!(parse_utc_millis(bad), None, "{bad:?}");
         }
