@@ -40,6 +40,9 @@ pub fn pair_for(sims: &Simulators, poll_interval_secs: u64) -> PairSettings {
         refresh_token: Some(Secret::new(hubspot.refresh_token.clone())),
         tenant_id: None,
         webhook_secrets: vec![Secret::new(hubspot.client_secret.clone())],
+        webhook_signing: Default::default(),
+        signature_versions: None,
+        portal_id: Some(hubspot.portal_id),
         customer_object: Default::default(),
         batch_window_ms: 20,
         rate_limit_share: 1.0,
@@ -54,6 +57,9 @@ pub fn pair_for(sims: &Simulators, poll_interval_secs: u64) -> PairSettings {
         refresh_token: Some(Secret::new(xero.refresh_token.clone())),
         tenant_id: Some(xero.tenant_id.clone()),
         webhook_secrets: vec![Secret::new(xero.webhook_key.clone())],
+        webhook_signing: Default::default(),
+        signature_versions: None,
+        portal_id: None,
         customer_object: Default::default(),
         batch_window_ms: 20,
         rate_limit_share: 1.0,
@@ -143,6 +149,12 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     .context("cannot start the simulators")?;
     settings.pairs.clear();
     settings.pairs.insert(DEMO_PAIR.into(), pair_for(&sims, 15));
+    let base = format!("http://{}", settings.listen);
+    // The simulators call Tandem directly, at the address it listens on.
+    settings
+        .webhooks
+        .public_base_url
+        .get_or_insert_with(|| base.clone());
     settings.validate().context("the demo's settings")?;
     sims.people
         .seed(&sims.hubspot, &sims.xero, args.customers, args.shared);
@@ -319,8 +331,8 @@ pub async fn simulators(args: SimArgs) -> anyhow::Result<()> {
     );
     println!("point a pair at them (tandem.toml):\n");
     println!(
-        "[pairs.trial.crm]\nkind = \"hubspot\"\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"\nwebhook_secrets = [\"{}\"]\n",
-        sims.hubspot_url, hubspot.client_id, hubspot.client_secret, hubspot.refresh_token, hubspot.client_secret
+        "[webhooks]\npublic_base_url = \"http://127.0.0.1:8080\"   # where the simulators reach Tandem\n\n[pairs.trial.crm]\nkind = \"hubspot\"\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"\nwebhook_secrets = [\"{}\"]\nportal_id = {}\n",
+        sims.hubspot_url, hubspot.client_id, hubspot.client_secret, hubspot.refresh_token, hubspot.client_secret, hubspot.portal_id
     );
     println!(
         "[pairs.trial.finance]\nkind = \"xero\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"\nwebhook_secrets = [\"{}\"]\n",

@@ -91,6 +91,15 @@ pub fn describe(settings: &Settings) -> String {
         settings.orchestrator.workers
     );
     let _ = writeln!(out, "bus.prefix = {}", settings.bus.prefix);
+    let _ = writeln!(
+        out,
+        "webhooks.public_base_url = {}",
+        settings
+            .webhooks
+            .public_base_url
+            .as_deref()
+            .unwrap_or("(not set)")
+    );
     for (name, pair) in &settings.pairs {
         let _ = writeln!(
             out,
@@ -101,15 +110,43 @@ pub fn describe(settings: &Settings) -> String {
             if let Some(c) = connection {
                 let _ = writeln!(
                     out,
-                    "  {side}: {} at {}, webhook secrets: {}",
+                    "  {side}: {} at {}, webhook secrets: {}{}",
                     c.kind.as_str(),
                     c.base_url,
-                    c.webhook_secrets.len()
+                    c.webhook_secrets.len(),
+                    webhook_intake(c)
                 );
             }
         }
     }
     out
+}
+
+/// Who signs a side's webhooks and whose they must be, for `tandem config`.
+fn webhook_intake(c: &crate::config::ConnectionSettings) -> String {
+    if c.webhook_secrets.is_empty() {
+        return String::new();
+    }
+    let signer = match (c.webhook_signing, c.kind) {
+        (crate::config::WebhookSigning::StandardWebhooks, _) => {
+            "Standard Webhooks (relay)".to_string()
+        }
+        (_, crate::config::ConnectorKind::Xero) => "Xero".to_string(),
+        (_, crate::config::ConnectorKind::Hubspot) => {
+            let v = c.hubspot_versions();
+            let names: Vec<&str> = [(v.v3, "v3"), (v.v2, "v2"), (v.v1, "v1")]
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect();
+            format!("HubSpot {}", names.join("+"))
+        }
+    };
+    let account = match (c.kind, c.portal_id, c.tenant_id.as_deref()) {
+        (crate::config::ConnectorKind::Hubspot, Some(portal), _) => format!("portal {portal}"),
+        (crate::config::ConnectorKind::Xero, _, Some(tenant)) => format!("organisation {tenant}"),
+        _ => "no account".to_string(),
+    };
+    format!(", signed by {signer}, held to {account}")
 }
 
 /// A URL with any password replaced, for logs and `tandem config`.
@@ -121,6 +158,23 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// The settings with the bound port in `webhooks.public_base_url` when that says port
+/// 0: a process listening on a port the OS picks (local runs, tests, the demo) can name
+/// its own address in configuration without knowing the port ahead. The URL still
+/// comes from configuration, never from a request.
+fn with_bound_port(settings: &Settings, addr: SocketAddr) -> Settings {
+    let mut settings = settings.clone();
+    if let Some(base) = &settings.webhooks.public_base_url {
+        if let Ok(mut url) = reqwest::Url::parse(base) {
+            if url.port() == Some(0) && url.set_port(Some(addr.port())).is_ok() {
+                settings.webhooks.public_base_url =
+                    Some(url.as_str().trim_end_matches('/').to_string());
+            }
+        }
+    }
+    settings
 }
 
 /// Binds the HTTP listener; returns the acceptor and the address actually bound (the
@@ -292,12 +346,13 @@ pub async fn serve_with(
     if let Some((acceptor, addr)) = http {
         tracing::info!(%addr, dashboard = %format!("http://{addr}/"), "listening");
         report_listening(&settings.listen, addr, &options);
+        let settings = &with_bound_port(&settings, addr);
         let probes: Vec<Arc<dyn ReadinessProbe>> = vec![
             Arc::new(StoreProbe(store.clone())),
             Arc::new(BusProbe(bus.clone())),
         ];
         let intake = Arc::new(crate::intake::WebhookIntake::new(
-            &settings,
+            settings,
             bus.clone(),
             store.clone(),
         ));
@@ -317,7 +372,7 @@ pub async fn serve_with(
             probes,
             intake,
             admin,
-            admin_token: admin_token(&settings),
+            admin_token: admin_token(settings),
         };
         spawn_http(&tracker, acceptor, state, shutdown.clone());
     }

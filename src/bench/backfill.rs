@@ -94,6 +94,8 @@ pub async fn run(settings: &Settings, customers: usize) -> anyhow::Result<Backfi
     settings.bus.prefix = format!("tandem_bench_{}", uuid::Uuid::new_v4().simple());
     // Port 0: the engine binds a port the OS picks and reports it on `listening`.
     settings.listen = "127.0.0.1:0".into();
+    // The simulators sign the URL they call: port 0 here stands for the port bound.
+    settings.webhooks.public_base_url = Some("http://127.0.0.1:0".into());
     let token = format!("{}", uuid::Uuid::new_v4().simple());
     settings.admin_token = Some(Secret::new(token.clone()));
     settings.orchestrator.workers = BACKFILL_WORKERS;

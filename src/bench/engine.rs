@@ -159,6 +159,12 @@ impl EngineChild {
         // Port 0: the engine binds a port the OS picks and prints it (read from the log
         // in `wait_until_up`), so no other process can take it in between.
         settings.listen = "127.0.0.1:0".into();
+        // The simulators call the engine directly, at the address it binds (port 0 in
+        // the public base URL stands for the port bound).
+        settings
+            .webhooks
+            .public_base_url
+            .get_or_insert_with(|| "http://127.0.0.1:0".into());
         let token = format!("{}", uuid::Uuid::new_v4().simple());
         settings.admin_token = Some(crate::secret::Secret::new(token.clone()));
         settings.validate().context("the engine's settings")?;
@@ -536,6 +542,20 @@ fn connection_table(c: &ConnectionSettings) -> toml::Table {
         "webhook_secrets".into(),
         Value::Array(c.webhook_secrets.iter().map(|s| text(s.expose())).collect()),
     );
+    table.insert("webhook_signing".into(), text(c.webhook_signing.as_str()));
+    if let Some(versions) = &c.signature_versions {
+        table.insert(
+            "signature_versions".into(),
+            Value::Array(versions.iter().map(|v| text(v.as_str())).collect()),
+        );
+    }
+    if let Some(portal) = c.portal_id {
+        // TOML integers are i64; a hub id beyond that is not one HubSpot issues.
+        table.insert(
+            "portal_id".into(),
+            Value::Integer(i64::try_from(portal).unwrap_or(i64::MAX)),
+        );
+    }
     table.insert(
         "customer_object".into(),
         text(match c.customer_object {
@@ -586,6 +606,7 @@ mod tests {
             "every engine of a run seals with one key"
         );
         let mut settings = settings;
+        settings.webhooks.public_base_url = Some("http://127.0.0.1:18080".into());
         let connection = |kind| ConnectionSettings {
             kind,
             base_url: "http://127.0.0.1:9".into(),
@@ -596,6 +617,9 @@ mod tests {
             refresh_token: Some(crate::secret::Secret::new("refresh")),
             tenant_id: Some("tenant".into()),
             webhook_secrets: vec![crate::secret::Secret::new("key")],
+            webhook_signing: Default::default(),
+            signature_versions: None,
+            portal_id: (kind == crate::config::ConnectorKind::Hubspot).then_some(62515),
             customer_object: Default::default(),
             batch_window_ms: 20,
             rate_limit_share: 1.0,
@@ -635,5 +659,6 @@ mod tests {
             loaded.secrets_key, run_key,
             "the child seals with the run's key"
         );
+        assert_eq!(pair.crm.as_ref().and_then(|c| c.portal_id), Some(62515));
     }
 }

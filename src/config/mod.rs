@@ -8,6 +8,7 @@
 
 mod load;
 mod validate;
+mod webhook_intake;
 
 use std::collections::BTreeMap;
 
@@ -152,8 +153,11 @@ impl Default for OrchestratorSettings {
 pub struct WebhookSettings {
     /// Largest webhook body accepted; larger ones get 413 and change nothing.
     pub max_body_bytes: usize,
-    /// The public URL senders call (`https://sync.example.com`), when Tandem sits
-    /// behind a proxy: HubSpot signs the URL it called, not the one Tandem sees.
+    /// The public URL senders call (`https://sync.example.com`, with a path prefix if
+    /// a proxy strips one). HubSpot's v3 (and v2) signatures cover the full URL it
+    /// called, which Tandem rebuilds from this and the requested path; it is never
+    /// taken from the request's `Host` header, which the sender chooses. Required when
+    /// any pair takes HubSpot v2 or v3 signatures.
     pub public_base_url: Option<String>,
 }
 
@@ -266,8 +270,28 @@ pub struct ConnectionSettings {
     /// Xero organisation (`xero-tenant-id` on every call).
     pub tenant_id: Option<String>,
     /// Webhook signing secrets; several are accepted at once so keys can be rotated.
+    /// None: the side takes no webhooks (it is polled).
     #[serde(default)]
     pub webhook_secrets: Vec<Secret>,
+    /// Who signs this side's webhooks: `native` (HubSpot or Xero itself, the default)
+    /// or `standard_webhooks`: a relay in front of Tandem (a webhook gateway fanning one
+    /// app's deliveries out to several consumers) forwards their bodies unchanged and
+    /// signs them with Standard Webhooks. `webhook_secrets` are then the relay's
+    /// `whsec_…` secrets. The body is still HubSpot's or Xero's, held to `portal_id` or
+    /// `tenant_id` like any other delivery.
+    #[serde(default)]
+    pub webhook_signing: WebhookSigning,
+    /// HubSpot: the signature versions taken, `["v3"]` when unset. v1 and v2 carry no
+    /// timestamp, so a request captured once (from a log, a proxy, a debugging tool)
+    /// can be replayed for ever; and since HubSpot sends them beside v3, whoever holds
+    /// a captured request can strip its v3 headers and present the legacy ones. Add
+    /// `"v1"` or `"v2"` only for an app that cannot send v3, knowing that risk.
+    pub signature_versions: Option<Vec<HubspotSignatureVersion>>,
+    /// HubSpot: the account's hub id (in HubSpot's account menu, and the `portalId`
+    /// of every webhook). A public app's client secret signs the deliveries of every
+    /// portal that installed it, so each delivery must name this portal or it is
+    /// refused. Required when the connection takes webhooks.
+    pub portal_id: Option<u64>,
     /// HubSpot: whether customers are `contacts` (the default) or `companies`.
     #[serde(default)]
     pub customer_object: CustomerObjectSetting,
@@ -297,6 +321,60 @@ fn default_rate_limit_share() -> f64 {
 
 fn default_batch_window_ms() -> u64 {
     20
+}
+
+/// Who signs a side's webhooks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookSigning {
+    /// HubSpot's signatures or Xero's, by the service itself.
+    #[default]
+    Native,
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`), by
+    /// a relay that forwards the service's deliveries.
+    StandardWebhooks,
+}
+
+impl WebhookSigning {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::StandardWebhooks => "standard_webhooks",
+        }
+    }
+}
+
+/// A HubSpot request-signature version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HubspotSignatureVersion {
+    V1,
+    V2,
+    V3,
+}
+
+impl HubspotSignatureVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+            Self::V3 => "v3",
+        }
+    }
+}
+
+impl ConnectionSettings {
+    /// The HubSpot signature versions this side takes.
+    pub fn hubspot_versions(&self) -> webhooks::hubspot::Versions {
+        match &self.signature_versions {
+            None => webhooks::hubspot::Versions::V3_ONLY,
+            Some(versions) => webhooks::hubspot::Versions {
+                v1: versions.contains(&HubspotSignatureVersion::V1),
+                v2: versions.contains(&HubspotSignatureVersion::V2),
+                v3: versions.contains(&HubspotSignatureVersion::V3),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

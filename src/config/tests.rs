@@ -36,12 +36,18 @@ mod tempfile_like {
     }
 }
 
+mod webhooks;
+
 const PAIR: &str = r#"
+[webhooks]
+public_base_url = "https://sync.example.com"
+
 [pairs.acme.crm]
 kind = "hubspot"
 base_url = "https://api.hubapi.com"
 access_token = "pat-na1-secret"
 webhook_secrets = ["client-secret"]
+portal_id = 62515
 
 [pairs.acme.finance]
 kind = "xero"

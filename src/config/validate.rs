@@ -103,6 +103,9 @@ impl Settings {
                 "must be more than 0",
             ));
         }
+        if let Some(base) = &self.webhooks.public_base_url {
+            validate_public_base_url(base)?;
+        }
         for (name, pair) in &self.pairs {
             let key = format!("pairs.{name}");
             if name.is_empty()
@@ -130,6 +133,9 @@ impl Settings {
             }
             validate_connection(&format!("{key}.crm"), crm, ConnectorKind::Hubspot)?;
             validate_connection(&format!("{key}.finance"), finance, ConnectorKind::Xero)?;
+            let base = self.webhooks.public_base_url.as_deref();
+            super::webhook_intake::validate(name, "crm", crm, base)?;
+            super::webhook_intake::validate(name, "finance", finance, base)?;
         }
         Ok(())
     }
@@ -196,6 +202,27 @@ fn validate_secrets_keys(settings: &Settings) -> Result<(), SettingsError> {
             "secrets_old_keys",
             "older keys are only read alongside a current key: set TANDEM_SECRETS_KEY to the \
              key new credentials are sealed with",
+        ));
+    }
+    Ok(())
+}
+
+/// Where HubSpot's signed URLs are rebuilt from: an http(s) URL with a host, and
+/// nothing a signed URL could not begin with.
+fn validate_public_base_url(base: &str) -> Result<(), SettingsError> {
+    let bad = |why: String| SettingsError::new("webhooks.public_base_url", why);
+    let url =
+        reqwest::Url::parse(base).map_err(|err| bad(format!("`{base}` is not a URL ({err})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad(format!(
+            "`{base}` is not an http(s) URL with a host, such as `https://sync.example.com`"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(bad(
+            "the public base URL may hold a scheme, a host, a port and a path prefix, \
+             nothing more"
+                .into(),
         ));
     }
     Ok(())

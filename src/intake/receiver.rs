@@ -1,10 +1,13 @@
 //! `POST /webhooks/{pair}/{system}`: signed webhooks in, change events out.
 //!
-//! The signature is checked on the raw body before anything else. A delivery is
-//! answered 200 (with an empty body, as Xero requires) only after its events were
-//! confirmed by the broker, so a sender retries on any failure and nothing is lost.
-//! Every refusal (too large, unsigned, stale, malformed, unknown pair) publishes and
-//! stores nothing.
+//! The signature is checked on the raw body before anything else (see
+//! [`webhooks::endpoint`]: one value per signature header, a timestamp within five
+//! minutes either way, HubSpot's signed URL rebuilt from `webhooks.public_base_url`).
+//! Then every change must name the pair's own Xero organisation or HubSpot portal. A
+//! delivery is answered 200 (with an empty body, as Xero requires) only after its
+//! events were confirmed by the broker, so a sender retries on any failure and nothing
+//! is lost. Every refusal (too large, unsigned, stale, malformed, another account's,
+//! unknown pair) is answered `{"error": "..."}` and publishes and stores nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,11 +20,13 @@ use poem::http::StatusCode;
 use poem::web::{Data, Path};
 use poem::{handler, Body, Request, Response};
 use serde_json::json;
+use webhooks::endpoint::{self, Signing};
+use webhooks::standard::StandardSecret;
 use webhooks::xero::XeroDelivery;
-use webhooks::{hubspot, xero, ChangeKind as WebhookKind, WebhookChange, WebhookSecret};
+use webhooks::{hubspot, xero, ChangeKind as WebhookKind, Tenant, WebhookChange, WebhookSecret};
 
 use crate::bus::{Bus, BusMessage, Lane};
-use crate::config::Settings;
+use crate::config::{ConnectionSettings, Settings, WebhookSigning};
 use crate::domain::{ChangeEvent, ChangeKind, EntityType, PairId, System, Trigger};
 use crate::store::Store;
 
@@ -36,7 +41,10 @@ const SEEN_FOR: Duration = Duration::from_secs(3600);
 
 /// Where one pair's webhooks from one system come in.
 struct Endpoint {
-    secrets: Vec<WebhookSecret>,
+    signing: Signing,
+    /// The account every change of a delivery must name. `None` (a side that takes no
+    /// webhooks) holds every change as foreign.
+    tenant: Option<Tenant>,
     receipts: ReceiptDesk,
 }
 
@@ -48,27 +56,23 @@ pub struct WebhookIntake {
     /// Deliveries already taken, in front of the store's receipts.
     seen: Cache<String, ()>,
     max_body_bytes: usize,
-    public_base_url: Option<String>,
 }
 
 impl WebhookIntake {
     /// Must be called within the Tokio runtime (receipts are batched by a task).
     pub fn new(settings: &Settings, bus: Arc<dyn Bus>, store: Arc<dyn Store>) -> Self {
+        let base = settings.webhooks.public_base_url.as_deref();
         let mut endpoints = HashMap::new();
         for (name, pair) in &settings.pairs {
             for (system, connection) in [(System::Crm, &pair.crm), (System::Finance, &pair.finance)]
             {
-                let keys = connection
-                    .iter()
-                    .flat_map(|c| c.webhook_secrets.iter())
-                    .map(|s| WebhookSecret::new(s.expose().as_bytes().to_vec()))
-                    .collect();
                 let pair = PairId::new(name.clone());
                 let receipts = ReceiptDesk::new(store.clone(), pair.clone(), system);
                 endpoints.insert(
                     (pair, system),
                     Endpoint {
-                        secrets: keys,
+                        signing: signing(system, connection.as_ref(), base),
+                        tenant: connection.as_ref().and_then(|c| tenant(system, c)),
                         receipts,
                     },
                 );
@@ -83,34 +87,68 @@ impl WebhookIntake {
                 .time_to_live(SEEN_FOR)
                 .build(),
             max_body_bytes: settings.webhooks.max_body_bytes,
-            public_base_url: settings.webhooks.public_base_url.clone(),
-        }
-    }
-
-    /// The URL the sender called, as HubSpot signs it.
-    fn called_url(&self, request: &Request) -> String {
-        let path_and_query = request
-            .original_uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default();
-        match &self.public_base_url {
-            Some(base) => format!("{}{path_and_query}", base.trim_end_matches('/')),
-            None => {
-                let host = request.header("host").unwrap_or("localhost");
-                format!("http://{host}{path_and_query}")
-            }
         }
     }
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
-    let message = message.into();
-    tracing::info!(status = status.as_u16(), reason = %message, "webhook refused");
-    Response::builder()
-        .status(status)
-        .content_type("application/json")
-        .body(json!({"error": message}).to_string())
+/// How a side's deliveries are signed. Settings were validated at load, so a secret
+/// that does not parse cannot reach here; one that did would be left out, never
+/// replaced by something weaker.
+fn signing(
+    system: System,
+    connection: Option<&ConnectionSettings>,
+    public_base_url: Option<&str>,
+) -> Signing {
+    let Some(connection) = connection else {
+        return Signing::Xero { keys: Vec::new() };
+    };
+    let secrets = connection.webhook_secrets.iter().map(|s| s.expose());
+    match (connection.webhook_signing, system) {
+        (WebhookSigning::StandardWebhooks, _) => Signing::Standard {
+            secrets: secrets
+                .filter_map(|s| StandardSecret::parse(s).ok())
+                .collect(),
+        },
+        (WebhookSigning::Native, System::Finance) => Signing::Xero {
+            keys: secrets.map(WebhookSecret::from).collect(),
+        },
+        (WebhookSigning::Native, System::Crm) => Signing::hubspot(
+            secrets.map(WebhookSecret::from).collect(),
+            connection.hubspot_versions(),
+            public_base_url,
+        ),
+    }
+}
+
+/// The account a side is connected to: its Xero organisation or HubSpot portal.
+fn tenant(system: System, connection: &ConnectionSettings) -> Option<Tenant> {
+    match system {
+        System::Finance => connection.tenant_id.clone().map(Tenant::XeroOrganisation),
+        System::Crm => connection.portal_id.map(Tenant::HubspotPortal),
+    }
+}
+
+/// Why a delivery was not taken: its status, and what the sender is told.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// `{"error": "..."}`, as every refusal is answered.
+    fn into_response(self) -> Response {
+        Response::builder()
+            .status(self.status)
+            .content_type("application/json")
+            .body(json!({"error": self.message}).to_string())
+    }
 }
 
 #[handler]
@@ -120,72 +158,152 @@ pub async fn receive(
     body: Body,
     intake: Data<&Arc<WebhookIntake>>,
 ) -> Response {
-    let intake = *intake;
+    match take_delivery(*intake, request, &pair, &system, body).await {
+        Ok(()) => accepted(),
+        Err(refusal) => {
+            // `?` escapes what the sender put in the path or the body, so it cannot
+            // forge a log line.
+            tracing::info!(
+                pair = ?pair,
+                system = ?system,
+                status = refusal.status.as_u16(),
+                reason = ?refusal.message,
+                "webhook refused"
+            );
+            refusal.into_response()
+        }
+    }
+}
+
+async fn take_delivery(
+    intake: &WebhookIntake,
+    request: &Request,
+    pair: &str,
+    system: &str,
+    body: Body,
+) -> Result<(), Refusal> {
     let Ok(system) = system.parse::<System>() else {
-        return refuse(
+        return Err(Refusal::new(
             StatusCode::NOT_FOUND,
-            format!("unknown system `{system}`: use `crm` or `finance`"),
-        );
+            format!("unknown system {system:?}: use `crm` or `finance`"),
+        ));
     };
     let pair = PairId::new(pair);
     let Some(endpoint) = intake.endpoints.get(&(pair.clone(), system)) else {
-        return refuse(StatusCode::NOT_FOUND, format!("no pair named `{pair}`"));
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            format!("no pair named {:?}", pair.as_str()),
+        ));
     };
-    let secrets = &endpoint.secrets;
     let body = match body.into_bytes_limit(intake.max_body_bytes).await {
         Ok(body) => body,
         Err(ReadBodyError::PayloadTooLarge) => {
-            return refuse(
+            return Err(Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is larger than {} bytes", intake.max_body_bytes),
-            )
+            ))
         }
-        Err(err) => {
-            return refuse(
+        Err(_) => {
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {err}"),
-            )
+                "the body could not be read",
+            ))
         }
     };
-    let verified = match system {
-        System::Finance => xero::verify(&body, request.header(xero::SIGNATURE_HEADER), secrets),
-        System::Crm => {
-            let url = intake.called_url(request);
-            let signed = hubspot::SignedRequest {
-                method: request.method().as_str(),
-                uri: &url,
-                body: &body,
-            };
-            let headers = hubspot::SignatureHeaders {
-                v3_signature: request.header(hubspot::SIGNATURE_V3_HEADER),
-                v3_timestamp: request.header(hubspot::TIMESTAMP_HEADER),
-                signature: request.header(hubspot::SIGNATURE_HEADER),
-                version: request.header(hubspot::VERSION_HEADER),
-            };
-            hubspot::verify(signed, headers, secrets, Utc::now().timestamp_millis())
-        }
+    let headers: Vec<(&str, &[u8])> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    let signed = endpoint::Request {
+        method: request.method().as_str(),
+        path_and_query: request
+            .original_uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str()),
+        headers: &headers,
+        body: &body,
     };
-    if let Err(err) = verified {
-        return refuse(StatusCode::UNAUTHORIZED, err.to_string());
-    }
+    endpoint
+        .signing
+        .verify(&signed, Utc::now().timestamp_millis())
+        .map_err(|err| Refusal::new(StatusCode::UNAUTHORIZED, err.to_string()))?;
     let changes = match system {
         System::Finance => match xero::parse(&body) {
-            Ok(XeroDelivery::IntentToReceive) => return accepted(),
+            Ok(XeroDelivery::IntentToReceive) => return Ok(()),
             Ok(XeroDelivery::Changes(changes)) => changes,
-            Err(err) => return refuse(StatusCode::BAD_REQUEST, err.to_string()),
+            Err(err) => return Err(Refusal::new(StatusCode::BAD_REQUEST, err.to_string())),
         },
-        System::Crm => match hubspot::parse(&body) {
-            Ok(changes) => changes,
-            Err(err) => return refuse(StatusCode::BAD_REQUEST, err.to_string()),
-        },
+        System::Crm => hubspot::parse(&body)
+            .map_err(|err| Refusal::new(StatusCode::BAD_REQUEST, err.to_string()))?,
     };
+    hold_to_tenant(endpoint.tenant.as_ref(), &pair, system, &changes)?;
     match take(intake, &endpoint.receipts, &pair, system, changes).await {
         Ok(published) => {
             tracing::info!(%pair, %system, published, "webhook taken");
-            accepted()
+            Ok(())
         }
-        Err(message) => refuse(StatusCode::SERVICE_UNAVAILABLE, message),
+        Err(detail) => {
+            // The detail names the store or the broker; the sender only needs to know
+            // that a retry will be taken.
+            tracing::error!(%pair, %system, error = %detail, "webhook not taken");
+            Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the delivery could not be queued; nothing was taken, retry later",
+            ))
+        }
     }
+}
+
+/// Refuses a delivery any of whose changes names another account than the pair's.
+///
+/// 403: the sender is known (the signature holds) but this endpoint is not where that
+/// account's changes go. HubSpot does not retry a 403; Xero retries any refusal for
+/// at most 24 hours and then disables the subscription, which shows the mistake in
+/// its developer portal. Nothing of the delivery is taken, so the pair never fetches a
+/// record id from another account in its own.
+fn hold_to_tenant(
+    tenant: Option<&Tenant>,
+    pair: &PairId,
+    system: System,
+    changes: &[WebhookChange],
+) -> Result<(), Refusal> {
+    let foreign = match tenant {
+        Some(tenant) => tenant.check(changes).err(),
+        None if changes.is_empty() => None,
+        None => Some(webhooks::tenant::ForeignChanges {
+            first_named: changes.iter().find_map(|c| c.tenant.clone()),
+            count: changes.len(),
+            of: changes.len(),
+        }),
+    };
+    let Some(foreign) = foreign else {
+        return Ok(());
+    };
+    crate::metrics::webhook_foreign_tenant(pair.as_str(), system.as_str());
+    let named: Option<String> = foreign
+        .first_named
+        .as_deref()
+        .map(|named| named.chars().take(64).collect());
+    tracing::warn!(
+        %pair,
+        %system,
+        named = ?named,
+        foreign = foreign.count,
+        of = foreign.of,
+        "webhook refused: it names another account than the pair's"
+    );
+    let account = match system {
+        System::Finance => "Xero organisation (tenantId)",
+        System::Crm => "HubSpot portal (portalId)",
+    };
+    Err(Refusal::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "the delivery names a {account} that pair `{pair}` is not connected to; \
+             nothing was taken"
+        ),
+    ))
 }
 
 /// 200 with an empty body and no cookies, as Xero requires.

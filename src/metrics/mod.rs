@@ -63,6 +63,12 @@ struct SystemLabels {
     system: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PairSystemLabels {
+    pair: String,
+    system: String,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
@@ -74,6 +80,7 @@ pub struct Metrics {
     sync_outcomes: Family<OutcomeLabels, Counter>,
     system_calls: Family<CallLabels, Counter>,
     rate_limit_waits: Family<SystemLabels, Counter>,
+    foreign_tenant: Family<PairSystemLabels, Counter>,
     sync_duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     /// Per lane, when the message a worker took last was first published (Unix ms).
     /// Not exposed itself: it bounds the oldest waiting message's age at scrape time.
@@ -96,6 +103,7 @@ impl Metrics {
         let sync_outcomes = Family::default();
         let system_calls = Family::default();
         let rate_limit_waits = Family::default();
+        let foreign_tenant = Family::default();
         let sync_duration = Family::new_with_constructor(duration_histogram as fn() -> Histogram);
         let mut registry = Registry::default();
         registry.register(
@@ -119,6 +127,11 @@ impl Metrics {
             rate_limit_waits.clone(),
         );
         registry.register(
+            "tandem_webhooks_foreign_tenant",
+            "Signed webhook deliveries refused for naming another organisation or portal than their pair's",
+            foreign_tenant.clone(),
+        );
+        registry.register(
             "tandem_sync_duration_seconds",
             "Time to handle one change, by outcome",
             sync_duration.clone(),
@@ -129,6 +142,7 @@ impl Metrics {
             sync_outcomes,
             system_calls,
             rate_limit_waits,
+            foreign_tenant,
             sync_duration,
             last_taken_published_ms: Mutex::default(),
         }
@@ -170,6 +184,16 @@ impl Metrics {
             system: system.into(),
         };
         self.rate_limit_waits.get_or_create(&labels).inc();
+    }
+
+    /// A signed delivery was refused for naming an organisation or portal other than
+    /// the one its pair is connected to.
+    pub fn webhook_foreign_tenant(&self, pair: &str, system: &str) {
+        let labels = PairSystemLabels {
+            pair: pair.into(),
+            system: system.into(),
+        };
+        self.foreign_tenant.get_or_create(&labels).inc();
     }
 
     /// A worker took a message of `lane` first published at `published_ms`.
@@ -225,6 +249,10 @@ pub fn rate_limit_wait(system: &str) {
 }
 
 /// See [`Metrics::delivered`].
+pub fn webhook_foreign_tenant(pair: &str, system: &str) {
+    process().webhook_foreign_tenant(pair, system);
+}
+
 pub fn delivered(lane: &'static str, published_ms: Option<u64>) {
     PROCESS.delivered(lane, published_ms);
 }

@@ -211,7 +211,8 @@ async fn a_webhook_while_rabbitmq_is_down_gets_503_and_its_retry_is_taken() {
     let settings = std::env::temp_dir().join(format!("{}.toml", support::unique("tandem_outage")));
     std::fs::write(
         &settings,
-        "[pairs.acme.crm]\nkind = \"hubspot\"\nbase_url = \"https://api.hubapi.com\"\nwebhook_secrets = [\"crm-secret\"]\n\n\
+        "[webhooks]\npublic_base_url = \"https://sync.example.com\"\n\n\
+         [pairs.acme.crm]\nkind = \"hubspot\"\nbase_url = \"https://api.hubapi.com\"\nwebhook_secrets = [\"crm-secret\"]\nportal_id = 62515\n\n\
          [pairs.acme.finance]\nkind = \"xero\"\nbase_url = \"https://api.xero.com\"\ntenant_id = \"t1\"\nwebhook_secrets = [\"xero-key\"]\n",
     )
     .expect("write settings");
@@ -225,7 +226,7 @@ async fn a_webhook_while_rabbitmq_is_down_gets_503_and_its_retry_is_taken() {
         ],
     )
     .await;
-    let body = br#"{"events":[{"resourceUrl":"https://api.xero.com/api.xro/2.0/Contacts/c1","resourceId":"c1","eventDateUtc":"2026-11-23T10:00:00.000","eventType":"UPDATE","eventCategory":"CONTACT","tenantId":"t1","tenantType":"ORGANISATION"}],"lastEventSequence":1,"firstEventSequence":1,"entropy":"x"}"#;
+    let body = br#"{"events":[{"resourceUrl":"https://api.xero.com/api.xro/2.0/Contacts/0f0c1a52-3c1e-4e2b-9d59-7f4a1c2b3d4e","resourceId":"0f0c1a52-3c1e-4e2b-9d59-7f4a1c2b3d4e","eventDateUtc":"2026-11-23T10:00:00.000","eventType":"UPDATE","eventCategory":"CONTACT","tenantId":"t1","tenantType":"ORGANISATION"}],"lastEventSequence":1,"firstEventSequence":1,"entropy":"x"}"#;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"xero-key").expect("key");
     mac.update(body);
     let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());

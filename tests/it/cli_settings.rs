@@ -241,3 +241,45 @@ fn a_marked_fragment_is_found_and_told_apart() {
         [("T.md:3", "a = 1", false), ("T.md:7", "b = 2\nc = 3", true)]
     );
 }
+
+/// A pair taking HubSpot v3 webhooks needs the public URL HubSpot signs, and the
+/// portal its deliveries must name: without either, `serve` does not start.
+#[test]
+fn a_pair_taking_hubspot_webhooks_without_its_url_or_portal_does_not_start() {
+    let pair = |cmd: &mut Command| {
+        cmd.arg("serve")
+            .env("TANDEM_PAIRS__ACME__CRM__KIND", "hubspot")
+            .env(
+                "TANDEM_PAIRS__ACME__CRM__BASE_URL",
+                "https://api.hubapi.com",
+            )
+            .env(
+                "TANDEM_PAIRS__ACME__CRM__WEBHOOK_SECRETS",
+                "[\"client-secret-value\"]",
+            )
+            .env("TANDEM_PAIRS__ACME__FINANCE__KIND", "xero")
+            .env(
+                "TANDEM_PAIRS__ACME__FINANCE__BASE_URL",
+                "https://api.xero.com",
+            )
+            .env("TANDEM_PAIRS__ACME__FINANCE__TENANT_ID", "t1");
+    };
+    let mut cmd = tandem();
+    pair(&mut cmd);
+    let (code, stderr) = run(&mut cmd);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("pairs.acme.crm.portal_id"), "{stderr}");
+    assert!(!stderr.contains("client-secret-value"), "{stderr}");
+
+    let mut cmd = tandem();
+    pair(&mut cmd);
+    cmd.env("TANDEM_PAIRS__ACME__CRM__PORTAL_ID", "62515");
+    let (code, stderr) = run(&mut cmd);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("`webhooks.public_base_url` (TANDEM_WEBHOOKS__PUBLIC_BASE_URL)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Host header"), "{stderr}");
+    assert!(!stderr.contains("client-secret-value"), "{stderr}");
+}

@@ -70,6 +70,9 @@ impl World {
             ..Default::default()
         };
         settings.bus.prefix = unique("browser");
+        // The simulators sign the URL they call: Tandem's own address, on the port it
+        // binds (port 0 here stands for that port).
+        settings.webhooks.public_base_url = Some("http://127.0.0.1:0".into());
         // Polling off: only webhooks and the page's buttons move records, so a failure
         // stays failed until the test presses retry.
         settings

@@ -94,6 +94,8 @@ async fn serve(sims: &Simulators) -> Engine {
     settings
         .pairs
         .insert(PAIR.into(), tandem::demo::pair_for(sims, 0));
+    // The simulators sign the URL they call: the port the child binds.
+    settings.webhooks.public_base_url = Some("http://127.0.0.1:0".into());
     let settings_file =
         std::env::temp_dir().join(format!("{}.toml", support::unique("tandem-metrics")));
     std::fs::write(

@@ -105,6 +105,9 @@ admin_token = "{ADMIN}"
 [bus]
 prefix = "{prefix}"
 
+[webhooks]
+public_base_url = "http://127.0.0.1:0"
+
 [pairs.acme]
 poll_interval_secs = 2
 poll_overlap_secs = 2
@@ -116,6 +119,7 @@ client_id = "{hs_id}"
 client_secret = "{hs_secret}"
 refresh_token = "{hs_refresh}"
 webhook_secrets = ["{hs_secret}"]
+portal_id = {portal}
 
 [pairs.acme.finance]
 kind = "xero"
@@ -132,6 +136,7 @@ webhook_secrets = ["{x_key}"]
         hs_id = hubspot.client_id,
         hs_secret = hubspot.client_secret,
         hs_refresh = hubspot.refresh_token,
+        portal = hubspot.portal_id,
         xero_api = sims.xero_api_url(),
         xero_token = sims.xero_token_url(),
         tenant = xero.tenant_id,

@@ -90,6 +90,9 @@ impl World {
                 (None, Some(db))
             }
         };
+        // The simulators sign the URL they call: Tandem's own address, whose port (0
+        // here) is the one it binds.
+        settings.webhooks.public_base_url = Some("http://127.0.0.1:0".into());
         settings.admin_token = Some(Secret::new(ADMIN));
         settings.orchestrator.workers = 32;
         let mut pair = tandem::demo::pair_for(&sims, 2);

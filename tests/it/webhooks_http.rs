@@ -1,6 +1,9 @@
 //! Signed webhooks against the running server, with the real PostgreSQL and RabbitMQ:
-//! every bad input gets its status and leaves the queue and the store unchanged; a
-//! valid delivery sent five times publishes one event.
+//! every bad input gets its status and a JSON error and leaves the queue and the store
+//! unchanged; a valid delivery sent five times publishes one event. [`hostile`] throws
+//! what a hostile sender would at each rule.
+
+mod hostile;
 
 use crate::support;
 
@@ -8,8 +11,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sea_orm::{ConnectionTrait, Statement};
-use serde_json::json;
-use sha2::Sha256;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use support::{TandemProcess, TestDatabase};
 use tandem::bus::rabbitmq::RabbitBus;
 use tandem::bus::{Bus, BusConfig, Lane};
@@ -17,23 +20,64 @@ use tandem::store;
 
 const XERO_KEY: &str = "xero-webhook-key-for-tests";
 const HUBSPOT_SECRET: &str = "hubspot-client-secret-for-tests";
+/// The secret of the official Standard Webhooks vectors, as a relay would hold it.
+const RELAY_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Where HubSpot calls Tandem, as configured; the test server listens elsewhere.
+const PUBLIC_BASE: &str = "https://sync.example.com";
+const PORTAL: i64 = 62515;
+const TENANT: &str = "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f";
+const OTHER_TENANT: &str = "4a7c1d3e-0b5f-4e8a-9c2d-6f1e0a9b8c7d";
 
+/// Three pairs: `acme` as most deployments (v3 only), `legacy` opted into HubSpot's v1
+/// and v2, `relay` behind a relay that signs with Standard Webhooks. All three are
+/// bound to the same HubSpot portal and Xero organisation.
 fn settings_file() -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("{}.toml", support::unique("tandem_webhooks")));
     std::fs::write(
         &path,
         format!(
             r#"
+[webhooks]
+public_base_url = "{PUBLIC_BASE}"
+
 [pairs.acme.crm]
 kind = "hubspot"
 base_url = "https://api.hubapi.com"
 webhook_secrets = ["{HUBSPOT_SECRET}"]
+portal_id = {PORTAL}
 
 [pairs.acme.finance]
 kind = "xero"
 base_url = "https://api.xero.com"
-tenant_id = "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f"
+tenant_id = "{TENANT}"
 webhook_secrets = ["old-key-being-rotated-out", "{XERO_KEY}"]
+
+[pairs.legacy.crm]
+kind = "hubspot"
+base_url = "https://api.hubapi.com"
+webhook_secrets = ["{HUBSPOT_SECRET}"]
+portal_id = {PORTAL}
+signature_versions = ["v3", "v2", "v1"]
+
+[pairs.legacy.finance]
+kind = "xero"
+base_url = "https://api.xero.com"
+tenant_id = "{TENANT}"
+webhook_secrets = ["{XERO_KEY}"]
+
+[pairs.relay.crm]
+kind = "hubspot"
+base_url = "https://api.hubapi.com"
+webhook_secrets = ["{RELAY_SECRET}"]
+webhook_signing = "standard_webhooks"
+portal_id = {PORTAL}
+
+[pairs.relay.finance]
+kind = "xero"
+base_url = "https://api.xero.com"
+tenant_id = "{TENANT}"
+webhook_secrets = ["{RELAY_SECRET}"]
+webhook_signing = "standard_webhooks"
 "#
         ),
     )
@@ -47,10 +91,96 @@ fn xero_signature(body: &[u8], key: &str) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
-fn hubspot_v3(method: &str, url: &str, body: &str, timestamp: i64) -> String {
+/// HubSpot's v3 signature over `url` as HubSpot called it.
+fn hubspot_v3(method: &str, url: &str, body: &str, timestamp: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(HUBSPOT_SECRET.as_bytes()).expect("key");
     mac.update(format!("{method}{url}{body}{timestamp}").as_bytes());
     STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The v3 headers of a delivery to `path` signed over the configured public URL.
+fn v3_headers(path: &str, body: &str, timestamp: &str) -> Vec<(&'static str, String)> {
+    let url = format!("{PUBLIC_BASE}{path}");
+    vec![
+        (
+            "x-hubspot-signature-v3",
+            hubspot_v3("POST", &url, body, timestamp),
+        ),
+        ("x-hubspot-request-timestamp", timestamp.to_string()),
+    ]
+}
+
+/// HubSpot's v1 (`SHA-256(secret + body)`) or v2 (`SHA-256(secret + method + URL +
+/// body)`) signature, hex.
+fn hubspot_legacy(version: &str, url: &str, body: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(HUBSPOT_SECRET);
+    if version == "v2" {
+        hash.update("POST");
+        hash.update(url);
+    }
+    hash.update(body);
+    hex::encode(hash.finalize())
+}
+
+/// Standard Webhooks headers for `body`, signed with [`RELAY_SECRET`].
+fn standard_headers(id: &str, timestamp: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    let key = STANDARD
+        .decode(RELAY_SECRET.trim_start_matches("whsec_"))
+        .expect("base64 secret");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("key");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+    ]
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A HubSpot delivery of one change to `object` in `portal`.
+fn hubspot_body(portal: i64, object: i64) -> String {
+    json!([{
+        "eventId": object,
+        "subscriptionId": 2,
+        "portalId": portal,
+        "occurredAt": now_ms(),
+        "subscriptionType": "company.propertyChange",
+        "objectId": object,
+        "propertyName": "phone",
+        "propertyValue": "+44 1"
+    }])
+    .to_string()
+}
+
+/// A Xero delivery of one contact update per (tenant, resource).
+fn xero_body(events: &[(&str, &str)]) -> Vec<u8> {
+    let events: Vec<Value> = events
+        .iter()
+        .map(|(tenant, resource)| {
+            json!({
+                "resourceUrl": format!("https://api.xero.com/api.xro/2.0/Contacts/{resource}"),
+                "resourceId": resource,
+                "eventDateUtc": "2026-11-23T10:15:39.902",
+                "eventType": "UPDATE",
+                "eventCategory": "CONTACT",
+                "tenantId": tenant,
+                "tenantType": "ORGANISATION"
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "events": events,
+        "lastEventSequence": 7,
+        "firstEventSequence": 7,
+        "entropy": uuid::Uuid::new_v4().simple().to_string()
+    }))
+    .expect("body")
 }
 
 fn contact_update(resource: &str) -> Vec<u8> {
@@ -61,7 +191,7 @@ fn contact_update(resource: &str) -> Vec<u8> {
             "eventDateUtc": "2026-11-23T10:15:39.902",
             "eventType": "UPDATE",
             "eventCategory": "CONTACT",
-            "tenantId": "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f",
+            "tenantId": TENANT,
             "tenantType": "ORGANISATION"
         }],
         "lastEventSequence": 7,
@@ -140,6 +270,94 @@ impl Server {
         (depth, row.try_get::<i64>("", "n").expect("n"))
     }
 
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
+    }
+
+    /// The value of one Prometheus series at `/metrics`, 0 when absent.
+    async fn metric(&self, series: &str) -> u64 {
+        let (status, text) = self.get("/metrics").await;
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Asserts that an answer is the refusal expected: the status, a body of exactly
+    /// `{"error": "..."}` whose message contains `says`, no secret in it, nothing
+    /// queued or stored beyond `before`, and the server still answering.
+    async fn assert_refused(
+        &self,
+        what: &str,
+        answer: (u16, String),
+        status: u16,
+        says: &str,
+        before: (u64, i64),
+    ) {
+        let (got, text) = answer;
+        assert_eq!(got, status, "{what}: {text}");
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|err| panic!("{what}: the refusal is not JSON ({err}): {text}"));
+        let message = body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no `error` string in {text}"));
+        assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{what}: {text}");
+        assert!(
+            message.to_lowercase().contains(&says.to_lowercase()),
+            "{what}: expected an error saying {says:?}, got {message:?}"
+        );
+        for secret in [XERO_KEY, HUBSPOT_SECRET, RELAY_SECRET, "MfKQ9r8GKYqrTwjU"] {
+            assert!(!text.contains(secret), "{what} leaked a secret: {text}");
+        }
+        assert_eq!(
+            self.published_and_stored().await,
+            before,
+            "{what} changed the queue or the store"
+        );
+        assert_eq!(
+            self.get("/health").await.0,
+            200,
+            "{what}: the server stopped answering"
+        );
+    }
+
+    /// A fresh, correctly signed delivery to each of `acme`'s sides is still taken.
+    async fn still_takes_deliveries(&self) {
+        let (published, stored) = self.published_and_stored().await;
+        let xero = xero_body(&[(TENANT, &uuid::Uuid::new_v4().to_string())]);
+        let signature = xero_signature(&xero, XERO_KEY);
+        let (status, text) = self
+            .post(
+                "/webhooks/acme/finance",
+                xero,
+                &[("x-xero-signature", signature)],
+            )
+            .await;
+        assert_eq!((status, text.as_str()), (200, ""), "a valid Xero delivery");
+        let object = rand::random::<u32>().into();
+        let hubspot = hubspot_body(PORTAL, object);
+        let path = "/webhooks/acme/crm";
+        let headers = v3_headers(path, &hubspot, &now_ms().to_string());
+        let (status, text) = self.post(path, hubspot.into_bytes(), &headers).await;
+        assert_eq!(status, 200, "a valid HubSpot delivery: {text}");
+        let expected = (published + 2, stored + 2);
+        support::eventually(
+            std::time::Duration::from_secs(5),
+            "both deliveries published",
+            || async move { self.published_and_stored().await == expected },
+        )
+        .await;
+    }
+
     async fn finish(self) {
         self.bus
             .delete_topology()
@@ -163,10 +381,8 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
     let server = Server::start().await;
     let body = contact_update("717f2bfc-c6d4-41fd-b238-3f2f0c0cf777");
     let signed = xero_signature(&body, XERO_KEY);
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let crm_url = server.url("/webhooks/acme/crm");
-    let crm_body = r#"[{"eventId":1,"subscriptionId":2,"portalId":3,"occurredAt":1764000000000,"subscriptionType":"company.propertyChange","objectId":42}]"#;
-    let stale = now_ms - 301_000;
+    let crm_body = hubspot_body(PORTAL, 42);
+    let stale = (now_ms() - 301_000).to_string();
     let malformed = b"{\"events\": [".to_vec();
     let cases: Vec<BadDelivery> = vec![
         (
@@ -201,13 +417,7 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
             "stale HubSpot timestamp",
             "/webhooks/acme/crm",
             crm_body.as_bytes().to_vec(),
-            vec![
-                (
-                    "x-hubspot-signature-v3",
-                    hubspot_v3("POST", &crm_url, crm_body, stale),
-                ),
-                ("x-hubspot-request-timestamp", stale.to_string()),
-            ],
+            v3_headers("/webhooks/acme/crm", &crm_body, &stale),
             401,
         ),
         (
@@ -233,18 +443,12 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
         ),
     ];
     for (what, path, body, headers, expected) in cases {
-        let (status, text) = server.post(path, body, &headers).await;
-        assert_eq!(status, expected, "{what}: {text}");
-        assert!(
-            !text.contains(XERO_KEY) && !text.contains(HUBSPOT_SECRET),
-            "{what} leaked a secret: {text}"
-        );
-        assert_eq!(
-            server.published_and_stored().await,
-            (0, 0),
-            "{what} changed the queue or the store"
-        );
+        let answer = server.post(path, body, &headers).await;
+        server
+            .assert_refused(what, answer, expected, "", (0, 0))
+            .await;
     }
+    server.still_takes_deliveries().await;
     server.finish().await;
 }
 
@@ -349,19 +553,10 @@ async fn xero_intent_to_receive_and_hubspot_v3() {
         "a handshake publishes nothing"
     );
 
-    let url = server.url("/webhooks/acme/crm");
-    let body = r#"[{"eventId":1,"subscriptionId":2,"portalId":3,"occurredAt":1764000000000,"subscriptionType":"company.propertyChange","objectId":42,"propertyName":"phone","propertyValue":"+44 1"}]"#;
-    let now = chrono::Utc::now().timestamp_millis();
-    let headers = [
-        (
-            "x-hubspot-signature-v3",
-            hubspot_v3("POST", &url, body, now),
-        ),
-        ("x-hubspot-request-timestamp", now.to_string()),
-    ];
-    let (status, text) = server
-        .post("/webhooks/acme/crm", body.as_bytes().to_vec(), &headers)
-        .await;
+    let path = "/webhooks/acme/crm";
+    let body = hubspot_body(PORTAL, 42);
+    let headers = v3_headers(path, &body, &now_ms().to_string());
+    let (status, text) = server.post(path, body.into_bytes(), &headers).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(server.published_and_stored().await, (1, 1));
     server.finish().await;
