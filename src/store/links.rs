@@ -68,6 +68,22 @@ pub(super) async fn get(db: &impl ConnectionTrait, id: Uuid) -> StoreResult<Opti
         .transpose()
 }
 
+pub(super) async fn get_many(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> StoreResult<Vec<EntityLink>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Entity::find()
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
+}
+
 pub(super) async fn insert(db: &impl ConnectionTrait, link: &EntityLink) -> StoreResult<()> {
     Entity::insert(to_active(link))
         .exec_without_returning(db)

@@ -76,6 +76,8 @@ pub trait Store: Send + Sync {
         external_ids: &[String],
     ) -> StoreResult<Vec<EntityLink>>;
     async fn get_link(&self, id: Uuid) -> StoreResult<Option<EntityLink>>;
+    /// The links with these ids (those that exist), in no order.
+    async fn get_links(&self, ids: &[Uuid]) -> StoreResult<Vec<EntityLink>>;
     /// Inserts a new link; `AlreadyLinked` when either side's id is linked already.
     async fn insert_link(&self, link: &EntityLink) -> StoreResult<()>;
     /// Links in any of `statuses`, most recently changed first.
@@ -416,6 +418,10 @@ impl Store for SeaStore {
 
     async fn get_link(&self, id: Uuid) -> StoreResult<Option<EntityLink>> {
         links::get(&self.db, id).await
+    }
+
+    async fn get_links(&self, ids: &[Uuid]) -> StoreResult<Vec<EntityLink>> {
+        links::get_many(&self.db, ids).await
     }
 
     async fn insert_link(&self, link: &EntityLink) -> StoreResult<()> {

@@ -433,9 +433,9 @@ fn count(text: &str) -> Option<u64> {
     text.trim().parse().ok()
 }
 
-/// The failures table's row for a HubSpot id.
+/// The failures table's row for a HubSpot id (its cell names the record, then its ids).
 fn failure_row(crm_id: &str) -> String {
-    format!("//tbody[@id='failures']/tr[td[1][starts-with(normalize-space(.), '{crm_id} ')]]")
+    format!("//tbody[@id='failures']/tr[td[1][contains(normalize-space(.), 'CRM {crm_id} ')]]")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -513,8 +513,8 @@ async fn a_person_watches_syncs_reads_a_failure_retries_it_and_pauses_the_queue(
         )
         .await;
     assert!(
-        listed.contains("not-an-email") || listed.contains(&bad_id),
-        "the row names the refused customer: {listed}"
+        listed.contains(&person(9).name) && listed.contains("not-an-email"),
+        "the row names the refused customer by name and e-mail: {listed}"
     );
     let all_failures = browser.text("#failures").await;
     assert!(
@@ -595,12 +595,36 @@ async fn a_person_watches_syncs_reads_a_failure_retries_it_and_pauses_the_queue(
         )
         .await;
     assert_eq!(
-        browser.text("#message").await,
+        browser.text("#errors").await,
         "",
         "the page reported no error"
     );
 
-    // 4. Pause and resume the queue.
+    // 4. Look a customer up by e-mail, in another case than it was typed.
+    let wanted = person(1);
+    browser
+        .type_into(
+            "#query",
+            &format!("{}\u{E007}", wanted.email.to_uppercase()),
+        )
+        .await;
+    let found = browser
+        .wait_for(
+            "the customer found by e-mail",
+            || async { browser.text("#results").await },
+            |t| t.contains(&wanted.name),
+        )
+        .await;
+    assert!(found.contains(&seeded[1]), "with its CRM id: {found}");
+    browser
+        .wait_for(
+            "the found customer's history",
+            || async { browser.text("#record-body").await },
+            |t| t.contains(&wanted.name) && t.contains("created"),
+        )
+        .await;
+
+    // 5. Pause and resume the queue.
     browser.click("css selector", "#pause").await;
     browser
         .wait_for(
@@ -616,6 +640,68 @@ async fn a_person_watches_syncs_reads_a_failure_retries_it_and_pauses_the_queue(
             "the queue shown as running again",
             || async { browser.text("#paused").await },
             |t| t == "running",
+        )
+        .await;
+
+    // 6. The token lives in the tab, not in localStorage.
+    let stored = browser
+        .cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": "return [localStorage.getItem('tandem-token'), sessionStorage.getItem('tandem-token')];", "args": []})),
+        )
+        .await
+        .expect("run a script");
+    assert_eq!(stored, json!([null, ADMIN]), "token storage");
+
+    // 7. A refused token clears the figures and says so, and the message stays.
+    browser
+        .cmd(
+            "POST",
+            &format!("/element/{}/clear", browser.css("#token").await),
+            Some(json!({})),
+        )
+        .await
+        .expect("clear the token");
+    browser.type_into("#token", "not-the-token\u{E004}").await;
+    let said = browser
+        .wait_for(
+            "the refusal said",
+            || async { browser.text("#errors").await },
+            |t| t.contains("admin token was refused"),
+        )
+        .await;
+    assert!(said.contains("Dismiss"), "a person dismisses it: {said}");
+    assert_eq!(
+        browser.text("#synced").await,
+        "–",
+        "no figure left from before"
+    );
+    assert_eq!(
+        browser.text("#failures").await,
+        "",
+        "no list left from before"
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        browser
+            .text("#errors")
+            .await
+            .contains("admin token was refused"),
+        "the error stays across refreshes until dismissed"
+    );
+    browser.screenshot("dashboard-refused.png").await;
+    browser
+        .click(
+            "xpath",
+            "//ul[@id='errors']/li[1]/button[normalize-space(.)='Dismiss']",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the error dismissed",
+            || async { browser.text("#errors").await },
+            |t| t.is_empty(),
         )
         .await;
 

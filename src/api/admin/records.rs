@@ -52,6 +52,9 @@ pub struct LinkView {
 pub struct LogView {
     pub id: Uuid,
     pub transaction_id: Uuid,
+    /// What a person recognises the record by (a customer's name or e-mail, an
+    /// invoice's number), when its link knows it.
+    pub record: Option<String>,
     pub created_at: DateTime<Utc>,
     pub pair: String,
     pub entity: String,
@@ -153,6 +156,44 @@ pub(super) async fn link_views(
         .collect())
 }
 
+/// Log views, each naming its record as the record's link does.
+async fn labelled_logs(
+    store: &dyn Store,
+    logs: Vec<SyncLogEntry>,
+) -> Result<Vec<LogView>, StoreError> {
+    let mut ids: Vec<Uuid> = logs.iter().filter_map(|l| l.entry.link_id).collect();
+    ids.sort();
+    ids.dedup();
+    let names: HashMap<Uuid, String> = store
+        .get_links(&ids)
+        .await?
+        .into_iter()
+        .filter_map(|link| Some((link.id, record_name(&link)?)))
+        .collect();
+    Ok(logs
+        .into_iter()
+        .map(|log| {
+            let record = log.entry.link_id.and_then(|id| names.get(&id).cloned());
+            LogView {
+                record,
+                ..log_view(log)
+            }
+        })
+        .collect())
+}
+
+/// The words a person knows a record by: a customer's name and e-mail, an invoice's
+/// number and amount.
+pub(super) fn record_name(link: &EntityLink) -> Option<String> {
+    let label = &link.label;
+    let parts: Vec<&str> = [&label.name, &label.email, &label.number, &label.amount]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
 pub(super) fn link_view(link: EntityLink) -> LinkView {
     LinkView {
         id: link.id,
@@ -181,6 +222,7 @@ pub(super) fn log_view(log: SyncLogEntry) -> LogView {
     LogView {
         id: log.id,
         transaction_id: e.transaction_id,
+        record: None,
         created_at: log.created_at,
         pair: e.pair.to_string(),
         entity: e.entity.as_str().to_string(),
@@ -334,8 +376,13 @@ impl RecordsApi {
             Ok(filter) => filter,
             Err(why) => return LogsResponse::BadRequest(ApiError::new(why)),
         };
-        match self.state.store.query_logs(&filter).await {
-            Ok(logs) => LogsResponse::Found(Json(logs.into_iter().map(log_view).collect())),
+        let store = self.state.store.as_ref();
+        let labelled = async {
+            let logs = store.query_logs(&filter).await?;
+            labelled_logs(store, logs).await
+        };
+        match labelled.await {
+            Ok(logs) => LogsResponse::Found(Json(logs)),
             Err(err) => {
                 tracing::error!(error = %err, "cannot read the sync log");
                 LogsResponse::Internal(ApiError::new("the store is unavailable; try again"))
