@@ -360,25 +360,14 @@ impl Kind {
     /// versions only, in one call) and those whose record moved on are answered
     /// `Changed` instead of written.
     async fn update(&self, items: Vec<UpdateItem>) -> Vec<Wrote> {
-        let changed = self.changed_since_read(&items).await;
-        let mut answers: Vec<Option<Wrote>> = changed
-            .iter()
-            .zip(&items)
-            .map(|(moved, item)| {
-                moved.then(|| {
-                    Err(ConnectorError::Changed {
-                        system: System::Crm,
-                        id: item.id.clone(),
-                    })
-                })
-            })
-            .collect();
+        let held = self.held_back(&items).await;
         let to_send: Vec<UpdateItem> = items
             .into_iter()
-            .zip(&changed)
-            .filter(|(_, moved)| !**moved)
+            .zip(&held)
+            .filter(|(_, held)| held.is_none())
             .map(|(item, _)| item)
             .collect();
+        let mut answers: Vec<Option<Wrote>> = held.into_iter().map(|h| h.map(Err)).collect();
         let mut written = self.write_updates(to_send).await.into_iter();
         answers
             .iter_mut()
@@ -394,36 +383,42 @@ impl Kind {
             .collect()
     }
 
-    /// Which items' records moved on since they were read; a failed re-read says
-    /// nothing, and its items are written as they would have been.
-    async fn changed_since_read(&self, items: &[UpdateItem]) -> Vec<bool> {
+    /// The items to hold back: those read long ago whose record moved on since
+    /// (`Changed`), or all of those when reading them again failed (with its error): a
+    /// write is never sent blind over a record that may have changed.
+    async fn held_back(&self, items: &[UpdateItem]) -> Vec<Option<ConnectorError>> {
         let stale: Vec<String> = items
             .iter()
             .filter(|i| i.read.as_ref().is_some_and(ReadAt::needs_check))
             .map(|i| i.id.clone())
             .collect();
         if stale.is_empty() {
-            return vec![false; items.len()];
+            return vec![None; items.len()];
         }
         let request = ApiRequest::new(
             Method::POST,
             format!("/crm/v3/objects/{}/batch/read", self.path),
         )
         .json(read_body(&["hs_lastmodifieddate"], &[], &stale));
-        let Ok(answer) = self.client.send(&request).await else {
-            return vec![false; items.len()];
-        };
-        let now: HashMap<String, Option<String>> = results(&answer.body)
-            .into_iter()
-            .filter_map(|o| Some((id_of(&o)?, version(&o))))
-            .collect();
+        let now: Result<HashMap<String, Option<String>>, ConnectorError> =
+            self.client.send(&request).await.map(|answer| {
+                results(&answer.body)
+                    .into_iter()
+                    .filter_map(|o| Some((id_of(&o)?, version(&o))))
+                    .collect()
+            });
         items
             .iter()
-            .map(|item| match (&item.read, now.get(&item.id)) {
-                (Some(read_at), Some(current)) if read_at.needs_check() => {
-                    !read_at.unchanged(current.as_deref())
+            .map(|item| {
+                let read_at = item.read.as_ref().filter(|r| r.needs_check())?;
+                match &now {
+                    Ok(now) if read_at.unchanged(now.get(&item.id)?.as_deref()) => None,
+                    Ok(_) => Some(ConnectorError::Changed {
+                        system: System::Crm,
+                        id: item.id.clone(),
+                    }),
+                    Err(err) => Some(err.clone()),
                 }
-                _ => false,
             })
             .collect()
     }

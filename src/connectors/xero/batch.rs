@@ -283,26 +283,15 @@ async fn create(client: &ApiClient, kind: Kind, items: Vec<NewItem>) -> Vec<Wrot
 }
 
 async fn update(client: &ApiClient, kind: Kind, items: Vec<UpdateItem>) -> Vec<Wrote> {
-    let changed = changed_since_read(client, kind, &items).await;
-    // Answers in the items' order: those whose record moved on are not sent.
-    let mut answers: Vec<Option<Wrote>> = changed
-        .iter()
-        .zip(&items)
-        .map(|(moved, item)| {
-            moved.then(|| {
-                Err(ConnectorError::Changed {
-                    system: System::Finance,
-                    id: item.id.clone(),
-                })
-            })
-        })
-        .collect();
+    let held = held_back(client, kind, &items).await;
+    // Answers in the items' order: those held back are not sent.
     let to_send: Vec<UpdateItem> = items
         .into_iter()
-        .zip(&changed)
-        .filter(|(_, moved)| !**moved)
+        .zip(&held)
+        .filter(|(_, held)| held.is_none())
         .map(|(item, _)| item)
         .collect();
+    let mut answers: Vec<Option<Wrote>> = held.into_iter().map(|h| h.map(Err)).collect();
     let mut written = write_updates(client, kind, to_send).await.into_iter();
     answers
         .iter_mut()
@@ -316,16 +305,21 @@ async fn update(client: &ApiClient, kind: Kind, items: Vec<UpdateItem>) -> Vec<W
 }
 
 /// Xero has no conditional write: the items read long ago are read again, in one
-/// call, and those whose record moved on since are marked. A failed re-read says
-/// nothing: its items are written as they would have been.
-async fn changed_since_read(client: &ApiClient, kind: Kind, items: &[UpdateItem]) -> Vec<bool> {
+/// call, and those whose record moved on since are held back (`Changed`). When that
+/// read fails, they are held back with its error: a write is never sent blind over a
+/// record that may have changed.
+async fn held_back(
+    client: &ApiClient,
+    kind: Kind,
+    items: &[UpdateItem],
+) -> Vec<Option<ConnectorError>> {
     let stale: Vec<String> = items
         .iter()
         .filter(|i| i.read.as_ref().is_some_and(ReadAt::needs_check))
         .map(|i| i.id.clone())
         .collect();
     if stale.is_empty() {
-        return vec![false; items.len()];
+        return vec![None; items.len()];
     }
     let current: HashMap<String, Found> = stale
         .iter()
@@ -334,11 +328,18 @@ async fn changed_since_read(client: &ApiClient, kind: Kind, items: &[UpdateItem]
         .collect();
     items
         .iter()
-        .map(|item| match (&item.read, current.get(&item.id)) {
-            (Some(read_at), Some(Ok(now))) => {
-                !read_at.unchanged(now.as_ref().and_then(|r| r.version.as_deref()))
+        .map(|item| {
+            let read_at = item.read.as_ref().filter(|r| r.needs_check())?;
+            match current.get(&item.id)? {
+                Ok(now) if read_at.unchanged(now.as_ref().and_then(|r| r.version.as_deref())) => {
+                    None
+                }
+                Ok(_) => Some(ConnectorError::Changed {
+                    system: System::Finance,
+                    id: item.id.clone(),
+                }),
+                Err(err) => Some(err.clone()),
             }
-            _ => false,
         })
         .collect()
 }
