@@ -6,6 +6,7 @@
 pub mod http;
 pub mod hubspot;
 pub mod memory;
+pub mod unread;
 pub mod xero;
 
 use std::collections::BTreeMap;
@@ -86,12 +87,20 @@ pub enum ConnectorError {
     /// retried, by which time that record has usually been synced.
     #[error("{message}")]
     NotReady { system: System, message: String },
+    /// A value the system would refuse or misread (too long, not a number, not one of
+    /// its codes), found before any call: nothing was sent. Like a refusal it is not
+    /// retried, since only a change to the record can make it fit.
+    #[error("not sent to {system}: {message}")]
+    Unsendable { system: System, message: String },
 }
 
 impl ConnectorError {
     /// Passing failures are retried with backoff; the others need a person.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, ConnectorError::Rejected { .. })
+        !matches!(
+            self,
+            ConnectorError::Rejected { .. } | ConnectorError::Unsendable { .. }
+        )
     }
 
     /// The least time to wait before calling again, as the system asked.
@@ -109,7 +118,8 @@ impl ConnectorError {
             | ConnectorError::RateLimited { system, .. }
             | ConnectorError::Rejected { system, .. }
             | ConnectorError::Connection { system, .. }
-            | ConnectorError::NotReady { system, .. } => *system,
+            | ConnectorError::NotReady { system, .. }
+            | ConnectorError::Unsendable { system, .. } => *system,
         }
     }
 
@@ -127,6 +137,12 @@ impl ConnectorError {
 #[async_trait]
 pub trait Connector: Send + Sync {
     fn system(&self) -> System;
+
+    /// Why `id` cannot name a record of this system (Xero's ids are UUIDs), checked
+    /// before a person's request sends it anywhere; any id by default.
+    fn check_id(&self, _entity: EntityType, _id: &str) -> Result<(), String> {
+        Ok(())
+    }
 
     /// The current record, or `None` if the system has no such record.
     async fn get(

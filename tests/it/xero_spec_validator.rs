@@ -429,7 +429,7 @@ fn the_connector_mapping_bodies_conform() {
         "line_items": [{"description": "x", "quantity": "2", "unit_amount": "10.5", "tax_amount": "4.2"}]
     }))
     .expect("field map");
-    let mut body = mapping::invoice_body(&invoice);
+    let mut body = mapping::invoice_body(&invoice).expect("an invoice body");
     body.insert("Reference".into(), json!("crm-2"));
     body.insert("Type".into(), json!("ACCREC"));
     assert_clean(
