@@ -5,12 +5,22 @@
 //! written to Xero for them, while a valid customer created at the same moment syncs.
 //! The simulated Xero refuses a name over 255 characters itself, so without the
 //! engine's own check the failure would name Xero's words and a write would show.
-//! A resync naming a Xero id that is not a UUID is refused before anything runs.
+//! A resync naming a Xero id that is not a UUID is refused before anything runs, and
+//! the Xero connector on its own sends no id that is not one, and no value over a
+//! limit, recording no request at all for them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sim::{CustomerSeed, SimConfig};
+use sim::{CustomerSeed, SimConfig, Simulators};
+use tandem::config::Settings;
+use tandem::connectors::http::RequestRecorder;
+use tandem::connectors::{Connector, ConnectorError};
+use tandem::domain::{EntityType, FieldMap, PairId, System};
+use tandem::store::{self, Store};
+use tandem::wiring::{self, WiringOptions};
+use tokio_util::sync::CancellationToken;
 
 use crate::support::eventually;
 use crate::sync_e2e::{Backend, World, ADMIN, PAIR};
@@ -50,7 +60,7 @@ async fn failed(world: &World, crm_id: &str) -> Value {
 /// Whether any write to Xero carried the record Tandem would have stamped `stamp`.
 fn written_to_xero(world: &World, stamp: &str) -> bool {
     world.recorder.sent().into_iter().any(|r| {
-        r.system == tandem::domain::System::Finance
+        r.system == System::Finance
             && r.method != "GET"
             && r.body.as_ref().is_some_and(|body| {
                 ["Contacts", "Invoices"].iter().any(|collection| {
@@ -180,4 +190,147 @@ async fn values_xero_would_refuse_fail_with_their_rule_and_the_rest_syncs() {
     // Every request that did go to Xero conforms to its published spec.
     world.assert_xero_requests_conform();
     world.stop_engine().await;
+}
+
+/// The pair's Xero connector, wired from settings as `tandem serve` wires it, against
+/// the simulated Xero, with every request it sends recorded.
+struct XeroSide {
+    finance: Arc<dyn Connector>,
+    recorder: Arc<RequestRecorder>,
+    stop: CancellationToken,
+    _sims: Arc<Simulators>,
+}
+
+impl Drop for XeroSide {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn xero_side() -> XeroSide {
+    let stop = CancellationToken::new();
+    let sims = Simulators::start(
+        SimConfig::default(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        stop.clone(),
+    )
+    .await
+    .expect("simulators start");
+    let mut settings = Settings::default();
+    settings
+        .pairs
+        .insert(PAIR.into(), tandem::demo::pair_for(&sims, 0));
+    // OAuth keeps the rotated refresh token in the store, sealed.
+    let key = tandem::seal::SecretsKey::generate().expect("key");
+    let store = store::connect("sqlite::memory:")
+        .await
+        .expect("store")
+        .with_keyring(Some(tandem::seal::Keyring::new(key, [])));
+    store.migrate().await.expect("migrated");
+    let store: Arc<dyn Store> = Arc::new(store);
+    let recorder = Arc::new(RequestRecorder::default());
+    let options = WiringOptions {
+        recorder: Some(recorder.clone()),
+        ..Default::default()
+    };
+    let wired = wiring::from_settings_with(&settings, store, &options);
+    let finance = wired
+        .connectors
+        .get(&(PairId::new(PAIR), System::Finance))
+        .expect("the Xero connector")
+        .clone();
+    XeroSide {
+        finance,
+        recorder,
+        stop,
+        _sims: sims,
+    }
+}
+
+fn fields(value: Value) -> FieldMap {
+    serde_json::from_value(value).expect("a field map")
+}
+
+fn unsendable(result: Result<impl std::fmt::Debug, ConnectorError>, needles: &[&str]) {
+    match result {
+        Err(ConnectorError::Unsendable { system, message }) => {
+            assert_eq!(system, System::Finance);
+            for needle in needles {
+                assert!(message.contains(needle), "`{needle}` in: {message}");
+            }
+        }
+        other => panic!("refused before any call, not {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_xero_connector_refuses_what_xero_would_before_any_call() {
+    let x = xero_side().await;
+    let finance = x.finance.as_ref();
+    let contact_id = "430fa14a-f945-44d3-9f97-5df5e28441b8";
+
+    // Ids that are not UUIDs go nowhere: not in IDs=, not in a body.
+    unsendable(
+        finance.get(EntityType::Customer, "crm-7").await,
+        &["`crm-7`", "ContactID"],
+    );
+    let rename = fields(json!({"name": "Ada"}));
+    unsendable(
+        finance
+            .update(EntityType::Customer, "crm-7", &rename, "k1")
+            .await,
+        &["`crm-7`"],
+    );
+    unsendable(
+        finance.archive(EntityType::Invoice, "INV-1", "k2").await,
+        &["`INV-1`", "InvoiceID"],
+    );
+    assert!(finance.check_id(EntityType::Customer, "crm-7").is_err());
+    assert_eq!(finance.check_id(EntityType::Customer, contact_id), Ok(()));
+
+    // Values over Xero's limits, or that do not read, go nowhere either.
+    let long = fields(json!({"name": "n".repeat(256), "email": "n@example.com"}));
+    unsendable(
+        finance
+            .create(EntityType::Customer, &long, "crm-1", "k3")
+            .await,
+        &["Contact.Name", "255", "is 256 characters"],
+    );
+    let stamp = "s".repeat(51);
+    let ok_name = fields(json!({"name": "Ada"}));
+    unsendable(
+        finance
+            .create(EntityType::Customer, &ok_name, &stamp, "k4")
+            .await,
+        &["Contact.ContactNumber", "is 51 characters"],
+    );
+    let typed = fields(json!({
+        "customer": contact_id,
+        "currency": "NZD",
+        "line_items": [{"quantity": "1", "unit_amount": "5"}, {"quantity": "abc", "unit_amount": "5"}],
+    }));
+    unsendable(
+        finance
+            .create(EntityType::Invoice, &typed, "deal-1", "k5")
+            .await,
+        &["invoice line item 2: quantity `abc` is not a number"],
+    );
+    let sent: Vec<_> = x
+        .recorder
+        .take()
+        .into_iter()
+        .filter(|r| r.system == System::Finance)
+        .collect();
+    assert!(sent.is_empty(), "nothing went to Xero: {sent:?}");
+
+    // The same connector writes what fits.
+    let written = finance
+        .create(EntityType::Customer, &ok_name, "crm-2", "k6")
+        .await
+        .expect("a contact that fits is created");
+    assert_eq!(
+        finance.check_id(EntityType::Customer, &written.record.id),
+        Ok(())
+    );
 }
