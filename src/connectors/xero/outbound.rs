@@ -68,7 +68,9 @@ fn check_text(schema: &str, property: &str, text: &str) -> Result<(), String> {
             ));
         }
     }
-    if CURRENCY_PROPERTIES.contains(&key) && !CURRENCY_CODES.contains(&text) {
+    // An empty code leaves the contact's default currency unset.
+    let currency = CURRENCY_PROPERTIES.contains(&key) && !text.is_empty();
+    if currency && !CURRENCY_CODES.contains(&text) {
         return Err(format!(
             "Xero takes only the currency codes it lists ({schema}.{property}, \
              CurrencyCode): {} is not one of them",
@@ -214,6 +216,11 @@ mod tests {
     #[test]
     fn a_currency_must_be_one_xero_lists() {
         assert_eq!(contact(json!({"currency": "NZD"})), Ok(()));
+        let unset = json!({"DefaultCurrency": ""});
+        assert_eq!(
+            check(Kind::Contacts, unset.as_object().expect("an object")),
+            Ok(())
+        );
         let why = contact(json!({"currency": "EURO"})).expect_err("refused");
         assert!(
             why.contains("Contact.DefaultCurrency") && why.contains("`EURO`"),
