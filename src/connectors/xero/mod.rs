@@ -26,7 +26,7 @@ use super::http::Coalescer;
 use super::http::{
     ApiClient, ApiClientParts, ApiRequest, Pace, RateGate, RequestRecorder, TokenSource, Window,
 };
-use super::{ChangePage, Connector, ConnectorError, ExternalRecord, Written};
+use super::{ChangePage, Connector, ConnectorError, ExternalRecord, ReadAt, Written};
 use crate::domain::{EntityType, FieldMap, System};
 
 /// Xero's token endpoint, unless settings name another.
@@ -278,12 +278,14 @@ impl XeroConnector {
         id: &str,
         body: Map<String, Value>,
         key: &str,
+        read: Option<&ReadAt>,
     ) -> Result<Written, ConnectorError> {
         Kind::of(entity).check_id(id).map_err(unsendable)?;
         let item = UpdateItem {
             id: id.to_string(),
             body,
             key: key.to_string(),
+            read: read.cloned(),
         };
         ask(&self.batches(entity).updates, item).await
     }
@@ -376,7 +378,22 @@ impl Connector for XeroConnector {
     ) -> Result<Written, ConnectorError> {
         let kind = Kind::of(entity);
         let body = kind.checked(kind.body(fields)?)?;
-        self.write_update(entity, id, body, idempotency_key).await
+        self.write_update(entity, id, body, idempotency_key, None)
+            .await
+    }
+
+    async fn update_unless_changed(
+        &self,
+        entity: EntityType,
+        id: &str,
+        fields: &FieldMap,
+        idempotency_key: &str,
+        read: &ReadAt,
+    ) -> Result<Written, ConnectorError> {
+        let kind = Kind::of(entity);
+        let body = kind.checked(kind.body(fields)?)?;
+        self.write_update(entity, id, body, idempotency_key, Some(read))
+            .await
     }
 
     async fn archive(
@@ -391,7 +408,8 @@ impl Connector for XeroConnector {
             // Only a draft can be deleted; Xero refuses the others and a person sees why.
             Kind::Invoices => body.insert("Status".into(), json!("DELETED")),
         };
-        self.write_update(entity, id, body, idempotency_key).await
+        self.write_update(entity, id, body, idempotency_key, None)
+            .await
     }
 
     async fn find_by_stamp(
