@@ -6,6 +6,7 @@
 pub mod http;
 pub mod hubspot;
 pub mod memory;
+pub mod unread;
 pub mod xero;
 
 use std::collections::BTreeMap;
@@ -86,6 +87,11 @@ pub enum ConnectorError {
     /// retried, by which time that record has usually been synced.
     #[error("{message}")]
     NotReady { system: System, message: String },
+    /// A value the system would refuse or misread (too long, not a number, not one of
+    /// its codes), found before any call: nothing was sent. Like a refusal it is not
+    /// retried, since only a change to the record can make it fit.
+    #[error("not sent to {system}: {message}")]
+    Unsendable { system: System, message: String },
     /// The record changed after it was read, before the write went out: nothing was
     /// written, and the change is decided again from a fresh read.
     #[error("{system} record {id} changed after it was read; nothing was written")]
@@ -121,7 +127,10 @@ impl ReadAt {
 impl ConnectorError {
     /// Passing failures are retried with backoff; the others need a person.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, ConnectorError::Rejected { .. })
+        !matches!(
+            self,
+            ConnectorError::Rejected { .. } | ConnectorError::Unsendable { .. }
+        )
     }
 
     /// The least time to wait before calling again, as the system asked.
@@ -140,6 +149,7 @@ impl ConnectorError {
             | ConnectorError::Rejected { system, .. }
             | ConnectorError::Connection { system, .. }
             | ConnectorError::NotReady { system, .. }
+            | ConnectorError::Unsendable { system, .. }
             | ConnectorError::Changed { system, .. } => *system,
         }
     }
@@ -158,6 +168,12 @@ impl ConnectorError {
 #[async_trait]
 pub trait Connector: Send + Sync {
     fn system(&self) -> System;
+
+    /// Why `id` cannot name a record of this system (Xero's ids are UUIDs), checked
+    /// before a person's request sends it anywhere; any id by default.
+    fn check_id(&self, _entity: EntityType, _id: &str) -> Result<(), String> {
+        Ok(())
+    }
 
     /// The current record, or `None` if the system has no such record.
     async fn get(

@@ -45,6 +45,32 @@ pub enum JobError {
     Store(#[from] StoreError),
 }
 
+/// Ids the system cannot hold (a Xero id that is not a UUID) refuse the whole request,
+/// naming them: each would otherwise fail later, one by one, or be sent where Xero
+/// reads it as something else.
+fn refuse_foreign_ids(
+    connector: &dyn Connector,
+    entity: EntityType,
+    ids: &[String],
+) -> Result<(), JobError> {
+    const NAMED: usize = 5;
+    let refused: Vec<String> = ids
+        .iter()
+        .filter_map(|id| connector.check_id(entity, id).err())
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let more = match refused.len().saturating_sub(NAMED) {
+        0 => String::new(),
+        n => format!("; and {n} more"),
+    };
+    Err(JobError::Invalid(format!(
+        "`ids`: {}{more}",
+        refused[..refused.len().min(NAMED)].join("; ")
+    )))
+}
+
 /// Events are published in chunks this size, with their confirms in flight together.
 const CHUNK: usize = 500;
 
@@ -69,11 +95,11 @@ impl JobRunner {
 
     /// Records the job and starts it in the background; returns its id at once.
     pub async fn start_resync(self: &Arc<Self>, request: ResyncRequest) -> Result<Uuid, JobError> {
-        if !self
-            .connectors
-            .contains_key(&(request.pair.clone(), request.system))
-        {
+        let Some(connector) = self.connectors.get(&(request.pair.clone(), request.system)) else {
             return Err(JobError::UnknownPair(request.pair));
+        };
+        if let ResyncScope::Ids(ids) = &request.scope {
+            refuse_foreign_ids(connector.as_ref(), request.entity, ids)?;
         }
         match &request.scope {
             ResyncScope::Ids(ids) if ids.is_empty() => {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sim::{CustomerEdit, CustomerSeed, SimConfig, Simulators};
 use tandem::config::{PairSettings, Settings};
 use tandem::connectors::http::{RequestRecorder, SentRequest};
-use tandem::connectors::{Connector, ExternalRecord};
+use tandem::connectors::{Connector, ConnectorError, ExternalRecord};
 use tandem::domain::{ConflictPolicy, EntityType, FieldMap, Flow, PairId, System};
 use tandem::secret::Secret;
 use tandem::store::{self, Store};
@@ -348,4 +348,41 @@ async fn history_is_asked_only_for_what_can_clash() {
     assert!(record.field_versions.is_empty());
     let reads = w.batch_reads("/crm/v3/objects/contacts/batch/read");
     assert!(reads[0].body.as_ref().expect("body")["propertiesWithHistory"].is_null());
+}
+
+/// A value whose HubSpot property type would refuse it (a total Xero held that Tandem
+/// could not read, a status HubSpot's options lack) is refused before any call.
+#[tokio::test]
+async fn a_value_hubspot_would_refuse_is_not_sent() {
+    let w = World::start(|_| {}).await;
+    let customer = w.creates("Ada Lovelace", "ada@example.com", "+44 1");
+    let line = ("Consulting".to_string(), Decimal::ONE, Decimal::TEN);
+    let deal = w
+        .sims
+        .hubspot
+        .person_wins_deal(&customer, "Consulting", &[line]);
+    w.recorder.take();
+    for (field, value, property) in [
+        ("total", "lots", "`amount`"),
+        ("status", "won", "`tandem_invoice_status`"),
+        ("due_date", "31/12/2026", "`tandem_due_date`"),
+    ] {
+        let mut fields = FieldMap::new();
+        fields.insert(field.into(), json!(value));
+        let refused = w.crm.update(EntityType::Invoice, &deal, &fields, "k").await;
+        match refused {
+            Err(ConnectorError::Unsendable { message, .. }) => {
+                assert!(message.contains(property), "{message}");
+                assert!(message.contains(&format!("`{value}`")), "{message}");
+            }
+            other => panic!("{field}: refused before any call, not {other:?}"),
+        }
+    }
+    assert!(w.recorder.take().is_empty(), "nothing went to HubSpot");
+    let mut fields = FieldMap::new();
+    fields.insert("total".into(), json!("12.5"));
+    w.crm
+        .update(EntityType::Invoice, &deal, &fields, "k2")
+        .await
+        .expect("a number is written");
 }

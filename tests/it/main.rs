@@ -16,6 +16,7 @@ mod metrics_scrape;
 mod newcomer;
 mod openapi_document;
 mod orchestrator;
+mod outbound_e2e;
 mod poller;
 mod resync;
 mod secrets;

@@ -36,7 +36,7 @@ pub(crate) struct World {
     pub(crate) sims: Arc<Simulators>,
     pub(crate) settings: Settings,
     pub(crate) base: String,
-    recorder: Arc<RequestRecorder>,
+    pub(crate) recorder: Arc<RequestRecorder>,
     stop_sims: CancellationToken,
     engine: Option<(
         CancellationToken,
@@ -175,7 +175,7 @@ impl World {
 
 impl World {
     /// Every request sent to Xero so far conforms to Xero's published OpenAPI spec.
-    fn assert_xero_requests_conform(&self) {
+    pub(crate) fn assert_xero_requests_conform(&self) {
         let sent: Vec<_> = self
             .recorder
             .sent()

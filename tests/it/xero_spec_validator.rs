@@ -429,7 +429,7 @@ fn the_connector_mapping_bodies_conform() {
         "line_items": [{"description": "x", "quantity": "2", "unit_amount": "10.5", "tax_amount": "4.2"}]
     }))
     .expect("field map");
-    let mut body = mapping::invoice_body(&invoice);
+    let mut body = mapping::invoice_body(&invoice).expect("an invoice body");
     body.insert("Reference".into(), json!("crm-2"));
     body.insert("Type".into(), json!("ACCREC"));
     assert_clean(
@@ -450,4 +450,37 @@ fn loading_is_shared_and_quick_after_the_first() {
     let again = std::time::Instant::now();
     let _ = XeroSpec::load();
     assert!(again.elapsed() < std::time::Duration::from_millis(50));
+}
+
+/// The simulated Xero enforces the spec's own limits and currency codes: its table
+/// is kept apart from the engine's (so a check the engine forgot shows as Xero's
+/// refusal) and held to the spec here.
+#[test]
+fn the_simulators_limits_are_the_specs() {
+    let spec = XeroSpec::load();
+    for (schema, property, max) in sim::xero::schema::MAX_LENGTHS {
+        let published = spec.schema(schema)["properties"][*property]["maxLength"].as_u64();
+        assert_eq!(published, Some(*max as u64), "{schema}.{property}");
+    }
+    let codes: Vec<&str> = spec.schema("CurrencyCode")["enum"]
+        .as_array()
+        .expect("CurrencyCode is an enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(sim::xero::schema::CURRENCY_CODES, codes.as_slice());
+}
+
+/// What the engine refuses to send, the spec would name too: the outbound check and
+/// the spec agree on a name one character too long.
+#[test]
+fn a_name_over_the_limit_is_a_problem_for_the_spec_too() {
+    let spec = XeroSpec::load();
+    let mut long = contact();
+    long["Name"] = json!("n".repeat(256));
+    assert_problem(
+        &spec,
+        &contact_create(long),
+        &["Name", "256 characters; at most 255"],
+    );
 }

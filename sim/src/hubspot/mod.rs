@@ -282,17 +282,40 @@ impl HubSpotSim {
         name: &str,
         lines: &[(String, Decimal, Decimal)],
     ) -> String {
-        let amount: Decimal = lines.iter().map(|(_, q, p)| q * p).sum();
+        let typed: Vec<(String, String, String)> = lines
+            .iter()
+            .map(|(d, q, p)| {
+                (
+                    d.clone(),
+                    q.normalize().to_string(),
+                    p.normalize().to_string(),
+                )
+            })
+            .collect();
+        self.person_wins_deal_as_typed(customer_id, name, &typed)
+    }
+
+    /// A person wins a deal whose line items hold the text typed into them, a number
+    /// or not (an import or a form can leave `abc` in a number property); the deal's
+    /// amount adds up the lines that are numbers. Returns the deal id.
+    pub fn person_wins_deal_as_typed(
+        &self,
+        customer_id: &str,
+        name: &str,
+        lines: &[(String, String, String)],
+    ) -> String {
+        let number = |text: &str| text.trim().parse::<Decimal>().ok();
+        let amount: Decimal = lines
+            .iter()
+            .filter_map(|(_, q, p)| Some(number(q)? * number(p)?))
+            .sum();
         self.change(Source::Person, |state, events| {
             let mut line_ids = Vec::new();
             for (description, quantity, price) in lines {
                 let writes: Vec<PropertyWrite> = vec![
                     ("name".to_string(), non_empty(description)),
-                    (
-                        "quantity".to_string(),
-                        Some(quantity.normalize().to_string()),
-                    ),
-                    ("price".to_string(), Some(price.normalize().to_string())),
+                    ("quantity".to_string(), Some(quantity.clone())),
+                    ("price".to_string(), Some(price.clone())),
                 ];
                 // Line items raise no events, so none are collected here.
                 line_ids.push(state.insert(

@@ -1,10 +1,12 @@
 //! Contacts: the record, its JSON, and creating or updating one from a sent item with
-//! Xero's validation (a name, unique among active contacts; a plausible e-mail).
+//! Xero's validation (a name, unique among active contacts; a plausible e-mail; the
+//! published lengths and currency codes, `schema.rs`).
 
 use serde_json::{Map, Value};
 
 use super::dates;
 use super::fields::{looks_like_email, put_opt, read_text};
+use super::schema;
 use super::state::{Category, Change, Store};
 use crate::view::CustomerView;
 
@@ -186,7 +188,7 @@ pub(crate) fn upsert(
         },
         None => None,
     };
-    let mut errors = Vec::new();
+    let mut errors = schema::too_long("Contact", sent);
     let mut contact = match existing {
         Some(index) => store.contacts[index].clone(),
         None => Contact::new(String::new()),
@@ -214,6 +216,12 @@ pub(crate) fn upsert(
         contact.tax_number = v;
     }
     if let Some(v) = read_text(sent, "DefaultCurrency") {
+        if let Some(unknown) = v
+            .as_deref()
+            .and_then(|c| schema::unknown_currency("DefaultCurrency", c))
+        {
+            errors.push(unknown);
+        }
         contact.currency = v.map(|c| c.to_ascii_uppercase());
     }
     if let Some(status) = read_text(sent, "ContactStatus").flatten() {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::dates;
 use super::fields::{number, put_opt, read_decimal, read_text};
+use super::schema;
 use super::state::{Category, Change, Store};
 use crate::view::InvoiceView;
 
@@ -297,7 +298,7 @@ pub(crate) fn upsert(
         },
         None => None,
     };
-    let mut errors = Vec::new();
+    let mut errors = schema::too_long("Invoice", sent);
     match read_text(sent, "Type").flatten() {
         Some(t) if t.eq_ignore_ascii_case("ACCREC") => {}
         Some(t) => errors.push(format!(
@@ -400,6 +401,9 @@ pub(crate) fn upsert(
         invoice.due_date = d;
     }
     if let Some(c) = read_text(sent, "CurrencyCode").flatten() {
+        if let Some(unknown) = schema::unknown_currency("CurrencyCode", &c) {
+            errors.push(unknown);
+        }
         invoice.currency = c.to_ascii_uppercase();
     }
     if let Some(r) = read_text(sent, "Reference") {

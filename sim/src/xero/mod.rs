@@ -17,6 +17,7 @@ mod invoices;
 mod oauth;
 mod query;
 mod routes;
+pub mod schema;
 mod state;
 mod webhooks;
 

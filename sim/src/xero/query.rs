@@ -60,12 +60,20 @@ impl ListQuery {
         if_modified_since: Option<&str>,
         fields: &[&str],
     ) -> Result<Self, String> {
-        let ids = param(pairs, "IDs").map(|v| {
+        let ids: Option<Vec<String>> = param(pairs, "IDs").map(|v| {
             v.split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect()
         });
+        // `IDs` is a list of UUIDs in the spec; Xero cannot look up anything else.
+        if let Some(bad) = ids
+            .iter()
+            .flatten()
+            .find(|id| uuid::Uuid::try_parse(id).is_err())
+        {
+            return Err(format!("IDs must be UUIDs: {bad} is not one."));
+        }
         let filter = match param(pairs, "where").map(str::trim) {
             Some(text) if !text.is_empty() => Some(parse_where(text, fields)?),
             _ => None,
@@ -258,6 +266,22 @@ mod tests {
     use super::*;
 
     const FIELDS: &[&str] = &["ContactNumber", "EmailAddress", "Contact.ContactID"];
+
+    #[test]
+    fn ids_must_be_uuids() {
+        let pairs = |ids: &str| vec![("IDs".to_string(), ids.to_string())];
+        let ok = ListQuery::parse(&pairs("430fa14a-f945-44d3-9f97-5df5e28441b8"), None, FIELDS);
+        assert!(ok.is_ok());
+        let bad = ListQuery::parse(
+            &pairs("430fa14a-f945-44d3-9f97-5df5e28441b8,crm-7"),
+            None,
+            FIELDS,
+        );
+        assert_eq!(
+            bad.err().as_deref(),
+            Some("IDs must be UUIDs: crm-7 is not one.")
+        );
+    }
 
     #[test]
     fn parses_or_and_guid() {

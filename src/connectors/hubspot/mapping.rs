@@ -1,13 +1,12 @@
 //! HubSpot's objects (contacts or companies, deals with line items) to canonical
 //! records and back. Every HubSpot property value is a string.
 
-use std::str::FromStr;
-
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use super::history::FieldHistory;
+use crate::connectors::unread::{parse_decimal, Place, Unread};
 use crate::connectors::ExternalRecord;
 use crate::domain::{Address, Customer, FieldMap, Invoice, InvoiceStatus, LineItem};
 
@@ -24,6 +23,14 @@ impl CustomerObject {
         match self {
             CustomerObject::Contacts => "contacts",
             CustomerObject::Companies => "companies",
+        }
+    }
+
+    /// One of them, as a person says it.
+    pub fn singular(self) -> &'static str {
+        match self {
+            CustomerObject::Contacts => "contact",
+            CustomerObject::Companies => "company",
         }
     }
 
@@ -146,8 +153,18 @@ pub fn prop(object: &Value, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn money(object: &Value, name: &str) -> Option<Decimal> {
-    prop(object, name).and_then(|v| Decimal::from_str(&v).ok())
+/// A HubSpot date or date-time property as a day: `YYYY-MM-DD`, an ISO 8601 date-time
+/// (its day as written), or Unix milliseconds (midnight UTC for a date property).
+pub fn day(raw: &str) -> Option<NaiveDate> {
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        let ms = raw.parse::<i64>().ok()?;
+        return chrono::DateTime::from_timestamp_millis(ms).map(|t| t.date_naive());
+    }
+    let (date, time) = raw.split_at_checked(10)?;
+    let time_reads = time.is_empty() || chrono::DateTime::parse_from_rfc3339(raw).is_ok();
+    NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .ok()
+        .filter(|_| time_reads)
 }
 
 /// The object's last change, RFC 3339.
@@ -269,6 +286,23 @@ fn status_of(raw: &str) -> Option<InvoiceStatus> {
     serde_json::from_value(json!(raw.to_lowercase())).ok()
 }
 
+/// Each line item as a canonical line; what does not read is kept in `unread`.
+fn line_items(lines: &[Value], unread: &mut Unread) -> Vec<LineItem> {
+    let mut items = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        let mut number =
+            |field, property| unread.read(Place::Line(i, field), prop(l, property), parse_decimal);
+        // HubSpot's own defaults for a line without them: one of it, at no price.
+        items.push(LineItem {
+            description: prop(l, "name"),
+            quantity: number("quantity", "quantity").unwrap_or(Decimal::ONE),
+            unit_amount: number("unit_amount", "price").unwrap_or_default(),
+            tax_amount: number("tax_amount", "tandem_tax_amount").filter(|t| !t.is_zero()),
+        });
+    }
+    items
+}
+
 /// A deal, its customer's id and its line items, as a canonical invoice, with the
 /// change times `history` finds in the deal's `propertiesWithHistory`. A deal that is
 /// not won is not an invoice (yet): it reads as absent.
@@ -281,34 +315,49 @@ pub fn deal_to_record(
     let id = id_of(deal)?;
     let won = prop(deal, "dealstage").as_deref() == Some(WON);
     let live = won && !is_archived(deal);
+    // What does not read is carried as text, for the writer to refuse (`unread.rs`).
+    let mut unread = Unread::default();
+    let line_items = line_items(lines, &mut unread);
+    let mut number =
+        |field, property| unread.read(Place::Field(field), prop(deal, property), parse_decimal);
+    let subtotal = number("subtotal", "tandem_subtotal");
+    let tax_total = number("tax_total", "tandem_tax_total");
+    let total = number("total", "amount");
+    let amount_paid = number("amount_paid", "tandem_amount_paid");
+    let amount_due = number("amount_due", "tandem_amount_due");
+    let mut read = |field, property, parse: fn(&str) -> Option<_>| {
+        unread.read(Place::Field(field), prop(deal, property), parse)
+    };
+    let issue_date = read("issue_date", "closedate", day);
+    let due_date = read("due_date", "tandem_due_date", day);
+    let status = unread.read(
+        Place::Field("status"),
+        prop(deal, "tandem_invoice_status"),
+        status_of,
+    );
     let invoice = Invoice {
         number: prop(deal, "tandem_invoice_number"),
         customer,
-        issue_date: prop(deal, "closedate")
-            .and_then(|d| NaiveDate::parse_from_str(d.get(..10)?, "%Y-%m-%d").ok()),
-        due_date: prop(deal, "tandem_due_date")
-            .and_then(|d| NaiveDate::parse_from_str(d.get(..10)?, "%Y-%m-%d").ok()),
+        issue_date,
+        due_date,
         currency: prop(deal, "deal_currency_code"),
-        line_items: lines
-            .iter()
-            .map(|l| LineItem {
-                description: prop(l, "name"),
-                quantity: money(l, "quantity").unwrap_or(Decimal::ONE),
-                unit_amount: money(l, "price").unwrap_or_default(),
-                tax_amount: money(l, "tandem_tax_amount").filter(|t| !t.is_zero()),
-            })
-            .collect(),
-        subtotal: money(deal, "tandem_subtotal"),
-        tax_total: money(deal, "tandem_tax_total"),
-        total: money(deal, "amount"),
-        amount_paid: money(deal, "tandem_amount_paid"),
-        amount_due: money(deal, "tandem_amount_due"),
-        status: prop(deal, "tandem_invoice_status").and_then(|s| status_of(&s)),
+        line_items,
+        subtotal,
+        tax_total,
+        total,
+        amount_paid,
+        amount_due,
+        status,
         reference: None,
     };
+    let fields = live.then(|| {
+        let mut fields = invoice.fields();
+        unread.carry(&mut fields);
+        fields
+    });
     Some(ExternalRecord {
         id,
-        fields: live.then(|| invoice.fields()),
+        fields,
         version: version(deal),
         stamp: prop(deal, "tandem_origin_id"),
         field_versions: history.versions(deal),
@@ -403,5 +452,73 @@ mod tests {
         assert_eq!(fields["customer"], json!("7"));
         assert_eq!(fields["issue_date"], json!("2026-11-23"));
         assert_eq!(fields["line_items"][0]["unit_amount"], json!("75.25"));
+    }
+
+    fn won_deal(properties: Value, lines: &[Value]) -> FieldMap {
+        let mut deal = json!({"id": "1", "properties": {"dealstage": "closedwon"}});
+        for (k, v) in properties.as_object().expect("an object") {
+            deal["properties"][k] = v.clone();
+        }
+        deal_to_record(&deal, Some("7".into()), lines, &FieldHistory::default())
+            .expect("record")
+            .fields
+            .expect("won")
+    }
+
+    fn line(quantity: &str, price: &str) -> Value {
+        json!({"id": "9", "properties": {"name": "Consulting", "quantity": quantity, "price": price}})
+    }
+
+    #[test]
+    fn a_quantity_or_price_that_is_not_a_number_is_carried_not_guessed() {
+        let fields = won_deal(json!({}), &[line("2", "10"), line("abc", "NaN")]);
+        assert_eq!(fields["line_items"][0]["quantity"], json!("2"));
+        assert_eq!(fields["line_items"][1]["quantity"], json!("abc"), "not 1");
+        assert_eq!(
+            fields["line_items"][1]["unit_amount"],
+            json!("NaN"),
+            "not 0"
+        );
+        // The writer refuses it, naming the line and the field.
+        let why = crate::connectors::xero::mapping::invoice_body(&fields).expect_err("refused");
+        assert_eq!(why, "invoice line item 2: quantity `abc` is not a number");
+        let fields = won_deal(json!({}), &[line("1", "Infinity")]);
+        let why = crate::connectors::xero::mapping::invoice_body(&fields).expect_err("refused");
+        assert_eq!(
+            why,
+            "invoice line item 1: unit price `Infinity` is not a number"
+        );
+    }
+
+    #[test]
+    fn a_date_or_status_that_does_not_read_is_carried_not_dropped() {
+        let fields = won_deal(
+            json!({"closedate": "31/12/2026", "tandem_due_date": "2026-02-30",
+                   "tandem_invoice_status": "won", "amount": "lots"}),
+            &[],
+        );
+        assert_eq!(fields["issue_date"], json!("31/12/2026"));
+        assert_eq!(fields["due_date"], json!("2026-02-30"));
+        assert_eq!(fields["status"], json!("won"));
+        assert_eq!(fields["total"], json!("lots"));
+    }
+
+    #[test]
+    fn hubspot_dates_read_in_each_form_it_writes() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 23);
+        assert_eq!(day("2026-11-23"), d);
+        assert_eq!(day("2026-11-23T10:00:00.000Z"), d);
+        assert_eq!(day("2026-11-23T23:30:00+02:00"), d, "the day as written");
+        assert_eq!(day("1795392000000"), d, "midnight UTC in milliseconds");
+        for bad in [
+            "2026-11-23garbage",
+            "23/11/2026",
+            "2026-11-31",
+            "",
+            "soon",
+            "2026-11-2",
+        ] {
+            assert_eq!(day(bad), None, "{bad}");
+        }
     }
 }

@@ -13,6 +13,7 @@ mod batch;
 mod deals;
 pub mod history;
 pub mod mapping;
+pub mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use self::batch::{Batches, Term};
 use self::history::FieldHistory;
@@ -124,8 +125,11 @@ impl HubSpotConnector {
         read: Option<&ReadAt>,
     ) -> Result<Written, ConnectorError> {
         let properties = match entity {
-            EntityType::Customer => mapping::customer_properties(self.customers, fields),
-            EntityType::Invoice => mapping::deal_properties(fields),
+            EntityType::Customer => checked(
+                self.customers.singular(),
+                mapping::customer_properties(self.customers, fields),
+            )?,
+            EntityType::Invoice => checked("deal", mapping::deal_properties(fields))?,
         };
         if properties.is_empty() {
             // Nothing HubSpot holds (a customer association change): read it as it is.
@@ -299,7 +303,12 @@ impl HubSpotConnector {
         stamp: &str,
         key: &str,
     ) -> Result<Written, ConnectorError> {
-        let mut properties = mapping::deal_properties(fields);
+        let mut properties = checked("deal", mapping::deal_properties(fields))?;
+        let lines = mapping::line_item_properties(fields)
+            .into_iter()
+            .enumerate()
+            .map(|(i, line)| checked(&format!("line item {}", i + 1), line))
+            .collect::<Result<Vec<_>, _>>()?;
         properties.insert("tandem_origin_id".into(), json!(stamp));
         properties.insert("dealstage".into(), json!(WON));
         let number = fields
@@ -329,7 +338,6 @@ impl HubSpotConnector {
             .await
             .unwrap_or_else(|| Err(stopped()))?;
         let deal_id = written.record.id.clone();
-        let lines = mapping::line_item_properties(fields);
         if !lines.is_empty() {
             let inputs: Vec<Value> = lines
                 .into_iter()
@@ -345,6 +353,18 @@ impl HubSpotConnector {
             exchange: written.exchange,
         })
     }
+}
+
+/// `properties` of `object` checked against their HubSpot types (`types.rs`).
+fn checked(
+    object: &str,
+    properties: Map<String, Value>,
+) -> Result<Map<String, Value>, ConnectorError> {
+    types::check(object, &properties).map_err(|message| ConnectorError::Unsendable {
+        system: System::Crm,
+        message,
+    })?;
+    Ok(properties)
 }
 
 fn stopped() -> ConnectorError {
@@ -457,7 +477,10 @@ impl Connector for HubSpotConnector {
         if entity == EntityType::Invoice {
             return self.create_deal(fields, stamp, idempotency_key).await;
         }
-        let mut properties = mapping::customer_properties(self.customers, fields);
+        let mut properties = checked(
+            self.customers.singular(),
+            mapping::customer_properties(self.customers, fields),
+        )?;
         properties.insert("tandem_origin_id".into(), json!(stamp));
         let written = self
             .customer_batches

@@ -4,9 +4,11 @@
 //! canonical invoice `reference` has no place in Xero and is neither read nor written.
 
 use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
+use rust_decimal::prelude::ToPrimitive as _;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
+use crate::connectors::unread::{parse_decimal, shown, Place, Unread};
 use crate::connectors::ExternalRecord;
 use crate::domain::{Address, Customer, FieldMap, Invoice, InvoiceStatus, LineItem};
 
@@ -18,10 +20,11 @@ fn text(value: &Value, key: &str) -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
-fn number(value: &Value, key: &str) -> Option<Decimal> {
+/// A number or a date as the text it is (Xero answers numbers as JSON numbers).
+fn raw(value: &Value, key: &str) -> Option<String> {
     match value.get(key)? {
-        Value::Number(n) => n.to_string().parse().ok(),
-        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         _ => None,
     }
 }
@@ -49,16 +52,20 @@ pub fn modified_since(since: DateTime<Utc>) -> String {
     since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// `YYYY-MM-DD`, `YYYY-MM-DDT00:00:00` or `/Date(…)/`.
-fn date(value: &Value, key: &str) -> Option<NaiveDate> {
-    let raw = value.get(key)?.as_str()?;
+/// `YYYY-MM-DD`, `YYYY-MM-DDThh:mm:ss` or `/Date(…)/`.
+fn date(raw: &str) -> Option<NaiveDate> {
     if let Some(ms) = ms_date(raw) {
         return Utc
             .timestamp_millis_opt(ms)
             .single()
             .map(|t| t.date_naive());
     }
-    NaiveDate::parse_from_str(raw.get(..10)?, "%Y-%m-%d").ok()
+    let (day, time) = raw.split_at_checked(10).unwrap_or((raw, ""));
+    let time_reads = time.is_empty()
+        || chrono::NaiveTime::parse_from_str(time.strip_prefix('T')?, "%H:%M:%S%.f").is_ok();
+    NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .ok()
+        .filter(|_| time_reads && day.len() == 10)
 }
 
 pub fn contact_to_record(contact: &Value) -> Option<ExternalRecord> {
@@ -131,39 +138,52 @@ pub fn invoice_to_record(invoice: &Value) -> Option<ExternalRecord> {
     let id = text(invoice, "InvoiceID")?;
     let raw_status = invoice.get("Status").and_then(Value::as_str).unwrap_or("");
     let archived = raw_status == "DELETED";
-    let line_items = invoice
-        .get("LineItems")
-        .and_then(Value::as_array)
-        .map(|lines| {
-            lines
-                .iter()
-                .map(|l| LineItem {
-                    description: text(l, "Description"),
-                    quantity: number(l, "Quantity").unwrap_or(Decimal::ONE),
-                    unit_amount: number(l, "UnitAmount").unwrap_or_default(),
-                    tax_amount: number(l, "TaxAmount").filter(|t| !t.is_zero()),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    // What does not read is carried as text, for the writer to refuse (`unread.rs`).
+    let mut unread = Unread::default();
+    let lines = invoice.get("LineItems").and_then(Value::as_array);
+    let mut line_items = Vec::new();
+    for (i, l) in lines.into_iter().flatten().enumerate() {
+        let mut number =
+            |field, key| unread.read(Place::Line(i, field), raw(l, key), parse_decimal);
+        line_items.push(LineItem {
+            description: text(l, "Description"),
+            quantity: number("quantity", "Quantity").unwrap_or(Decimal::ONE),
+            unit_amount: number("unit_amount", "UnitAmount").unwrap_or_default(),
+            tax_amount: number("tax_amount", "TaxAmount").filter(|t| !t.is_zero()),
+        });
+    }
+    let mut number =
+        |field, key| unread.read(Place::Field(field), raw(invoice, key), parse_decimal);
+    let subtotal = number("subtotal", "SubTotal");
+    let tax_total = number("tax_total", "TotalTax");
+    let total = number("total", "Total");
+    let amount_paid = number("amount_paid", "AmountPaid");
+    let amount_due = number("amount_due", "AmountDue");
+    let issue_date = unread.read(Place::Field("issue_date"), raw(invoice, "Date"), date);
+    let due_date = unread.read(Place::Field("due_date"), raw(invoice, "DueDate"), date);
     let canonical = Invoice {
         number: text(invoice, "InvoiceNumber"),
         customer: invoice.get("Contact").and_then(|c| text(c, "ContactID")),
-        issue_date: date(invoice, "Date"),
-        due_date: date(invoice, "DueDate"),
+        issue_date,
+        due_date,
         currency: text(invoice, "CurrencyCode"),
         line_items,
-        subtotal: number(invoice, "SubTotal"),
-        tax_total: number(invoice, "TotalTax"),
-        total: number(invoice, "Total"),
-        amount_paid: number(invoice, "AmountPaid"),
-        amount_due: number(invoice, "AmountDue"),
+        subtotal,
+        tax_total,
+        total,
+        amount_paid,
+        amount_due,
         status: status_of(raw_status),
         reference: None,
     };
+    let fields = (!archived).then(|| {
+        let mut fields = canonical.fields();
+        unread.carry(&mut fields);
+        fields
+    });
     Some(ExternalRecord {
         id,
-        fields: (!archived).then(|| canonical.fields()),
+        fields,
         version: version(invoice),
         stamp: text(invoice, "Reference"),
         field_versions: Default::default(),
@@ -222,17 +242,47 @@ pub fn contact_body(fields: &FieldMap) -> Map<String, Value> {
     body
 }
 
-fn decimal(value: &Value) -> Option<f64> {
-    match value {
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.as_f64(),
-        _ => None,
+/// A canonical amount as Xero's JSON number. Absent is `default`; text that is not a
+/// finite number is refused, never sent as a guess (`abc` once went as 1, `NaN` as 0).
+fn amount(value: Option<&Value>, default: Option<Decimal>) -> Result<Option<f64>, String> {
+    let parsed = match value {
+        None | Some(Value::Null) => default,
+        Some(Value::String(s)) if s.trim().is_empty() => default,
+        Some(Value::String(s)) => Some(parse_decimal(s).ok_or_else(|| shown(s))?),
+        Some(Value::Number(n)) => Some(parse_decimal(&n.to_string()).ok_or_else(|| n.to_string())?),
+        Some(other) => return Err(shown(&other.to_string())),
+    };
+    Ok(parsed.and_then(|d| d.to_f64()))
+}
+
+fn line_body(index: usize, line: &Value) -> Result<Value, String> {
+    let number = |field: &str, what: &str, default: Option<Decimal>| {
+        amount(line.get(field), default).map_err(|raw| {
+            format!(
+                "invoice line item {}: {what} {raw} is not a number",
+                index + 1
+            )
+        })
+    };
+    // A line without a quantity is one of it, and without a price costs nothing: the
+    // canonical line always has both, so these defaults cover hand-made field maps.
+    let mut body = json!({
+        "Description": line.get("description").map(as_text).unwrap_or_default(),
+        "Quantity": number("quantity", "quantity", Some(Decimal::ONE))?,
+        "UnitAmount": number("unit_amount", "unit price", Some(Decimal::ZERO))?,
+        "AccountCode": "200",
+    });
+    if let Some(tax) = number("tax_amount", "tax amount", None)? {
+        body["TaxAmount"] = json!(tax);
     }
+    Ok(body)
 }
 
 /// The Invoice fields that carry `fields`. Totals, payments and status are Xero's
 /// own: they flow from Xero, never to it, except a status a person chose to sync.
-pub fn invoice_body(fields: &FieldMap) -> Map<String, Value> {
+/// A value Xero would misread (a quantity that is not a number, a status it does not
+/// have) is the reason the body cannot be made.
+pub fn invoice_body(fields: &FieldMap) -> Result<Map<String, Value>, String> {
     let mut body = Map::new();
     for (field, value) in fields {
         match field.as_str() {
@@ -255,38 +305,31 @@ pub fn invoice_body(fields: &FieldMap) -> Map<String, Value> {
                 body.insert("CurrencyCode".into(), json!(as_text(value)));
             }
             "line_items" => {
-                let lines: Vec<Value> = value
+                let lines = value
                     .as_array()
-                    .map(|lines| {
-                        lines
-                            .iter()
-                            .map(|l| {
-                                let mut line = json!({
-                                    "Description": l.get("description").map(as_text).unwrap_or_default(),
-                                    "Quantity": l.get("quantity").and_then(decimal).unwrap_or(1.0),
-                                    "UnitAmount": l.get("unit_amount").and_then(decimal).unwrap_or(0.0),
-                                    "AccountCode": "200",
-                                });
-                                if let Some(tax) = l.get("tax_amount").and_then(decimal) {
-                                    line["TaxAmount"] = json!(tax);
-                                }
-                                line
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(i, l)| line_body(i, l))
+                    .collect::<Result<Vec<Value>, String>>()?;
                 body.insert("LineItems".into(), Value::Array(lines));
                 body.insert("LineAmountTypes".into(), json!("Exclusive"));
             }
-            "status" => {
-                if let Ok(status) = serde_json::from_value::<InvoiceStatus>(value.clone()) {
-                    body.insert("Status".into(), json!(status_text(status)));
-                }
+            "status" if !value.is_null() => {
+                let status =
+                    serde_json::from_value::<InvoiceStatus>(value.clone()).map_err(|_| {
+                        format!(
+                            "invoice status {} is not one Xero has (draft, submitted, \
+                             authorised, paid, voided)",
+                            shown(&as_text(value))
+                        )
+                    })?;
+                body.insert("Status".into(), json!(status_text(status)));
             }
             _ => {}
         }
     }
-    body
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -334,5 +377,25 @@ mod tests {
         assert_eq!(fields["total"], json!("10.5"));
         assert_eq!(fields["customer"], json!("c1"));
         assert_eq!(fields["issue_date"], json!("2026-11-23"));
+    }
+
+    #[test]
+    fn a_xero_value_that_does_not_read_is_carried_not_dropped() {
+        let invoice = json!({"InvoiceID": "i3", "Status": "DRAFT",
+            "Date": "2026-11-23T00:00:00", "DueDate": "someday",
+            "LineItems": [{"Description": "x", "Quantity": "lots", "UnitAmount": 5}]});
+        let fields = invoice_to_record(&invoice)
+            .expect("record")
+            .fields
+            .expect("live");
+        assert_eq!(fields["issue_date"], json!("2026-11-23"));
+        assert_eq!(fields["due_date"], json!("someday"));
+        assert_eq!(fields["line_items"][0]["quantity"], json!("lots"));
+        assert_eq!(fields["line_items"][0]["unit_amount"], json!("5"));
+        assert_eq!(
+            date("/Date(1795392000000+0000)/"),
+            NaiveDate::from_ymd_opt(2026, 11, 23)
+        );
+        assert_eq!(date("2026-11-23T10:61:00"), None);
     }
 }

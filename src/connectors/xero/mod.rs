@@ -7,7 +7,9 @@
 //! change gets its own item's outcome. Every write carries an `Idempotency-Key`.
 
 mod batch;
+pub mod limits;
 pub mod mapping;
+mod outbound;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,11 +119,39 @@ impl Kind {
         }
     }
 
-    fn body(self, fields: &FieldMap) -> Map<String, Value> {
+    fn body(self, fields: &FieldMap) -> Result<Map<String, Value>, ConnectorError> {
         match self {
-            Kind::Contacts => mapping::contact_body(fields),
-            Kind::Invoices => mapping::invoice_body(fields),
+            Kind::Contacts => Ok(mapping::contact_body(fields)),
+            Kind::Invoices => mapping::invoice_body(fields).map_err(unsendable),
         }
+    }
+
+    /// A body as it will be sent, checked against what Xero takes (`outbound.rs`).
+    fn checked(self, body: Map<String, Value>) -> Result<Map<String, Value>, ConnectorError> {
+        outbound::check(self, &body).map_err(unsendable)?;
+        Ok(body)
+    }
+
+    /// Xero names records by UUID; anything else in a path, `IDs=` or a body's id is
+    /// refused by Xero, or worse read as something else (a path takes a
+    /// `ContactNumber` too).
+    fn check_id(self, id: &str) -> Result<(), String> {
+        if outbound::is_xero_id(id) {
+            return Ok(());
+        }
+        Err(format!(
+            "Xero ids are UUIDs: {} is not a {}",
+            super::unread::shown(id),
+            self.id_key()
+        ))
+    }
+}
+
+/// A change Tandem will not send to Xero, and why.
+fn unsendable(message: String) -> ConnectorError {
+    ConnectorError::Unsendable {
+        system: System::Finance,
+        message,
     }
 }
 
@@ -250,6 +280,7 @@ impl XeroConnector {
         key: &str,
         read: Option<&ReadAt>,
     ) -> Result<Written, ConnectorError> {
+        Kind::of(entity).check_id(id).map_err(unsendable)?;
         let item = UpdateItem {
             id: id.to_string(),
             body,
@@ -274,11 +305,16 @@ impl Connector for XeroConnector {
         System::Finance
     }
 
+    fn check_id(&self, entity: EntityType, id: &str) -> Result<(), String> {
+        Kind::of(entity).check_id(id)
+    }
+
     async fn get(
         &self,
         entity: EntityType,
         id: &str,
     ) -> Result<Option<ExternalRecord>, ConnectorError> {
+        Kind::of(entity).check_id(id).map_err(unsendable)?;
         ask(&self.batches(entity).reads, id.to_string()).await
     }
 
@@ -320,14 +356,14 @@ impl Connector for XeroConnector {
         idempotency_key: &str,
     ) -> Result<Written, ConnectorError> {
         let kind = Kind::of(entity);
-        let mut body = kind.body(fields);
+        let mut body = kind.body(fields)?;
         body.insert(kind.stamp_key().into(), json!(stamp));
         if kind == Kind::Invoices {
             body.insert("Type".into(), json!("ACCREC"));
             body.entry("Status").or_insert(json!("DRAFT"));
         }
         let item = batch::NewItem {
-            body,
+            body: kind.checked(body)?,
             key: idempotency_key.to_string(),
         };
         ask(&self.batches(entity).creates, item).await
@@ -340,7 +376,8 @@ impl Connector for XeroConnector {
         fields: &FieldMap,
         idempotency_key: &str,
     ) -> Result<Written, ConnectorError> {
-        let body = Kind::of(entity).body(fields);
+        let kind = Kind::of(entity);
+        let body = kind.checked(kind.body(fields)?)?;
         self.write_update(entity, id, body, idempotency_key, None)
             .await
     }
@@ -353,7 +390,8 @@ impl Connector for XeroConnector {
         idempotency_key: &str,
         read: &ReadAt,
     ) -> Result<Written, ConnectorError> {
-        let body = Kind::of(entity).body(fields);
+        let kind = Kind::of(entity);
+        let body = kind.checked(kind.body(fields)?)?;
         self.write_update(entity, id, body, idempotency_key, Some(read))
             .await
     }

@@ -121,6 +121,12 @@ impl XeroSpec {
             .unwrap_or_default()
     }
 
+    /// `components/schemas/<name>` (`Null` when the spec has none), for tests that hold
+    /// a table to the spec.
+    pub fn schema(&self, name: &str) -> &Value {
+        &self.doc["components"]["schemas"][name]
+    }
+
     /// Panics naming every problem of every request, when there are any.
     pub fn assert_conforms(&self, requests: &[SentRequest]) {
         let problems: Vec<String> = requests.iter().flat_map(|r| self.problems(r)).collect();
