@@ -26,5 +26,6 @@ mod sync_e2e;
 mod torture_checker;
 mod torture_small;
 mod webhooks_http;
+mod wire_counter;
 mod workers;
 mod xero_spec_validator;
