@@ -19,6 +19,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
+use super::reconnect::{at_most_twice, Breaks, Repeat};
 use super::StoreResult;
 
 /// Advisory lock key for migrations.
@@ -89,6 +90,7 @@ pub(super) struct Leases {
 
 struct LeaseShared {
     db: DatabaseConnection,
+    breaks: Arc<Breaks>,
     /// Who this process is in `record_lease.holder`; new at every start.
     holder: Uuid,
     held: Mutex<HashSet<String>>,
@@ -100,22 +102,26 @@ impl LeaseShared {
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.db
-            .execute(Statement::from_sql_and_values(
-                self.db.get_database_backend(),
-                "DELETE FROM record_lease WHERE key = $1 AND holder = $2",
-                [key.into(), self.holder.into()],
-            ))
-            .await?;
-        Ok(())
+        at_most_twice(&self.breaks, Repeat::Always, || async {
+            self.db
+                .execute(Statement::from_sql_and_values(
+                    self.db.get_database_backend(),
+                    "DELETE FROM record_lease WHERE key = $1 AND holder = $2",
+                    [key.into(), self.holder.into()],
+                ))
+                .await?;
+            Ok(())
+        })
+        .await
     }
 }
 
 impl Leases {
-    pub(super) fn new(db: DatabaseConnection) -> Self {
+    pub(super) fn new(db: DatabaseConnection, breaks: Arc<Breaks>) -> Self {
         Self {
             shared: Arc::new(LeaseShared {
                 db,
+                breaks,
                 holder: Uuid::new_v4(),
                 held: Mutex::new(HashSet::new()),
             }),
@@ -147,25 +153,28 @@ impl Leases {
     /// holds it already (a guard dropped before its delete ran: the keyed mutex says
     /// nobody here is using it).
     async fn try_take(&self, key: &str) -> StoreResult<bool> {
-        let taken = self
-            .shared
-            .db
-            .query_one(Statement::from_sql_and_values(
-                self.shared.db.get_database_backend(),
-                "INSERT INTO record_lease (key, holder, expires_at) \
-                 VALUES ($1, $2, now() + make_interval(secs => $3)) \
-                 ON CONFLICT (key) DO UPDATE \
-                 SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
-                 WHERE record_lease.expires_at < now() OR record_lease.holder = EXCLUDED.holder \
-                 RETURNING key",
-                [
-                    key.into(),
-                    self.shared.holder.into(),
-                    Value::Double(Some(LEASE_TTL.as_secs_f64())),
-                ],
-            ))
-            .await?;
-        Ok(taken.is_some())
+        // Taking a lease this process already holds succeeds: safe to run again.
+        at_most_twice(&self.shared.breaks, Repeat::Always, || async {
+            let db = &self.shared.db;
+            let taken = db
+                .query_one(Statement::from_sql_and_values(
+                    db.get_database_backend(),
+                    "INSERT INTO record_lease (key, holder, expires_at) \
+                     VALUES ($1, $2, now() + make_interval(secs => $3)) \
+                     ON CONFLICT (key) DO UPDATE \
+                     SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+                     WHERE record_lease.expires_at < now() OR record_lease.holder = EXCLUDED.holder \
+                     RETURNING key",
+                    [
+                        key.into(),
+                        self.shared.holder.into(),
+                        Value::Double(Some(LEASE_TTL.as_secs_f64())),
+                    ],
+                ))
+                .await?;
+            Ok(taken.is_some())
+        })
+        .await
     }
 
     fn start_heartbeat(&self) {
