@@ -185,16 +185,47 @@ impl fmt::Display for WireReport {
     }
 }
 
-/// A statement on one line, long column lists cut.
+/// A statement on one line, its column and value lists elided and the rest cut.
 fn shorten(sql: &str) -> String {
-    let flat: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    const KEEP: usize = 140;
+    let mut flat: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.starts_with("SELECT ") {
+        if let Some(from) = flat.find(" FROM ") {
+            flat = format!("SELECT …{}", &flat[from..]);
+        }
+    } else if flat.starts_with("INSERT INTO ") {
+        flat = elide_group(&flat, 0);
+        if let Some(values) = flat.find("VALUES (") {
+            flat = elide_group(&flat, values);
+        }
+    }
+    const KEEP: usize = 160;
     if flat.chars().count() <= KEEP {
         flat
     } else {
         let cut: String = flat.chars().take(KEEP).collect();
         format!("{cut}…")
     }
+}
+
+/// `text` with the first parenthesised group at or after byte `from` shown as `(…)`.
+fn elide_group(text: &str, from: usize) -> String {
+    let Some(open) = text[from..].find('(').map(|at| from + at) else {
+        return text.to_string();
+    };
+    let mut depth = 0;
+    for (at, c) in text[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return format!("{}(…){}", &text[..open], &text[open + at + 1..]);
+                }
+            }
+            _ => {}
+        }
+    }
+    text.to_string()
 }
 
 #[derive(Default)]
