@@ -44,6 +44,14 @@ pub struct Model {
     pub attempts: i32,
     /// When the next attempt of a change that is retrying is due.
     pub next_attempt_at: Option<DateTimeUtc>,
+    /// Moves on with every save; a save names the revision it was loaded at.
+    pub revision: i64,
+    /// Conflicts of this link held for a person or decided and not yet applied.
+    pub active_conflicts: i32,
+    /// The exact version of Tandem's own last write on each side, when the system's
+    /// answer showed the record as written.
+    pub echo_crm: Option<String>,
+    pub echo_finance: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

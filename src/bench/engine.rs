@@ -506,6 +506,27 @@ fn pair_table(pair: &PairSettings) -> toml::Table {
         "source_of_truth".into(),
         Value::String(pair.source_of_truth.as_str().into()),
     );
+    // The policies too: a child that fell back to the defaults would run a different
+    // trial than the one asked for.
+    table.insert(
+        "conflict_policy".into(),
+        Value::String(pair.conflict_policy.as_str().into()),
+    );
+    table.insert(
+        "deletes".into(),
+        Value::String(pair.deletes.as_str().into()),
+    );
+    let mut fields = toml::Table::new();
+    for (entity, flows) in &pair.fields {
+        let flows = flows
+            .iter()
+            .map(|(field, flow)| (field.clone(), Value::String(flow.as_str().into())))
+            .collect();
+        fields.insert(entity.as_str().into(), Value::Table(flows));
+    }
+    if !fields.is_empty() {
+        table.insert("fields".into(), Value::Table(fields));
+    }
     for (side, connection) in [("crm", &pair.crm), ("finance", &pair.finance)] {
         if let Some(connection) = connection {
             table.insert(side.into(), Value::Table(connection_table(connection)));
@@ -632,10 +653,14 @@ mod tests {
                 finance: Some(connection(crate::config::ConnectorKind::Xero)),
                 poll_interval_secs: 0,
                 poll_overlap_secs: 0,
-                conflict_policy: Default::default(),
+                conflict_policy: crate::domain::ConflictPolicy::Manual,
                 source_of_truth: crate::domain::System::Finance,
-                deletes: Default::default(),
-                fields: Default::default(),
+                deletes: crate::domain::DeletePolicy::Approve,
+                fields: [(
+                    crate::domain::EntityType::Customer,
+                    [("phone".to_string(), crate::domain::Flow::CrmToFinance)].into(),
+                )]
+                .into(),
             },
         );
         let file = std::env::temp_dir().join(format!("{}.toml", uuid::Uuid::new_v4().simple()));
@@ -660,5 +685,17 @@ mod tests {
             "the child seals with the run's key"
         );
         assert_eq!(pair.crm.as_ref().and_then(|c| c.portal_id), Some(62515));
+        assert_eq!(
+            (pair.conflict_policy, pair.deletes),
+            (
+                crate::domain::ConflictPolicy::Manual,
+                crate::domain::DeletePolicy::Approve
+            ),
+            "the child runs the pair's policies"
+        );
+        assert_eq!(
+            pair.fields[&crate::domain::EntityType::Customer]["phone"],
+            crate::domain::Flow::CrmToFinance
+        );
     }
 }

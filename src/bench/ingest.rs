@@ -237,6 +237,7 @@ async fn bare_publish(bus: &dyn Bus, in_flight: usize, length: Duration) -> anyh
         trigger: Trigger::Manual,
         job_id: None,
         transaction_id: None,
+        by_tandem: false,
     });
     let batch = vec![message; in_flight];
     let started = Instant::now();

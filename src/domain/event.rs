@@ -29,6 +29,10 @@ pub struct ChangeEvent {
     /// a logged attempt); the orchestrator picks one otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction_id: Option<Uuid>,
+    /// The announcement said Tandem's own app made this change (HubSpot names the app
+    /// that made a change): the echo of Tandem's write, known without reading it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_tandem: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -25,6 +25,16 @@ pub enum Flow {
 }
 
 impl Flow {
+    /// The name settings use for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::Both => "both",
+            Flow::CrmToFinance => "crm_to_finance",
+            Flow::FinanceToCrm => "finance_to_crm",
+            Flow::None => "none",
+        }
+    }
+
     /// Whether a change on `from` is written to the other side.
     pub fn flows_from(self, from: System) -> bool {
         matches!(

@@ -40,6 +40,16 @@ pub enum DeletePolicy {
     Ignore,
 }
 
+impl DeletePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletePolicy::Archive => "archive",
+            DeletePolicy::Approve => "approve",
+            DeletePolicy::Ignore => "ignore",
+        }
+    }
+}
+
 /// Everything the decision needs to know about one pair and entity type.
 #[derive(Debug, Clone)]
 pub struct SyncPolicy {

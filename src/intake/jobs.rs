@@ -117,6 +117,7 @@ impl JobRunner {
             trigger: Trigger::Manual,
             job_id: Some(job),
             transaction_id: None,
+            by_tandem: false,
         };
         let (from, to) = match &request.scope {
             ResyncScope::Ids(ids) => {
@@ -294,6 +295,7 @@ impl JobRunner {
                         trigger: Trigger::Replay,
                         job_id: Some(job),
                         transaction_id: None,
+                        by_tandem: false,
                     });
                 }
             }

@@ -199,6 +199,7 @@ impl Poller {
                 trigger: Trigger::Poll,
                 job_id: None,
                 transaction_id: None,
+                by_tandem: false,
             })
             .collect();
         let keys: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();

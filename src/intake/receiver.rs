@@ -400,5 +400,6 @@ fn to_event(pair: &PairId, system: System, change: &WebhookChange) -> Option<Cha
         trigger: Trigger::Webhook,
         job_id: None,
         transaction_id: None,
+        by_tandem: change.by_this_app,
     })
 }

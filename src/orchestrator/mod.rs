@@ -1,14 +1,17 @@
 //! The orchestrator: consumes change events from the bus ([`workers`]) and handles each
-//! one ([`sync`]): lock the record, fetch it, decide, write, record.
+//! one ([`sync`]) through the pipeline ([`pipeline`]): load the record and its link,
+//! decide, write to the other side, commit what was done.
 
 pub mod idle;
-mod perform;
+mod pipeline;
 pub mod references;
 pub mod retry;
+mod runtime;
 mod settle;
 pub mod sync;
 pub mod workers;
 
 pub use references::LinkedReferences;
-pub use sync::{Orchestrator, PairRuntime};
+pub use runtime::PairRuntime;
+pub use sync::Orchestrator;
 pub use workers::{ChangeHandler, HandleOutcome, QueueControl, WorkerPool};

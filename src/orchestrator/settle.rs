@@ -118,6 +118,7 @@ mod tests {
             trigger: Trigger::Webhook,
             job_id: None,
             transaction_id: None,
+            by_tandem: false,
         }
     }
 

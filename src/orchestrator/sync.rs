@@ -1,6 +1,6 @@
-//! The orchestrator's handling of one change: lock the record, fetch it, decide, write
-//! to the other side with an idempotency key, and record the link and the log entry in
-//! one transaction.
+//! The orchestrator's handling of one change as a worker gives it: its priority and
+//! settling, the pipeline ([`super::pipeline`]) that syncs it, and what becomes of a
+//! failure: retried with backoff (visible at once as `retrying`), or recorded as failed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,33 +10,16 @@ use async_trait::async_trait;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::perform::{perform, Performed, SyncContext};
+use super::pipeline::{self, Change};
 use super::retry::backoff;
+use super::runtime::{PairRuntime, SyncError};
 use super::settle::{Settling, Turn};
 use super::workers::{ChangeHandler, HandleOutcome};
 use crate::connectors::http::{with_priority, BulkChange, Priority};
-use crate::connectors::{Connector, ConnectorError, ExternalRecord};
-use crate::domain::{ChangeEvent, EntityType, PairId, SyncPolicy, System, Trigger};
+use crate::domain::{ChangeEvent, PairId, Trigger};
 use crate::store::{
-    EntityLink, EntityLock, JobCounter, LinkStatusChange, NewSyncLogEntry, Outcome, Store,
-    StoreError, SyncStatus,
+    JobCounter, LinkStatusChange, NewSyncLogEntry, Outcome, Store, StoreError, SyncStatus,
 };
-
-/// One pair's connections and policies.
-pub struct PairRuntime {
-    pub crm: Arc<dyn Connector>,
-    pub finance: Arc<dyn Connector>,
-    pub policies: HashMap<EntityType, SyncPolicy>,
-}
-
-impl PairRuntime {
-    pub fn connector(&self, system: System) -> &Arc<dyn Connector> {
-        match system {
-            System::Crm => &self.crm,
-            System::Finance => &self.finance,
-        }
-    }
-}
 
 pub struct Orchestrator {
     store: Arc<dyn Store>,
@@ -44,24 +27,6 @@ pub struct Orchestrator {
     max_attempts: u32,
     settling: Settling,
 }
-
-#[derive(Debug, thiserror::Error)]
-pub(super) enum SyncError {
-    #[error(transparent)]
-    Connector(#[from] ConnectorError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// The record fetched under the lock, and the link it belongs to.
-pub(super) struct Fetched {
-    pub source: Option<ExternalRecord>,
-    pub link: Option<EntityLink>,
-}
-
-/// How many times the lock is moved to a record's canonical key before giving up; it
-/// moves at most once or twice while a create is completing.
-const LOCK_MOVES: usize = 4;
 
 impl Orchestrator {
     pub fn new(
@@ -91,13 +56,8 @@ impl Orchestrator {
         attempt: u32,
         transaction_id: Uuid,
     ) -> Result<Outcome, SyncError> {
-        let policy = pair
-            .policies
-            .get(&event.entity)
-            .cloned()
-            .unwrap_or_else(|| SyncPolicy::defaults(event.entity));
-        let (lock, fetched) = self.lock_and_fetch(pair, event).await?;
-        let context = SyncContext {
+        let policy = pair.policy(event.entity);
+        let change = Change {
             store: self.store.as_ref(),
             pair,
             policy: &policy,
@@ -105,82 +65,16 @@ impl Orchestrator {
             attempt,
             transaction_id,
         };
-        let result = perform(&context, fetched).await;
-        lock.release().await?;
-        match result {
-            Ok(Performed { log }) => {
-                if let Some(job) = event.job_id {
-                    let counter = if log.outcome == Outcome::Skipped {
-                        JobCounter::Skipped
-                    } else {
-                        JobCounter::Synced
-                    };
-                    self.store.add_to_job(job, counter, 1).await?;
-                }
-                Ok(log.outcome)
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    /// Locks the record under its canonical key (the id of the record a link started
-    /// from), so that events from both sides of one link, and the echo of a create
-    /// still in flight, are handled one at a time. The key can only be known for sure
-    /// after fetching; when it differs from the one locked, the lock moves.
-    async fn lock_and_fetch(
-        &self,
-        pair: &PairRuntime,
-        event: &ChangeEvent,
-    ) -> Result<(EntityLock, Fetched), SyncError> {
-        let own = self
-            .store
-            .find_link(&event.pair, event.entity, event.system, &event.external_id)
-            .await?;
-        let mut key = canonical_key(event, own.as_ref(), None);
-        for _ in 0..LOCK_MOVES {
-            let waiting = crate::backlog::waiting(crate::backlog::Stage::Lock);
-            let lock = self.store.lock_entity(&key).await?;
-            drop(waiting);
-            let fetched = self.fetch(pair, event).await;
-            let fetched = match fetched {
-                Ok(fetched) => fetched,
-                Err(err) => {
-                    lock.release().await?;
-                    return Err(err);
-                }
+        let outcome = pipeline::run(&change).await?;
+        if let Some(job) = event.job_id {
+            let counter = if outcome == Outcome::Skipped {
+                JobCounter::Skipped
+            } else {
+                JobCounter::Synced
             };
-            let canonical = canonical_key(event, fetched.link.as_ref(), fetched.source.as_ref());
-            if canonical == key {
-                return Ok((lock, fetched));
-            }
-            lock.release().await?;
-            key = canonical;
+            self.store.add_to_job(job, counter, 1).await?;
         }
-        Err(SyncError::Store(StoreError::Corrupt(format!(
-            "the lock for {} {} {} kept moving",
-            event.entity, event.system, event.external_id
-        ))))
-    }
-
-    async fn fetch(&self, pair: &PairRuntime, event: &ChangeEvent) -> Result<Fetched, SyncError> {
-        let source = pair
-            .connector(event.system)
-            .get(event.entity, &event.external_id)
-            .await?;
-        let mut link = self
-            .store
-            .find_link(&event.pair, event.entity, event.system, &event.external_id)
-            .await?;
-        // A record Tandem created names its origin: its link may not know it yet.
-        if link.is_none() {
-            if let Some(stamp) = source.as_ref().and_then(|s| s.stamp.as_deref()) {
-                link = self
-                    .store
-                    .find_link(&event.pair, event.entity, event.system.opposite(), stamp)
-                    .await?;
-            }
-        }
-        Ok(Fetched { source, link })
+        Ok(outcome)
     }
 
     /// A change covered by a sync that waits for the record to settle is logged, so
@@ -273,27 +167,6 @@ enum Failure {
     Spent,
 }
 
-/// The lock key of a record: its pair and type, and the id of the record its link
-/// started from (the CRM side when known).
-fn canonical_key(
-    event: &ChangeEvent,
-    link: Option<&EntityLink>,
-    source: Option<&ExternalRecord>,
-) -> String {
-    let origin = match link {
-        Some(link) => match (&link.crm_id, &link.finance_id) {
-            (Some(crm), _) => format!("crm:{crm}"),
-            (None, Some(finance)) => format!("finance:{finance}"),
-            (None, None) => format!("{}:{}", event.system, event.external_id),
-        },
-        None => match source.and_then(|s| s.stamp.as_deref()) {
-            Some(stamp) => format!("{}:{stamp}", event.system.opposite()),
-            None => format!("{}:{}", event.system, event.external_id),
-        },
-    };
-    format!("{}/{}/{origin}", event.pair, event.entity)
-}
-
 #[async_trait]
 impl ChangeHandler for Orchestrator {
     async fn handle(&self, event: ChangeEvent, attempt: u32) -> HandleOutcome {
@@ -324,11 +197,15 @@ impl ChangeHandler for Orchestrator {
                 return HandleOutcome::Done;
             }
             let mut result = self.sync(pair, &event, attempt, transaction_id).await;
-            if let Err(SyncError::Store(StoreError::AlreadyLinked(detail))) = &result {
+            if let Err(SyncError::Store(
+                StoreError::AlreadyLinked(detail) | StoreError::Concurrent(detail),
+            )) = &result
+            {
                 // The other side's change of the same new person linked the two records
-                // first (until a link names both, each side locks its own record). The
-                // link is there now, so syncing again finds it and waits for its lock.
-                tracing::debug!(%detail, "linked meanwhile by the other side's change; syncing again");
+                // first (until a link names both, each side locks its own record), or
+                // another change saved the link between loading and locking it. Syncing
+                // again reads the link as it is now and waits for its lock.
+                tracing::debug!(%detail, "the link changed meanwhile; syncing again");
                 result = self.sync(pair, &event, attempt, transaction_id).await;
             }
             let wrote = matches!(&result, Ok(outcome) if *outcome != Outcome::Skipped);

@@ -95,11 +95,15 @@ pub(super) async fn insert(db: &impl ConnectionTrait, link: &EntityLink) -> Stor
     Ok(())
 }
 
-/// Writes the link as it stands, inserting it if it is new.
+/// Writes the link as it stands, inserting it if it is new. An existing link is only
+/// overwritten at the revision it was loaded at: `Concurrent` when another change
+/// saved it meanwhile.
 pub(super) async fn save(db: &impl ConnectionTrait, link: &EntityLink) -> StoreResult<()> {
     let mut link = link.clone();
+    let loaded = link.revision;
     link.updated_at = chrono::Utc::now();
-    Entity::insert(to_active(&link))
+    link.revision = loaded + 1;
+    let saved = Entity::insert(to_active(&link))
         .on_conflict(
             OnConflict::column(Column::Id)
                 .update_columns([
@@ -126,7 +130,12 @@ pub(super) async fn save(db: &impl ConnectionTrait, link: &EntityLink) -> StoreR
                     Column::LabelCustomer,
                     Column::Attempts,
                     Column::NextAttemptAt,
+                    Column::Revision,
+                    Column::ActiveConflicts,
+                    Column::EchoCrm,
+                    Column::EchoFinance,
                 ])
+                .action_and_where(Expr::col((Entity, Column::Revision)).eq(loaded))
                 .to_owned(),
         )
         .exec_without_returning(db)
@@ -135,6 +144,12 @@ pub(super) async fn save(db: &impl ConnectionTrait, link: &EntityLink) -> StoreR
             Some(SqlErr::UniqueConstraintViolation(detail)) => StoreError::AlreadyLinked(detail),
             _ => StoreError::Database(err),
         })?;
+    if saved == 0 {
+        return Err(StoreError::Concurrent(format!(
+            "link {} was saved by another change since it was read",
+            link.id
+        )));
+    }
     Ok(())
 }
 
@@ -275,6 +290,10 @@ fn to_active(link: &EntityLink) -> ActiveModel {
         label_customer: Set(link.label.customer.clone()),
         attempts: Set(i32::try_from(link.attempts).unwrap_or(i32::MAX)),
         next_attempt_at: Set(link.next_attempt_at),
+        revision: Set(link.revision),
+        active_conflicts: Set(i32::try_from(link.active_conflicts).unwrap_or(i32::MAX)),
+        echo_crm: Set(link.echo_crm.clone()),
+        echo_finance: Set(link.echo_finance.clone()),
     }
 }
 
@@ -309,5 +328,9 @@ fn from_model(model: Model) -> StoreResult<EntityLink> {
         },
         attempts: u32::try_from(model.attempts).unwrap_or(0),
         next_attempt_at: model.next_attempt_at,
+        revision: model.revision,
+        active_conflicts: u32::try_from(model.active_conflicts).unwrap_or(0),
+        echo_crm: model.echo_crm,
+        echo_finance: model.echo_finance,
     })
 }

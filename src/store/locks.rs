@@ -20,7 +20,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 use super::reconnect::{at_most_twice, Breaks, Repeat};
-use super::StoreResult;
+use super::{LinkKey, StoreResult};
+use crate::domain::System;
 
 /// Advisory lock key for migrations.
 pub(super) const MIGRATION_LOCK_KEY: i64 = 0x7461_6e64_656d_0001;
@@ -47,6 +48,27 @@ impl EntityLock {
                 drop(guard);
                 Ok(())
             }
+        }
+    }
+
+    /// The statement that ends this lease inside another transaction, when the lock is
+    /// a lease row; see [`EntityLock::released`].
+    pub(super) fn delete_statement(&self, db: &impl ConnectionTrait) -> Option<Statement> {
+        match self {
+            EntityLock::Lease(lease) => Some(lease.shared.delete_statement(db, &lease.key)),
+            EntityLock::Local(_) => None,
+        }
+    }
+
+    /// The lease row is gone (deleted in the commit that ended the change): stop
+    /// renewing it and let the next waiter in.
+    pub(super) fn released(self) {
+        match self {
+            EntityLock::Lease(mut lease) => {
+                lease.released = true;
+                lease.shared.held().remove(&lease.key);
+            }
+            EntityLock::Local(guard) => drop(guard),
         }
     }
 }
@@ -104,15 +126,19 @@ impl LeaseShared {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         at_most_twice(&self.breaks, Repeat::Always, || async {
             self.db
-                .execute(Statement::from_sql_and_values(
-                    self.db.get_database_backend(),
-                    "DELETE FROM record_lease WHERE key = $1 AND holder = $2",
-                    [key.into(), self.holder.into()],
-                ))
+                .execute(self.delete_statement(&self.db, key))
                 .await?;
             Ok(())
         })
         .await
+    }
+
+    fn delete_statement(&self, db: &impl ConnectionTrait, key: &str) -> Statement {
+        Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "DELETE FROM record_lease WHERE key = $1 AND holder = $2",
+            [key.into(), self.holder.into()],
+        )
     }
 }
 
@@ -130,49 +156,81 @@ impl Leases {
         }
     }
 
-    pub(super) async fn lock(&self, key: &str) -> StoreResult<EntityLock> {
+    /// Takes the record's lease, waiting while another holds it; answers, from the
+    /// same statement, the revision of the `watched` record's link as it stands once the
+    /// lease is held (so a link loaded before the lease is checked at no extra cost).
+    pub(super) async fn lock(
+        &self,
+        key: &str,
+        watched: Option<&LinkKey>,
+    ) -> StoreResult<(EntityLock, Option<i64>)> {
         self.start_heartbeat();
         let queued = self.local.lock(key).await;
         let mut wait = Duration::from_millis(10);
         // Another process holds the record: it is working on it now, or died and its
         // lease lapses within LEASE_TTL.
-        while !self.try_take(key).await? {
+        let revision = loop {
+            if let Some(revision) = self.try_take(key, watched).await? {
+                break revision;
+            }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(MAX_RETRY_WAIT);
-        }
+        };
         self.shared.held().insert(key.to_string());
-        Ok(EntityLock::Lease(LeaseGuard {
+        let lease = EntityLock::Lease(LeaseGuard {
             key: key.to_string(),
             shared: self.shared.clone(),
             queued: Some(queued),
             released: false,
-        }))
+        });
+        Ok((lease, revision))
     }
 
     /// Takes the lease if nobody holds it, its holder let it lapse, or this process
     /// holds it already (a guard dropped before its delete ran: the keyed mutex says
     /// nobody here is using it).
-    async fn try_take(&self, key: &str) -> StoreResult<bool> {
+    /// `Some(revision of the watched link)` once taken, `None` while another holds it.
+    async fn try_take(
+        &self,
+        key: &str,
+        watched: Option<&LinkKey>,
+    ) -> StoreResult<Option<Option<i64>>> {
         // Taking a lease this process already holds succeeds: safe to run again.
         at_most_twice(&self.shared.breaks, Repeat::Always, || async {
-            let db = &self.shared.db;
-            let taken = db
+            // The watched link by the record's id on its side (NULL without one).
+            let id_column = match watched.map(|w| w.system) {
+                Some(System::Finance) => "finance_id",
+                _ => "crm_id",
+            };
+            let sql = format!(
+                "INSERT INTO record_lease (key, holder, expires_at) \
+                 VALUES ($1, $2, now() + make_interval(secs => $3)) \
+                 ON CONFLICT (key) DO UPDATE \
+                 SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+                 WHERE record_lease.expires_at < now() OR record_lease.holder = EXCLUDED.holder \
+                 RETURNING (SELECT revision FROM entity_link \
+                 WHERE pair = $4 AND entity_type = $5 AND {id_column} = $6) AS revision"
+            );
+            let taken = self
+                .shared
+                .db
                 .query_one(Statement::from_sql_and_values(
-                    db.get_database_backend(),
-                    "INSERT INTO record_lease (key, holder, expires_at) \
-                     VALUES ($1, $2, now() + make_interval(secs => $3)) \
-                     ON CONFLICT (key) DO UPDATE \
-                     SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
-                     WHERE record_lease.expires_at < now() OR record_lease.holder = EXCLUDED.holder \
-                     RETURNING key",
+                    self.shared.db.get_database_backend(),
+                    sql,
                     [
                         key.into(),
                         self.shared.holder.into(),
                         Value::Double(Some(LEASE_TTL.as_secs_f64())),
+                        watched.map(|w| w.pair.as_str().to_string()).into(),
+                        watched.map(|w| w.entity.as_str().to_string()).into(),
+                        watched.map(|w| w.external_id.clone()).into(),
                     ],
                 ))
                 .await?;
-            Ok(taken.is_some())
+            match taken {
+                None => Ok(None),
+                Some(row) => Ok(Some(row.try_get::<Option<i64>>("", "revision")?)),
+            }
         })
         .await
     }

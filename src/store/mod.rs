@@ -44,6 +44,9 @@ pub enum StoreError {
     /// A decision on something no longer waiting for one.
     #[error("{0}")]
     AlreadyDecided(String),
+    /// What was read changed meanwhile (another change saved the link): read again.
+    #[error("{0}")]
+    Concurrent(String),
     #[error("stored data is not understood: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
@@ -107,6 +110,8 @@ pub trait Store: Send + Sync {
 
     // Sync log.
     async fn append_log(&self, entry: NewSyncLogEntry) -> StoreResult<Uuid>;
+    /// Appends several entries, in order, in one statement.
+    async fn append_logs(&self, entries: &[NewSyncLogEntry]) -> StoreResult<()>;
     /// Everything recorded for a record, newest first: by its link (both sides) when
     /// it has one, else by its id on the given side.
     async fn record_history(
@@ -231,6 +236,18 @@ pub trait Store: Send + Sync {
     /// Serialises work on one record across workers and processes until the lock is
     /// released (or dropped).
     async fn lock_entity(&self, key: &str) -> StoreResult<EntityLock>;
+    /// [`Store::lock_entity`], answering the revision of the `watched` record's link as
+    /// it stands once the lock is held (`None` if it has none), in the same round trip
+    /// where the database allows: a link loaded before the lock is checked for free.
+    async fn lock_record(
+        &self,
+        key: &str,
+        watched: Option<&LinkKey>,
+    ) -> StoreResult<(EntityLock, Option<i64>)>;
+    /// [`Store::commit_sync`] that also ends `lock`: on PostgreSQL its lease row is
+    /// deleted in the same transaction. A commit that only logs (a skip) is not
+    /// wrapped in a transaction.
+    async fn commit_and_release(&self, commit: SyncCommit, lock: EntityLock) -> StoreResult<()>;
 }
 
 /// The sea-orm implementation of [`Store`], for PostgreSQL and SQLite.
@@ -442,6 +459,12 @@ impl Store for SeaStore {
     async fn append_log(&self, entry: NewSyncLogEntry) -> StoreResult<Uuid> {
         self.run(Repeat::IfNotRun, || sync_log::append(&self.db, &entry))
             .await
+    }
+
+    async fn append_logs(&self, entries: &[NewSyncLogEntry]) -> StoreResult<()> {
+        let entries: Vec<&NewSyncLogEntry> = entries.iter().collect();
+        sync_log::append_all(&self.db, &entries).await?;
+        Ok(())
     }
 
     async fn record_history(
@@ -686,9 +709,72 @@ impl Store for SeaStore {
     }
 
     async fn lock_entity(&self, key: &str) -> StoreResult<EntityLock> {
+        Ok(self.lock_record(key, None).await?.0)
+    }
+
+    async fn lock_record(
+        &self,
+        key: &str,
+        watched: Option<&LinkKey>,
+    ) -> StoreResult<(EntityLock, Option<i64>)> {
         match &self.leases {
-            Some(leases) => leases.lock(key).await,
-            None => Ok(EntityLock::Local(self.local_locks.lock(key).await)),
+            Some(leases) => leases.lock(key, watched).await,
+            None => {
+                let lock = EntityLock::Local(self.local_locks.lock(key).await);
+                let revision = match watched {
+                    Some(w) => links::find(&self.db, &w.pair, w.entity, w.system, &w.external_id)
+                        .await?
+                        .map(|link| link.revision),
+                    None => None,
+                };
+                Ok((lock, revision))
+            }
         }
+    }
+
+    async fn commit_and_release(&self, commit: SyncCommit, lock: EntityLock) -> StoreResult<()> {
+        let logs: Vec<&NewSyncLogEntry> = commit.announced.iter().chain([&commit.log]).collect();
+        let only_logs = commit.link.is_none()
+            && commit.conflicts.is_empty()
+            && commit.withdrawn.is_empty()
+            && commit.link_status.is_none()
+            && !commit.hold_delete;
+        if only_logs {
+            sync_log::append_all(&self.db, &logs).await?;
+            if let Some(delete) = lock.delete_statement(&self.db) {
+                self.db.execute(delete).await?;
+            }
+            lock.released();
+            return Ok(());
+        }
+        let txn = self.db.begin().await?;
+        if let Some(link) = &commit.link {
+            links::save(&txn, link).await?;
+        }
+        sync_log::append_all(&txn, &logs).await?;
+        if let Some(change) = &commit.link_status {
+            links::set_status(&txn, change).await?;
+        }
+        conflicts::withdraw(&txn, &commit.withdrawn).await?;
+        if let Some(link) = &commit.link {
+            for conflict in &commit.conflicts {
+                conflicts::write(&txn, link, commit.log.transaction_id, conflict).await?;
+            }
+            if commit.hold_delete {
+                conflicts::hold_delete(
+                    &txn,
+                    link,
+                    commit.log.source_system,
+                    &commit.log.external_id,
+                )
+                .await?;
+            }
+        }
+        if let Some(delete) = lock.delete_statement(&txn) {
+            txn.execute(delete).await?;
+        }
+        txn.commit().await?;
+        lock.released();
+        Ok(())
     }
 }

@@ -20,6 +20,33 @@ pub(super) async fn append(
     db: &impl ConnectionTrait,
     entry: &NewSyncLogEntry,
 ) -> StoreResult<Uuid> {
+    let (id, model) = model_of(entry, Utc::now());
+    Entity::insert(model).exec_without_returning(db).await?;
+    Ok(id)
+}
+
+/// Appends several entries in one statement, in order (their ids and times rise);
+/// answers the last one's id.
+pub(super) async fn append_all(
+    db: &impl ConnectionTrait,
+    entries: &[&NewSyncLogEntry],
+) -> StoreResult<Option<Uuid>> {
+    let now = Utc::now();
+    let models: Vec<(Uuid, ActiveModel)> = entries
+        .iter()
+        .enumerate()
+        .map(|(n, entry)| model_of(entry, now + chrono::Duration::microseconds(n as i64)))
+        .collect();
+    let last = models.last().map(|(id, _)| *id);
+    if !models.is_empty() {
+        Entity::insert_many(models.into_iter().map(|(_, m)| m))
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(last)
+}
+
+fn model_of(entry: &NewSyncLogEntry, created_at: chrono::DateTime<Utc>) -> (Uuid, ActiveModel) {
     let id = Uuid::now_v7();
     let model = ActiveModel {
         id: Set(id),
@@ -42,10 +69,9 @@ pub(super) async fn append(
         error: Set(entry.error.clone()),
         attempt: Set(entry.attempt as i32),
         duration_ms: Set(entry.duration_ms as i64),
-        created_at: Set(Utc::now()),
+        created_at: Set(created_at),
     };
-    Entity::insert(model).exec_without_returning(db).await?;
-    Ok(id)
+    (id, model)
 }
 
 pub(super) async fn history(

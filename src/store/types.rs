@@ -131,6 +131,26 @@ pub struct EntityLink {
     pub attempts: u32,
     /// When the next attempt of a retrying change is due.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The revision the link was loaded at (0 for a link not stored yet); a save
+    /// fails with `Concurrent` when the stored one moved on meanwhile.
+    pub revision: i64,
+    /// Conflicts of this link held for a person or decided and not yet applied: a
+    /// sync reads their rows only when there are any.
+    pub active_conflicts: u32,
+    /// The exact version of Tandem's own last write on the CRM side, when the CRM's
+    /// answer showed the record as written: an event of that version is its echo.
+    pub echo_crm: Option<String>,
+    /// The same on the finance side.
+    pub echo_finance: Option<String>,
+}
+
+/// A record by its id on one side: what finds its link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkKey {
+    pub pair: PairId,
+    pub entity: EntityType,
+    pub system: System,
+    pub external_id: String,
 }
 
 /// The status of a link whose change failed, written alone: a failure is recorded
@@ -182,6 +202,10 @@ impl EntityLink {
             label: RecordLabel::default(),
             attempts: 0,
             next_attempt_at: None,
+            revision: 0,
+            active_conflicts: 0,
+            echo_crm: None,
+            echo_finance: None,
             archived_at: None,
             deleted_at: None,
             created_at: now,
@@ -193,6 +217,14 @@ impl EntityLink {
         match system {
             System::Crm => self.crm_id.as_deref(),
             System::Finance => self.finance_id.as_deref(),
+        }
+    }
+
+    /// The exact version of Tandem's own last write on `system`, if known.
+    pub fn echo_on(&self, system: System) -> Option<&str> {
+        match system {
+            System::Crm => self.echo_crm.as_deref(),
+            System::Finance => self.echo_finance.as_deref(),
         }
     }
 

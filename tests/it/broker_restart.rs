@@ -28,6 +28,7 @@ fn change(n: u64) -> BusMessage {
         trigger: Trigger::Poll,
         job_id: None,
         transaction_id: None,
+        by_tandem: false,
     })
 }
 

@@ -197,6 +197,7 @@ impl Harness {
             trigger: Trigger::Webhook,
             job_id: None,
             transaction_id: None,
+            by_tandem: false,
         };
         self.bus
             .publish(Lane::Live, &BusMessage::ChangeV1(event))
@@ -477,6 +478,7 @@ async fn first_sync_of_two_populated_systems_creates_no_duplicates(h: &Harness) 
                 trigger: Trigger::Manual,
                 job_id: None,
                 transaction_id: None,
+                by_tandem: false,
             })
         })
         .collect();

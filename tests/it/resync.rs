@@ -318,6 +318,7 @@ async fn a_resync_of_1000_ids_answers_at_once_and_live_changes_go_first() {
         trigger: Trigger::Webhook,
         job_id: None,
         transaction_id: None,
+        by_tandem: false,
     };
     r.bus
         .publish(Lane::Live, &BusMessage::ChangeV1(event))
@@ -558,6 +559,7 @@ async fn a_replay_republishes_each_record_of_a_window_once() {
                 trigger: Trigger::Webhook,
                 job_id: None,
                 transaction_id: None,
+                by_tandem: false,
             };
             r.bus
                 .publish(Lane::Live, &BusMessage::ChangeV1(event))
@@ -636,6 +638,7 @@ async fn an_operator_reads_a_failure_retries_it_and_pauses_the_queue() {
                 trigger: Trigger::Webhook,
                 job_id: None,
                 transaction_id: None,
+                by_tandem: false,
             };
             bus.publish(Lane::Live, &BusMessage::ChangeV1(event))
                 .await

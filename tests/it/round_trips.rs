@@ -76,8 +76,12 @@ async fn one_find_link_and_one_commit_sync() {
     .await;
     println!("one find_link: {find}");
 
+    // Each commit saves the link at the revision the one before left it at.
+    let link = std::sync::Mutex::new(link);
     let commit = steady_cost(&wire, || async {
-        store.commit_sync(commit_of(&link)).await.expect("commit");
+        let saving = link.lock().expect("lock").clone();
+        store.commit_sync(commit_of(&saving)).await.expect("commit");
+        link.lock().expect("lock").revision += 1;
     })
     .await;
     println!("one commit_sync: {commit}");

@@ -12,7 +12,7 @@ use tandem::seal::{Keyring, SecretsKey};
 use tandem::secret::Secret;
 use tandem::store::{
     self, ConflictState, ConflictStatus, ConflictWrite, Credential, DecidedBy, EntityLink,
-    JobCounter, JobKind, JobStatus, NewSyncLogEntry, Outcome, SeaStore, Store, StoreError,
+    JobCounter, JobKind, JobStatus, LinkKey, NewSyncLogEntry, Outcome, SeaStore, Store, StoreError,
     SyncCommit, SyncLogFilter, SyncStatus,
 };
 use uuid::Uuid;
@@ -537,6 +537,12 @@ async fn commit_clashes(
     conflicts: Vec<ConflictWrite>,
     withdrawn: Vec<Uuid>,
 ) {
+    // Each commit saves the link at the revision it was last saved at.
+    let mut link = link.clone();
+    if let Some(stored) = s.get_link(link.id).await.expect("read") {
+        link.revision = stored.revision;
+    }
+    let link = &link;
     s.commit_sync(SyncCommit {
         link: Some(link.clone()),
         log: log(Some(link), System::Crm, "c1", Outcome::Conflict),
@@ -786,6 +792,100 @@ async fn entity_lock_serialises_holders(b: &Backend) {
     .expect("release");
 }
 
+/// A link is saved only at the revision it was read at: a change that read it before
+/// another change saved it is told so, and saves nothing.
+async fn a_link_read_before_another_save_is_not_overwritten(b: &Backend) {
+    let s = &b.store;
+    let mut link = EntityLink::new(acme(), EntityType::Customer, System::Crm, "r1");
+    link.finance_id = Some("f-r1".into());
+    s.commit_sync(SyncCommit {
+        link: Some(link.clone()),
+        log: log(Some(&link), System::Crm, "r1", Outcome::Linked),
+        conflicts: vec![],
+        withdrawn: vec![],
+        link_status: None,
+        hold_delete: false,
+        announced: None,
+    })
+    .await
+    .expect("first save");
+    let read_by_one = s.get_link(link.id).await.expect("read").expect("saved");
+    let read_by_other = read_by_one.clone();
+    let mut first = read_by_one;
+    first.crm_checksum = Some("first".into());
+    s.commit_sync(SyncCommit {
+        link: Some(first.clone()),
+        log: log(Some(&first), System::Crm, "r1", Outcome::Updated),
+        conflicts: vec![],
+        withdrawn: vec![],
+        link_status: None,
+        hold_delete: false,
+        announced: None,
+    })
+    .await
+    .expect("the first change saves");
+    let mut second = read_by_other;
+    second.crm_checksum = Some("second".into());
+    let stale = s
+        .commit_sync(SyncCommit {
+            link: Some(second.clone()),
+            log: log(Some(&second), System::Crm, "r1", Outcome::Updated),
+            conflicts: vec![],
+            withdrawn: vec![],
+            link_status: None,
+            hold_delete: false,
+            announced: None,
+        })
+        .await;
+    assert!(matches!(stale, Err(StoreError::Concurrent(_))), "{stale:?}");
+    let stored = s.get_link(link.id).await.expect("read").expect("saved");
+    assert_eq!(stored.crm_checksum.as_deref(), Some("first"));
+    // The lock answers the link's revision as it stands: a reader knows it moved on.
+    let watched = LinkKey {
+        pair: acme(),
+        entity: EntityType::Customer,
+        system: System::Crm,
+        external_id: "r1".into(),
+    };
+    let (lock, revision) = s
+        .lock_record("acme/customer/crm:r1", Some(&watched))
+        .await
+        .expect("lock");
+    assert_eq!(revision, Some(stored.revision));
+    assert_ne!(
+        revision,
+        Some(second.revision),
+        "the stale reader sees the move"
+    );
+    // Released in the commit that ends the change: the next holder takes it at once.
+    let mut entry = log(Some(&stored), System::Crm, "r1", Outcome::Skipped);
+    entry.detail = Some("echo".into());
+    s.commit_and_release(
+        SyncCommit {
+            link: None,
+            log: entry,
+            conflicts: vec![],
+            withdrawn: vec![],
+            link_status: None,
+            hold_delete: false,
+            announced: None,
+        },
+        lock,
+    )
+    .await
+    .expect("commit and release");
+    let other = b.other_process().await;
+    let (again, none) = tokio::time::timeout(
+        Duration::from_secs(5),
+        other.lock_record("acme/customer/crm:r1", None),
+    )
+    .await
+    .expect("released at once")
+    .expect("lock");
+    assert_eq!(none, None);
+    again.release().await.expect("release");
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -827,6 +927,7 @@ contract!(
     a_missing_or_wrong_key_is_named_and_no_token_is_shown,
     conflicts_and_held_deletes,
     entity_lock_serialises_holders,
+    a_link_read_before_another_save_is_not_overwritten,
 );
 
 /// Two processes starting at the same moment on a fresh database both migrate.

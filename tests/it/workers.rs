@@ -32,6 +32,7 @@ fn change(id: &str) -> BusMessage {
         trigger: Trigger::Webhook,
         job_id: None,
         transaction_id: None,
+        by_tandem: false,
     })
 }
 

@@ -21,6 +21,9 @@ pub struct WebhookChange {
     pub delivery_key: String,
     /// The Xero organisation or HubSpot portal.
     pub tenant: Option<String>,
+    /// The system says the app receiving the delivery made this change itself
+    /// (HubSpot: `changeSource` of an integration and `sourceId` equal to `appId`).
+    pub by_this_app: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

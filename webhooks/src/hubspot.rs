@@ -219,6 +219,24 @@ struct Event {
     property_name: Option<String>,
     #[serde(default)]
     property_value: Option<String>,
+    #[serde(default)]
+    app_id: Option<i64>,
+    #[serde(default)]
+    change_source: Option<String>,
+    #[serde(default)]
+    source_id: Option<String>,
+}
+
+impl Event {
+    /// Whether the app this delivery is for made the change: HubSpot names an app's own
+    /// changes with an integration `changeSource` and the app's id as `sourceId`.
+    fn by_this_app(&self) -> bool {
+        let integration = matches!(self.change_source.as_deref(), Some("INTEGRATION" | "API"));
+        match (self.app_id, self.source_id.as_deref()) {
+            (Some(app), Some(source)) => integration && source.trim() == app.to_string(),
+            _ => false,
+        }
+    }
 }
 
 /// Parses HubSpot's JSON array of events. `eventId` is documented as not unique, so
@@ -241,6 +259,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<WebhookChange>, ParseError> {
                 "deletion" | "privacyDeletion" => ChangeKind::Delete,
                 _ => ChangeKind::Upsert,
             };
+            let by_this_app = event.by_this_app();
             let mut property = Sha256::new();
             property.update(event.property_name.as_deref().unwrap_or_default());
             property.update([0]);
@@ -261,6 +280,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<WebhookChange>, ParseError> {
                     &hex::encode(property.finalize())[..16]
                 ),
                 tenant: Some(event.portal_id.to_string()),
+                by_this_app,
             })
         })
         .collect()

@@ -65,6 +65,7 @@ mod tests {
             occurred_at: 0,
             delivery_key: "k".into(),
             tenant: tenant.map(str::to_string),
+            by_this_app: false,
         }
     }
 

@@ -116,6 +116,8 @@ pub fn parse(body: &[u8]) -> Result<XeroDelivery, ParseError> {
                     payload.entropy
                 ),
                 tenant: Some(event.tenant_id),
+                // Xero does not say who made a change.
+                by_this_app: false,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -75,6 +75,7 @@ impl AdminState {
             trigger: Trigger::Manual,
             job_id: None,
             transaction_id: None,
+            by_tandem: false,
         };
         self.bus
             .publish(Lane::Live, &BusMessage::ChangeV1(event))

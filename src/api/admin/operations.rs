@@ -302,6 +302,7 @@ impl OperationsApi {
                     trigger: Trigger::Retry,
                     job_id: None,
                     transaction_id: None,
+                    by_tandem: false,
                 }))
             })
             .collect();

@@ -121,6 +121,7 @@ impl Harness {
             trigger: Trigger::Webhook,
             job_id: None,
             transaction_id: None,
+            by_tandem: false,
         };
         self.bus
             .publish(Lane::Live, &BusMessage::ChangeV1(event))

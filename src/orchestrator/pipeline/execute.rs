@@ -1,37 +1,33 @@
-//! Performing a sync decision: the writes to each system, then the link, the log entry
-//! and any conflicts or held deletes in one store transaction.
-
-use std::collections::BTreeMap;
-use std::time::Instant;
+//! Step three: perform the decision. The calls to the systems, each with an
+//! idempotency key (the same change always gets the same key, so a retry cannot write
+//! twice), then the link as it stands once both records are in step, the log entry
+//! and the clashes to record: everything [`super::commit`] writes in one go.
 
 use chrono::Utc;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::sync::{Fetched, PairRuntime, SyncError};
+use super::super::runtime::SyncError;
+use super::load::ActiveClashes;
+use super::{Change, Decided};
 use crate::connectors::{ExternalRecord, Written};
 use crate::domain::{
-    apply, decide, decide_without_target, idempotency_key, settle, ChangeEvent, Changes, Checksum,
-    ClashResolution, DecisionInput, FieldMap, Held, HeldClash, LinkSnapshot, PersonDecision,
-    RecordLabel, SkipReason, SourceRecord, SyncDecision, SyncPolicy, System, TargetFound,
-    TargetRecord, Trigger,
+    apply, idempotency_key, settle, Changes, Checksum, ClashResolution, FieldMap, Held,
+    RecordLabel, SkipReason, SourceRecord, SyncDecision, System, TargetFound, TargetRecord,
 };
 use crate::store::{
-    ConflictState, ConflictStatus, ConflictWrite, Direction, EntityLink, LinkState,
-    NewSyncLogEntry, Outcome, Store, SyncCommit, SyncStatus,
+    ConflictState, ConflictWrite, Direction, EntityLink, LinkState, NewSyncLogEntry, Outcome,
+    SyncStatus,
 };
 
-pub(super) struct SyncContext<'a> {
-    pub store: &'a dyn Store,
-    pub pair: &'a PairRuntime,
-    pub policy: &'a SyncPolicy,
-    pub event: &'a ChangeEvent,
-    pub attempt: u32,
-    pub transaction_id: Uuid,
-}
-
-pub(super) struct Performed {
+/// What a change did, ready to commit.
+pub(super) struct Executed {
+    /// The link as it now stands; `None` when there is none or nothing changed in it.
+    pub link: Option<EntityLink>,
     pub log: NewSyncLogEntry,
+    pub conflicts: Vec<ConflictWrite>,
+    pub withdrawn: Vec<Uuid>,
+    pub hold_delete: bool,
 }
 
 /// A record as it stands after Tandem's writes: what the link is settled from.
@@ -39,54 +35,38 @@ struct After {
     id: String,
     fields: FieldMap,
     version: Option<String>,
+    /// `Some` when Tandem wrote the record in this change: the exact version of the
+    /// write when the system's answer showed the record as written (its echo can then
+    /// be known without a read), else `None`.
+    written: Option<Option<String>>,
 }
 
-pub(super) async fn perform(
-    cx: &SyncContext<'_>,
-    fetched: Fetched,
-) -> Result<Performed, SyncError> {
-    let started = Instant::now();
+impl After {
+    fn read(id: &str, fields: &FieldMap, version: Option<&String>) -> Self {
+        Self {
+            id: id.to_string(),
+            fields: fields.clone(),
+            version: version.cloned(),
+            written: None,
+        }
+    }
+}
+
+pub(super) async fn execute(
+    cx: &Change<'_>,
+    source: &SourceRecord,
+    link: Option<EntityLink>,
+    decided: Decided,
+    active: &ActiveClashes,
+) -> Result<Executed, SyncError> {
     let event = cx.event;
     let side = event.system;
     let other = side.opposite();
-    let source = SourceRecord {
-        system: side,
-        id: event.external_id.clone(),
-        fields: fetched.source.as_ref().and_then(|s| s.fields.clone()),
-        version: fetched.source.as_ref().and_then(|s| s.version.clone()),
-        stamp: fetched.source.as_ref().and_then(|s| s.stamp.clone()),
-        field_versions: fetched
-            .source
-            .as_ref()
-            .map(|s| s.field_versions.clone())
-            .unwrap_or_default(),
-    };
-    let (snapshot, active) = match &fetched.link {
-        Some(link) => {
-            let (snapshot, active) = snapshot_of(cx.store, link).await?;
-            (Some(snapshot), active)
-        }
-        None => (None, ActiveClashes::default()),
-    };
-    // An echo, a stale version or a delete is decided without reading the other side.
-    let early = decide_without_target(&source, snapshot.as_ref(), cx.policy);
-    let target = match early {
-        Some(_) => None,
-        None => find_target(cx, &source, fetched.link.as_ref()).await?,
-    };
-    let decision = early.unwrap_or_else(|| {
-        decide(DecisionInput {
-            source: &source,
-            link: snapshot.as_ref(),
-            target: target.as_ref().map(|(t, found)| (t, *found)),
-            policy: cx.policy,
-        })
-    });
+    let Decided { decision, target } = decided;
     tracing::info!(decision = ?decision_name(&decision), "decided");
-
     // An echo belongs to the write that caused it: it is logged under that write's
     // transaction, so a record's history reads as one chain.
-    let transaction_id = match (&decision, fetched.link.as_ref()) {
+    let transaction_id = match (&decision, link.as_ref()) {
         (SyncDecision::Skip(SkipReason::Echo), Some(link)) => {
             link.last_transaction_id.unwrap_or(cx.transaction_id)
         }
@@ -96,26 +76,30 @@ pub(super) async fn perform(
     log.attempt = cx.attempt;
     log.source_snapshot = source.fields.as_ref().map(to_json);
     log.target_before = target.as_ref().map(|(t, _)| to_json(&t.fields));
-    let mut row = fetched.link.clone();
-    let mut conflicts = Vec::new();
-    let mut withdrawn = Vec::new();
-    let mut hold_delete = false;
-    let mut link_unchanged = false;
-    let source_after = |fields: &FieldMap| After {
-        id: source.id.clone(),
-        fields: fields.clone(),
-        version: source.version.clone(),
+    let mut executed = Executed {
+        link: None,
+        log,
+        conflicts: Vec::new(),
+        withdrawn: Vec::new(),
+        hold_delete: false,
     };
+    let log = &mut executed.log;
+    let source_after = |fields: &FieldMap| After::read(&source.id, fields, source.version.as_ref());
+    let target_record = || target.as_ref().map(|(t, _)| t).ok_or_else(missing_target);
+    // The log names the link even when the change leaves it as it was.
+    let loaded_id = link.as_ref().map(|l| l.id);
+    let mut row = link;
 
     match decision {
         SyncDecision::Skip(reason) => {
             log.detail = Some(skip_detail(reason).to_string());
-            if let (SkipReason::NothingToSync, Some(r), Some((t, _)), Some(fields)) =
-                (reason, row.as_mut(), &target, &source.fields)
-            {
-                settle_row(cx, r, &source_after(fields), &after_of_target(t), &[]);
-            } else {
-                link_unchanged = true;
+            // Both sides already agree: the link learns both as they are. Any other
+            // skip (an echo, a duplicate) leaves the link as it was: nothing to save.
+            match (reason, row.as_mut(), &target, &source.fields) {
+                (SkipReason::NothingToSync, Some(r), Some((t, _)), Some(fields)) => {
+                    settle_row(cx, r, &source_after(fields), &after_of_target(t), &[]);
+                }
+                _ => row = None,
             }
         }
         SyncDecision::Create { fields, stamp } => {
@@ -132,15 +116,15 @@ pub(super) async fn perform(
                     claim
                 }
             };
-            let key = key_for(cx, &source, "create", &fields);
+            let key = key_for(cx, source, "create", &fields);
             let written = cx
                 .pair
                 .connector(other)
                 .create(event.entity, &fields, &stamp, &key)
                 .await?;
-            record_exchange(&mut log, &written);
+            record_exchange(log, &written);
             set_id(&mut r, other, &written.record.id);
-            let target_after = after_of_written(&written.record, &fields);
+            let target_after = after_of_create(cx, &written.record, &fields);
             log.target_after = Some(to_json(&target_after.fields));
             let mut src = source_after(source.fields.as_ref().unwrap_or(&fields));
             // What the other side owns and set as it created the record (an invoice's
@@ -148,17 +132,13 @@ pub(super) async fn perform(
             // the source would lack it until the next change on either side.
             let back = owned_by(cx, other, &target_after.fields, &src.fields);
             if !back.is_empty() {
-                let key = key_for(cx, &source, "update-source", &back);
+                let key = key_for(cx, source, "update-source", &back);
                 let written = cx
                     .pair
                     .connector(side)
                     .update(event.entity, &source.id, &back, &key)
                     .await?;
-                src = After {
-                    id: source.id.clone(),
-                    fields: apply(&src.fields, &back),
-                    version: written.record.version,
-                };
+                src = after_of_update(cx, &src, &back, &written.record);
             }
             settle_row(cx, &mut r, &src, &target_after, &[]);
             log.outcome = Outcome::Created;
@@ -174,11 +154,10 @@ pub(super) async fn perform(
             });
             set_id(&mut r, side, &source.id);
             set_id(&mut r, other, &target_id);
-            let target_record = target.as_ref().map(|(t, _)| t).ok_or_else(missing_target)?;
-            let (src, dst) = write_changes(cx, &source, target_record, &changes, &mut log).await?;
+            let (src, dst) = write_changes(cx, source, target_record()?, &changes, log).await?;
             log.target_after = Some(to_json(&dst.fields));
             settle_row(cx, &mut r, &src, &dst, &held_fields(&changes));
-            (conflicts, withdrawn) = record_clashes(cx, &changes, &active);
+            (executed.conflicts, executed.withdrawn) = record_clashes(cx, &changes, active);
             log.outcome = Outcome::Linked;
             log.detail = Some(
                 match found {
@@ -192,11 +171,10 @@ pub(super) async fn perform(
         }
         SyncDecision::Update { changes } => {
             let mut r = row.take().ok_or_else(missing_link)?;
-            let target_record = target.as_ref().map(|(t, _)| t).ok_or_else(missing_target)?;
-            let (src, dst) = write_changes(cx, &source, target_record, &changes, &mut log).await?;
+            let (src, dst) = write_changes(cx, source, target_record()?, &changes, log).await?;
             log.target_after = Some(to_json(&dst.fields));
             settle_row(cx, &mut r, &src, &dst, &held_fields(&changes));
-            (conflicts, withdrawn) = record_clashes(cx, &changes, &active);
+            (executed.conflicts, executed.withdrawn) = record_clashes(cx, &changes, active);
             log.outcome = match (changes.is_empty(), changes.held().next()) {
                 (false, _) => Outcome::Updated,
                 (true, Some(_)) => Outcome::Conflict,
@@ -208,142 +186,72 @@ pub(super) async fn perform(
         SyncDecision::Archive => {
             let mut r = row.take().ok_or_else(missing_link)?;
             if let Some(target_id) = r.id_on(other).map(str::to_string) {
-                let key = key_for(cx, &source, "archive", &FieldMap::new());
+                let key = key_for(cx, source, "archive", &FieldMap::new());
                 let written = cx
                     .pair
                     .connector(other)
                     .archive(event.entity, &target_id, &key)
                     .await?;
-                record_exchange(&mut log, &written);
+                record_exchange(log, &written);
             }
             r.state = LinkState::Archived;
             r.archived_at = Some(Utc::now());
-            r.sync_status = SyncStatus::Synced;
-            r.last_error = None;
-            r.attempts = 0;
-            r.next_attempt_at = None;
-            r.last_transaction_id = Some(cx.transaction_id);
+            mark(cx, &mut r, SyncStatus::Synced, None);
             log.outcome = Outcome::Archived;
             row = Some(r);
         }
         SyncDecision::HoldDelete => {
-            hold_delete = true;
+            executed.hold_delete = true;
             log.outcome = Outcome::HeldForApproval;
             log.detail = Some(format!(
                 "deleted in {side}; the archive in {other} waits for a person to approve it"
             ));
+            // The link is not saved: the held delete is recorded against it.
+            executed.link = row.clone();
+            row = None;
         }
         SyncDecision::Block { reason, to_source } => {
             let mut r = row.take().ok_or_else(missing_link)?;
             if !to_source.is_empty() {
-                let key = key_for(cx, &source, "update-source", &to_source);
+                let key = key_for(cx, source, "update-source", &to_source);
                 let written = cx
                     .pair
                     .connector(side)
                     .update(event.entity, &source.id, &to_source, &key)
                     .await?;
-                record_exchange(&mut log, &written);
+                record_exchange(log, &written);
             }
-            r.sync_status = SyncStatus::Blocked;
-            r.last_error = Some(reason.clone());
-            r.attempts = 0;
-            r.next_attempt_at = None;
-            r.last_transaction_id = Some(cx.transaction_id);
+            mark(cx, &mut r, SyncStatus::Blocked, Some(reason.clone()));
             log.outcome = Outcome::Blocked;
             log.detail = Some(reason);
             row = Some(r);
         }
         SyncDecision::Conflict { changes } => {
             let mut r = row.take().ok_or_else(missing_link)?;
-            let target_record = target.as_ref().map(|(t, _)| t).ok_or_else(missing_target)?;
             let fields = source.fields.as_ref().ok_or_else(missing_target)?;
             settle_row(
                 cx,
                 &mut r,
                 &source_after(fields),
-                &after_of_target(target_record),
+                &after_of_target(target_record()?),
                 &held_fields(&changes),
             );
-            (conflicts, withdrawn) = record_clashes(cx, &changes, &active);
+            (executed.conflicts, executed.withdrawn) = record_clashes(cx, &changes, active);
             log.outcome = Outcome::Conflict;
             log.detail = clash_detail(&changes);
             row = Some(r);
         }
     }
-    log.link_id = row.as_ref().map(|r| r.id);
-    log.duration_ms = started.elapsed().as_millis() as u64;
-    let announced = announced(event).map(|detail| {
-        let mut received = NewSyncLogEntry::for_event(transaction_id, event, Outcome::Received);
-        received.link_id = log.link_id;
-        received.detail = Some(detail);
-        received
-    });
-    cx.store
-        .commit_sync(SyncCommit {
-            // A skip that left the link as it was (an echo, a duplicate) has nothing
-            // to save: under load every change is followed by the echo of its write.
-            link: row.filter(|_| !link_unchanged),
-            log: log.clone(),
-            conflicts,
-            withdrawn,
-            link_status: None,
-            hold_delete,
-            announced,
-        })
-        .await?;
-    Ok(Performed { log })
-}
-
-/// The record on the other side: through the link, else by origin stamp, else by
-/// natural key (unless that record is already linked to another).
-async fn find_target(
-    cx: &SyncContext<'_>,
-    source: &SourceRecord,
-    link: Option<&EntityLink>,
-) -> Result<Option<(TargetRecord, TargetFound)>, SyncError> {
-    let other = source.system.opposite();
-    let connector = cx.pair.connector(other);
-    let entity = cx.event.entity;
-    if let Some(id) = link.and_then(|l| l.id_on(other)) {
-        return Ok(connector
-            .get(entity, id)
-            .await?
-            .and_then(as_target)
-            .map(|t| (t, TargetFound::Linked)));
+    if row.is_some() {
+        executed.link = row;
     }
-    // Tandem claims a link before it creates, so a record stamped with this source's
-    // id can exist only when a link does (a create in flight, or cut off by a crash).
-    let stamp = link.map(|_| source.id.as_str());
-    let (by_stamp, by_natural_key) = connector
-        .find_match(entity, stamp, source.fields.as_ref())
-        .await?;
-    if let Some(found) = by_stamp.and_then(as_target) {
-        return Ok(Some((found, TargetFound::ByStamp)));
-    }
-    if let Some(found) = by_natural_key.and_then(as_target) {
-        let taken = cx
-            .store
-            .find_link(&cx.event.pair, entity, other, &found.id)
-            .await?;
-        if taken.is_none() {
-            return Ok(Some((found, TargetFound::ByNaturalKey)));
-        }
-    }
-    Ok(None)
-}
-
-fn as_target(record: ExternalRecord) -> Option<TargetRecord> {
-    Some(TargetRecord {
-        id: record.id,
-        fields: record.fields?,
-        version: record.version,
-        field_versions: record.field_versions,
-    })
+    executed.log.link_id = executed.link.as_ref().map(|r| r.id).or(loaded_id);
+    Ok(executed)
 }
 
 /// Writes the changes both ways; returns each record as it now stands.
 async fn write_changes(
-    cx: &SyncContext<'_>,
+    cx: &Change<'_>,
     source: &SourceRecord,
     target: &TargetRecord,
     changes: &Changes,
@@ -351,17 +259,12 @@ async fn write_changes(
 ) -> Result<(After, After), SyncError> {
     let entity = cx.event.entity;
     let side = source.system;
-    let source_fields = source.fields.clone().unwrap_or_default();
-    let mut dst = After {
-        id: target.id.clone(),
-        fields: target.fields.clone(),
-        version: target.version.clone(),
-    };
-    let mut src = After {
-        id: source.id.clone(),
-        fields: source_fields,
-        version: source.version.clone(),
-    };
+    let mut dst = after_of_target(target);
+    let mut src = After::read(
+        &source.id,
+        source.fields.as_ref().unwrap_or(&FieldMap::new()),
+        source.version.as_ref(),
+    );
     if !changes.to_target.is_empty() {
         let key = key_for(cx, source, "update-target", &changes.to_target);
         let written = cx
@@ -370,11 +273,7 @@ async fn write_changes(
             .update(entity, &target.id, &changes.to_target, &key)
             .await?;
         record_exchange(log, &written);
-        dst = After {
-            id: target.id.clone(),
-            fields: apply(&dst.fields, &changes.to_target),
-            version: written.record.version,
-        };
+        dst = after_of_update(cx, &dst, &changes.to_target, &written.record);
     }
     if !changes.to_source.is_empty() {
         let key = key_for(cx, source, "update-source", &changes.to_source);
@@ -386,18 +285,61 @@ async fn write_changes(
         if changes.to_target.is_empty() {
             record_exchange(log, &written);
         }
-        src = After {
-            id: source.id.clone(),
-            fields: apply(&src.fields, &changes.to_source),
-            version: written.record.version,
-        };
+        src = after_of_update(cx, &src, &changes.to_source, &written.record);
     }
     Ok((src, dst))
 }
 
+/// A record after Tandem wrote `writes` to it: what it held with the writes applied,
+/// at the version the system answered.
+fn after_of_update(
+    cx: &Change<'_>,
+    before: &After,
+    writes: &FieldMap,
+    answer: &ExternalRecord,
+) -> After {
+    let fields = apply(&before.fields, writes);
+    After {
+        id: before.id.clone(),
+        written: Some(echo_version(cx, &fields, answer)),
+        fields,
+        version: answer.version.clone(),
+    }
+}
+
+fn after_of_create(cx: &Change<'_>, answer: &ExternalRecord, sent: &FieldMap) -> After {
+    let fields = answer.fields.clone().unwrap_or_else(|| sent.clone());
+    After {
+        id: answer.id.clone(),
+        written: Some(echo_version(cx, sent, answer)),
+        fields,
+        version: answer.version.clone(),
+    }
+}
+
+/// The version of a write whose echo is known without a read: only when the system's
+/// answer holds every synced field as Tandem expected it. A person's edit that landed
+/// between Tandem's read and its write shows in the answer, and then the echo is read
+/// (and the edit found).
+fn echo_version(cx: &Change<'_>, expected: &FieldMap, answer: &ExternalRecord) -> Option<String> {
+    let answered = answer.fields.as_ref()?;
+    // An empty value and no value say the same.
+    let there = |map: &FieldMap, field: &str| {
+        map.get(field)
+            .filter(|v| !crate::domain::record::is_absent(v))
+            .cloned()
+    };
+    let same = cx
+        .policy
+        .mapping
+        .synced_fields()
+        .all(|field| there(answered, field) == there(expected, field));
+    same.then(|| answer.version.clone()).flatten()
+}
+
 /// The fields only `owner` writes whose value there differs from `other_fields`.
 fn owned_by(
-    cx: &SyncContext<'_>,
+    cx: &Change<'_>,
     owner: System,
     owner_fields: &FieldMap,
     other_fields: &FieldMap,
@@ -419,25 +361,13 @@ fn owned_by(
 }
 
 fn after_of_target(target: &TargetRecord) -> After {
-    After {
-        id: target.id.clone(),
-        fields: target.fields.clone(),
-        version: target.version.clone(),
-    }
-}
-
-fn after_of_written(record: &ExternalRecord, sent: &FieldMap) -> After {
-    After {
-        id: record.id.clone(),
-        fields: record.fields.clone().unwrap_or_else(|| sent.clone()),
-        version: record.version.clone(),
-    }
+    After::read(&target.id, &target.fields, target.version.as_ref())
 }
 
 /// The link as it stands once both records are in step, but for the fields `held`
 /// for a person: those keep the base from before their clash.
 fn settle_row(
-    cx: &SyncContext<'_>,
+    cx: &Change<'_>,
     row: &mut EntityLink,
     source: &After,
     target: &After,
@@ -465,81 +395,39 @@ fn settle_row(
     row.crm_version = settled.crm_version;
     row.finance_version = settled.finance_version;
     row.base_snapshot = settled.base.as_ref().map(to_json);
+    if let Some(echo) = &crm.written {
+        row.echo_crm = echo.clone();
+    }
+    if let Some(echo) = &finance.written {
+        row.echo_finance = echo.clone();
+    }
     if row.state == LinkState::Creating {
         row.state = LinkState::Active;
     }
+    row.active_conflicts = u32::try_from(held.len()).unwrap_or(u32::MAX);
     if held.is_empty() {
-        row.sync_status = SyncStatus::Synced;
-        row.last_error = None;
+        mark(cx, row, SyncStatus::Synced, None);
     } else {
-        row.sync_status = SyncStatus::Conflict;
-        row.last_error = Some(format!(
+        let error = format!(
             "{} changed on both sides; waiting for a person ({} field(s))",
             held.join(", "),
             held.len()
-        ));
+        );
+        mark(cx, row, SyncStatus::Conflict, Some(error));
     }
-    row.last_transaction_id = Some(cx.transaction_id);
     row.last_synced_at = Some(Utc::now());
     row.last_direction = Some(Direction::from_source(side));
-    row.attempts = 0;
-    row.next_attempt_at = None;
     row.label =
         RecordLabel::of(row.entity, &crm.fields).or(RecordLabel::of(row.entity, &finance.fields));
 }
 
-/// The ids of a link's held and decided conflicts, by field: what a sync updates in
-/// place or withdraws.
-#[derive(Default)]
-struct ActiveClashes {
-    ids: BTreeMap<String, Uuid>,
-}
-
-/// The link as the decision sees it: its row, the clashes held for a person, the
-/// decisions waiting to be applied, and an approved delete.
-async fn snapshot_of(
-    store: &dyn Store,
-    link: &EntityLink,
-) -> Result<(LinkSnapshot, ActiveClashes), SyncError> {
-    let mut snapshot = link.snapshot();
-    let mut active = ActiveClashes::default();
-    for conflict in store.active_conflicts(link.id).await? {
-        active.ids.insert(conflict.field.clone(), conflict.id);
-        match (conflict.status, conflict.choice()) {
-            (ConflictStatus::Decided, Some(choice)) => {
-                snapshot.decided.insert(
-                    conflict.field,
-                    PersonDecision {
-                        crm_value: conflict.crm_value,
-                        finance_value: conflict.finance_value,
-                        choice,
-                    },
-                );
-            }
-            _ => {
-                snapshot.held.insert(
-                    conflict.field,
-                    HeldClash {
-                        crm_value: conflict.crm_value,
-                        finance_value: conflict.finance_value,
-                    },
-                );
-            }
-        }
-    }
-    // An approval counts for the delete it was held for: a sync in between (the record
-    // restored and synced again) makes it older than the link's last sync.
-    let since_sync = |at: Option<chrono::DateTime<Utc>>| match (at, link.last_synced_at) {
-        (Some(at), Some(synced)) => at > synced,
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
-    snapshot.delete_approved = store
-        .deletes_of(link.id)
-        .await?
-        .iter()
-        .any(|d| d.status == crate::store::DeleteStatus::Approved && since_sync(d.decided_at));
-    Ok((snapshot, active))
+/// The link's status after this change, with no attempts left pending.
+fn mark(cx: &Change<'_>, row: &mut EntityLink, status: SyncStatus, error: Option<String>) {
+    row.sync_status = status;
+    row.last_error = error;
+    row.attempts = 0;
+    row.next_attempt_at = None;
+    row.last_transaction_id = Some(cx.transaction_id);
 }
 
 fn set_id(row: &mut EntityLink, system: System, id: &str) {
@@ -551,12 +439,7 @@ fn set_id(row: &mut EntityLink, system: System, id: &str) {
 
 /// The same change always gets the same key (so a retry cannot write twice); a
 /// different change, or the same content after a newer edit, gets another.
-fn key_for(
-    cx: &SyncContext<'_>,
-    source: &SourceRecord,
-    operation: &str,
-    content: &FieldMap,
-) -> String {
+fn key_for(cx: &Change<'_>, source: &SourceRecord, operation: &str, content: &FieldMap) -> String {
     let mut keyed = content.clone();
     keyed.insert("_operation".into(), json!(operation));
     keyed.insert("_version".into(), json!(source.version));
@@ -580,7 +463,7 @@ fn record_exchange(log: &mut NewSyncLogEntry, written: &Written) {
 /// What a sync records about its clashes: each clash (a field's held or decided row
 /// updated in place, else a new row), and the ids of those that ended unapplied.
 fn record_clashes(
-    cx: &SyncContext<'_>,
+    cx: &Change<'_>,
     changes: &Changes,
     active: &ActiveClashes,
 ) -> (Vec<ConflictWrite>, Vec<Uuid>) {
@@ -657,24 +540,6 @@ fn to_json(fields: &FieldMap) -> Value {
     Value::Object(fields.clone().into_iter().collect())
 }
 
-/// How the change was announced, for the head of its chain in the record's history.
-fn announced(event: &ChangeEvent) -> Option<String> {
-    let at = event
-        .occurred_at
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    match event.trigger {
-        Trigger::Webhook => Some(format!(
-            "webhook from {} received: changed at {at}",
-            event.system
-        )),
-        Trigger::Poll => Some(format!(
-            "found by polling {}: changed at {at}",
-            event.system
-        )),
-        Trigger::Manual | Trigger::Replay | Trigger::Retry => None,
-    }
-}
-
 fn skip_detail(reason: SkipReason) -> &'static str {
     match reason {
         SkipReason::Echo => "echo of the last sync: content unchanged",
@@ -700,13 +565,9 @@ fn decision_name(decision: &SyncDecision) -> &'static str {
 }
 
 fn missing_target() -> SyncError {
-    SyncError::Store(crate::store::StoreError::Corrupt(
-        "the decision needs a target record that was not fetched".into(),
-    ))
+    SyncError::corrupt("the decision needs a target record that was not fetched")
 }
 
 fn missing_link() -> SyncError {
-    SyncError::Store(crate::store::StoreError::Corrupt(
-        "the decision needs a link that does not exist".into(),
-    ))
+    SyncError::corrupt("the decision needs a link that does not exist")
 }
