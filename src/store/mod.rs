@@ -332,6 +332,43 @@ impl SeaStore {
         reconnect::at_most_twice(&self.breaks, repeat, operation).await
     }
 
+    /// Saves a sync and deletes its lease row in one transaction.
+    async fn commit_and_release_once(
+        &self,
+        commit: &SyncCommit,
+        logs: &[&NewSyncLogEntry],
+        lock: &EntityLock,
+    ) -> StoreResult<()> {
+        let txn = self.db.begin().await?;
+        if let Some(link) = &commit.link {
+            links::save(&txn, link).await?;
+        }
+        sync_log::append_all(&txn, logs).await?;
+        if let Some(change) = &commit.link_status {
+            links::set_status(&txn, change).await?;
+        }
+        conflicts::withdraw(&txn, &commit.withdrawn).await?;
+        if let Some(link) = &commit.link {
+            for conflict in &commit.conflicts {
+                conflicts::write(&txn, link, commit.log.transaction_id, conflict).await?;
+            }
+            if commit.hold_delete {
+                conflicts::hold_delete(
+                    &txn,
+                    link,
+                    commit.log.source_system,
+                    &commit.log.external_id,
+                )
+                .await?;
+            }
+        }
+        if let Some(delete) = lock.delete_statement(&txn) {
+            txn.execute(delete).await?;
+        }
+        txn.commit().await.map_err(reconnect::commit_failed)?;
+        Ok(())
+    }
+
     /// Saves a sync's link, log entry, conflicts and held delete in one transaction.
     async fn commit_once(&self, commit: &SyncCommit) -> StoreResult<Uuid> {
         let txn = self.db.begin().await?;
@@ -463,8 +500,10 @@ impl Store for SeaStore {
 
     async fn append_logs(&self, entries: &[NewSyncLogEntry]) -> StoreResult<()> {
         let entries: Vec<&NewSyncLogEntry> = entries.iter().collect();
-        sync_log::append_all(&self.db, &entries).await?;
-        Ok(())
+        self.run(Repeat::IfNotRun, || async {
+            sync_log::append_all(&self.db, &entries).await.map(|_| ())
+        })
+        .await
     }
 
     async fn record_history(
@@ -740,40 +779,26 @@ impl Store for SeaStore {
             && commit.link_status.is_none()
             && !commit.hold_delete;
         if only_logs {
-            sync_log::append_all(&self.db, &logs).await?;
+            // Two statements of their own: each runs again only as far as that is safe.
+            self.run(Repeat::IfNotRun, || async {
+                sync_log::append_all(&self.db, &logs).await.map(|_| ())
+            })
+            .await?;
             if let Some(delete) = lock.delete_statement(&self.db) {
-                self.db.execute(delete).await?;
+                self.run(Repeat::Always, || async {
+                    self.db.execute(delete.clone()).await?;
+                    Ok(())
+                })
+                .await?;
             }
             lock.released();
             return Ok(());
         }
-        let txn = self.db.begin().await?;
-        if let Some(link) = &commit.link {
-            links::save(&txn, link).await?;
-        }
-        sync_log::append_all(&txn, &logs).await?;
-        if let Some(change) = &commit.link_status {
-            links::set_status(&txn, change).await?;
-        }
-        conflicts::withdraw(&txn, &commit.withdrawn).await?;
-        if let Some(link) = &commit.link {
-            for conflict in &commit.conflicts {
-                conflicts::write(&txn, link, commit.log.transaction_id, conflict).await?;
-            }
-            if commit.hold_delete {
-                conflicts::hold_delete(
-                    &txn,
-                    link,
-                    commit.log.source_system,
-                    &commit.log.external_id,
-                )
-                .await?;
-            }
-        }
-        if let Some(delete) = lock.delete_statement(&txn) {
-            txn.execute(delete).await?;
-        }
-        txn.commit().await?;
+        // A transaction that failed before its COMMIT was rolled back: safe to run again.
+        self.run(Repeat::Always, || {
+            self.commit_and_release_once(&commit, &logs, &lock)
+        })
+        .await?;
         lock.released();
         Ok(())
     }

@@ -132,6 +132,37 @@ async fn the_next_operation_after_the_server_ended_the_connections_succeeds() {
         .expect("lock");
     lock.release().await.expect("release");
 
+    // The pipeline's commit, which ends the lease in the same transaction.
+    let (lock, _) = store
+        .lock_record("acme/customer/crm:c1", None)
+        .await
+        .expect("lock");
+    let saved = store.get_link(link.id).await.expect("read").expect("saved");
+    end_sessions(&db.url).await;
+    store
+        .commit_and_release(
+            SyncCommit {
+                link: Some(saved.clone()),
+                log: log_of(&saved),
+                conflicts: vec![],
+                withdrawn: vec![],
+                link_status: None,
+                hold_delete: false,
+                announced: None,
+            },
+            lock,
+        )
+        .await
+        .expect("commit and release after the sessions ended");
+    let relocked = tokio::time::timeout(
+        Duration::from_secs(5),
+        store.lock_entity("acme/customer/crm:c1"),
+    )
+    .await
+    .expect("the lease was given back")
+    .expect("lock");
+    relocked.release().await.expect("release");
+
     // Once the dead connections are gone, nothing is checked before use any more.
     for _ in 0..6 {
         find().await.expect("find");
