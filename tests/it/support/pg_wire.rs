@@ -196,6 +196,21 @@ fn shorten(sql: &str) -> String {
         flat = elide_group(&flat, 0);
         if let Some(values) = flat.find("VALUES (") {
             flat = elide_group(&flat, values);
+            // Rows after the first: `VALUES (…), (…), (…)` reads as `VALUES (…) ×3`.
+            let mut rows = 1;
+            let mut next = flat[values..]
+                .find("(…)")
+                .map(|at| values + at + "(…)".len());
+            while let Some(after) = next.filter(|at| flat[*at..].starts_with(", (")) {
+                flat = elide_group(&flat, after);
+                flat.replace_range(after..after + ", (…)".len(), "");
+                rows += 1;
+                next = Some(after);
+            }
+            if rows > 1 {
+                let at = next.unwrap_or(flat.len());
+                flat.insert_str(at, &format!(" ×{rows}"));
+            }
         }
     }
     const KEEP: usize = 160;
