@@ -14,8 +14,8 @@ EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) SELECT * FROM conflict WHERE link_id =
 \echo '### Q5 held deletes of a link'
 EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) SELECT * FROM pending_delete WHERE link_id = :'dlink' ORDER BY created_at ASC;
 BEGIN;
-\echo '### Q6 take a record lease'
-EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) INSERT INTO record_lease (key, holder, expires_at) VALUES ('acme/customer/crm:c4242', gen_random_uuid(), now() + make_interval(secs => 30)) ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at WHERE record_lease.expires_at < now() OR record_lease.holder = EXCLUDED.holder RETURNING key;
+\echo '### Q6 take a record lease, and the revision of its link'
+EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) INSERT INTO record_lease (key, holder, expires_at) VALUES ('acme/customer/crm:c4242', gen_random_uuid(), now() + make_interval(secs => 30)) ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at WHERE record_lease.expires_at < now() OR record_lease.holder = EXCLUDED.holder RETURNING (SELECT revision FROM entity_link WHERE pair = 'acme' AND entity_type = 'customer' AND crm_id = 'c4242') AS revision;
 \echo '### Q7 give a lease back'
 EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) DELETE FROM record_lease WHERE key = 'acme/customer/crm:c4242' AND holder = '0190a000-0000-7000-8000-000000000003';
 \echo '### Q8 renew this process''s leases'

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tandem::bus::memory::MemoryBus;
 use tandem::bus::{Bus, BusConfig, BusMessage, Lane};
@@ -106,9 +106,15 @@ impl Harness {
         }
     }
 
-    /// Announces a change of a record and waits until it is handled: its sync log
-    /// holds one more final entry. Returns that entry's outcome.
+    /// Announces a change of a record now, as a person's edit is announced, and waits
+    /// until it is handled; returns its outcome.
     pub async fn sync(&self, system: System, id: &str) -> Outcome {
+        self.sync_at(system, id, Utc::now()).await
+    }
+
+    /// Announces a change of a record as of `at` and waits until it is handled: its
+    /// sync log holds one more final entry. Returns that entry's outcome.
+    pub async fn sync_at(&self, system: System, id: &str, at: DateTime<Utc>) -> Outcome {
         let before = self.finals(system, id).await.len();
         let event = ChangeEvent {
             event_id: uuid::Uuid::now_v7().to_string(),
@@ -117,7 +123,7 @@ impl Harness {
             entity: EntityType::Customer,
             external_id: id.to_string(),
             kind: ChangeKind::Upsert,
-            occurred_at: Utc::now(),
+            occurred_at: at,
             trigger: Trigger::Webhook,
             job_id: None,
             transaction_id: None,
@@ -188,6 +194,21 @@ impl Harness {
         (crm_id, finance_id)
     }
 
+    /// The time a system announces a record's last change with: its version (Xero's
+    /// webhooks and both pollers carry the record's modification time).
+    pub async fn version_of(&self, system: System, id: &str) -> DateTime<Utc> {
+        let record = self
+            .system(system)
+            .get(EntityType::Customer, id)
+            .await
+            .expect("read")
+            .expect("exists");
+        let version = record.version.expect("a version");
+        DateTime::parse_from_rfc3339(&version)
+            .expect("an RFC 3339 version")
+            .with_timezone(&Utc)
+    }
+
     pub fn edit(&self, system: System, id: &str, field: &str, value: &str) {
         let changes: FieldMap = [(field.to_string(), json!(value))].into_iter().collect();
         self.system(system)
@@ -204,17 +225,18 @@ impl Harness {
     ) -> Measured
     where
         F: Fn(usize) -> Fut,
-        Fut: std::future::Future<Output = (System, String, Outcome)> + 'a,
+        Fut: std::future::Future<Output = Announced> + 'a,
     {
         for round in 0..WARM_UP_ROUNDS {
-            let (system, id, expected) = make(round).await;
-            assert_eq!(self.sync(system, &id).await, expected, "{kind}, warming up");
+            let change = make(round).await;
+            let outcome = self.sync_at(change.system, &change.id, change.at).await;
+            assert_eq!(outcome, change.expected, "{kind}, warming up");
         }
-        let (system, id, expected) = make(WARM_UP_ROUNDS).await;
+        let change = make(WARM_UP_ROUNDS).await;
         self.wire.take().await;
-        let outcome = self.sync(system, &id).await;
+        let outcome = self.sync_at(change.system, &change.id, change.at).await;
         let report = self.wire.take().await;
-        assert_eq!(outcome, expected, "{kind}: {report}");
+        assert_eq!(outcome, change.expected, "{kind}: {report}");
         Measured {
             kind,
             budget,
@@ -225,6 +247,27 @@ impl Harness {
     pub async fn finish(self) {
         self.shutdown.cancel();
         self.pool.await.expect("worker pool");
+    }
+}
+
+/// A change as its system announces it, and the outcome it should have.
+pub struct Announced {
+    pub system: System,
+    pub id: String,
+    /// The time the announcement carries.
+    pub at: DateTime<Utc>,
+    pub expected: Outcome,
+}
+
+impl Announced {
+    /// Announced now, as a person's edit is.
+    pub fn now(system: System, id: &str, expected: Outcome) -> Self {
+        Self {
+            system,
+            id: id.to_string(),
+            at: Utc::now(),
+            expected,
+        }
     }
 }
 
