@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{
-    natural_keys, ChangePage, Connector, ConnectorError, Exchange, ExternalRecord, Written,
+    natural_keys, ChangePage, Connector, ConnectorError, Exchange, ExternalRecord, ReadAt, Written,
 };
 use crate::domain::{apply, EntityType, FieldMap, System};
 
@@ -65,6 +65,9 @@ struct State {
     calls: Vec<Call>,
     next_id: u64,
     clock: Option<DateTime<Utc>>,
+    /// A person's edit that lands just before Tandem's next write of that record: the
+    /// race between Tandem's read and its write.
+    edit_before_write: Option<(EntityType, String, FieldMap)>,
 }
 
 pub struct InMemorySystem {
@@ -126,6 +129,28 @@ impl InMemorySystem {
     }
 
     /// A person archives a record.
+    /// A person edits the record just before Tandem's next write of it reaches the
+    /// system, after Tandem read it.
+    pub fn person_edits_before_next_write(&self, entity: EntityType, id: &str, changes: FieldMap) {
+        self.state().edit_before_write = Some((entity, id.to_string(), changes));
+    }
+
+    /// Lands the edit planned for this write, if any.
+    fn land_planned_edit(&self, entity: EntityType, id: &str) {
+        let mut state = self.state();
+        let planned = match &state.edit_before_write {
+            Some((e, i, _)) if *e == entity && i == id => state.edit_before_write.take(),
+            _ => None,
+        };
+        if let Some((_, _, changes)) = planned {
+            let version = tick(&mut state);
+            if let Some(stored) = state.records.get_mut(&(entity, id.to_string())) {
+                stored.fields = apply(&stored.fields, &changes);
+                stored.version = version;
+            }
+        }
+    }
+
     pub fn person_archives(&self, entity: EntityType, id: &str) {
         let mut state = self.state();
         let version = tick(&mut state);
@@ -133,6 +158,18 @@ impl InMemorySystem {
             stored.archived = true;
             stored.version = version;
         }
+    }
+
+    /// The record's version, as `get` reports it.
+    fn version_of(&self, entity: EntityType, id: &str) -> Option<String> {
+        self.state()
+            .records
+            .get(&(entity, id.to_string()))
+            .map(|stored| {
+                stored
+                    .version
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            })
     }
 
     /// The record as the system holds it now, archived or not.
@@ -410,6 +447,7 @@ impl Connector for InMemorySystem {
         key: &str,
     ) -> Result<Written, ConnectorError> {
         let _busy = self.hold(entity, id).await;
+        self.land_planned_edit(entity, id);
         let failure = self.begin(Operation::Update, entity, id)?;
         let mut state = self.state();
         if let Some(previous) = state.idempotent.get(key) {
@@ -431,6 +469,27 @@ impl Connector for InMemorySystem {
         state.idempotent.insert(key.to_string(), written.clone());
         drop(state);
         self.finish(failure, written)
+    }
+
+    /// An in-memory record can be checked at no cost: always, to the millisecond.
+    async fn update_unless_changed(
+        &self,
+        entity: EntityType,
+        id: &str,
+        fields: &FieldMap,
+        key: &str,
+        read: &ReadAt,
+    ) -> Result<Written, ConnectorError> {
+        self.land_planned_edit(entity, id);
+        let current = self.version_of(entity, id);
+        let unchanged = read.version.is_none() || read.unchanged(current.as_deref());
+        if !unchanged && !self.state().idempotent.contains_key(key) {
+            return Err(ConnectorError::Changed {
+                system: self.system,
+                id: id.to_string(),
+            });
+        }
+        self.update(entity, id, fields, key).await
     }
 
     async fn archive(

@@ -9,7 +9,7 @@ pub mod memory;
 pub mod xero;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -86,6 +86,36 @@ pub enum ConnectorError {
     /// retried, by which time that record has usually been synced.
     #[error("{message}")]
     NotReady { system: System, message: String },
+    /// The record changed after it was read, before the write went out: nothing was
+    /// written, and the change is decided again from a fresh read.
+    #[error("{system} record {id} changed after it was read; nothing was written")]
+    Changed { system: System, id: String },
+}
+
+/// When a write's record was read, and at which version: a write of a record read
+/// longer than [`RECHECK_AFTER`] ago is checked against the system first.
+#[derive(Debug, Clone)]
+pub struct ReadAt {
+    pub version: Option<String>,
+    pub at: Instant,
+}
+
+/// A write whose record was read longer ago than this (it waited for a rate budget, a
+/// batch, a retry) reads the record again just before it goes out, in the same batch:
+/// a person's edit that landed in between is not overwritten. Sooner writes go out as
+/// they are: the window left is this long at most, plus one call.
+pub const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl ReadAt {
+    /// Whether the write must check the record before it goes out.
+    pub fn needs_check(&self) -> bool {
+        self.version.is_some() && self.at.elapsed() >= RECHECK_AFTER
+    }
+
+    /// Whether `current` (the version read just now) is still the one read before.
+    pub fn unchanged(&self, current: Option<&str>) -> bool {
+        self.version.as_deref() == current
+    }
 }
 
 impl ConnectorError {
@@ -109,7 +139,8 @@ impl ConnectorError {
             | ConnectorError::RateLimited { system, .. }
             | ConnectorError::Rejected { system, .. }
             | ConnectorError::Connection { system, .. }
-            | ConnectorError::NotReady { system, .. } => *system,
+            | ConnectorError::NotReady { system, .. }
+            | ConnectorError::Changed { system, .. } => *system,
         }
     }
 
@@ -162,6 +193,22 @@ pub trait Connector: Send + Sync {
         fields: &FieldMap,
         idempotency_key: &str,
     ) -> Result<Written, ConnectorError>;
+
+    /// [`Connector::update`], unless the record changed since `read`: then nothing is
+    /// written and the answer is [`ConnectorError::Changed`]. The systems have no
+    /// conditional write, so a write read long ago ([`ReadAt::needs_check`]) reads the
+    /// record again just before it goes out. The default checks nothing.
+    async fn update_unless_changed(
+        &self,
+        entity: EntityType,
+        id: &str,
+        fields: &FieldMap,
+        idempotency_key: &str,
+        read: &ReadAt,
+    ) -> Result<Written, ConnectorError> {
+        let _ = read;
+        self.update(entity, id, fields, idempotency_key).await
+    }
 
     /// Archives (never deletes) a record.
     async fn archive(

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::connectors::{ChangePage, Connector, ConnectorError, ExternalRecord, Written};
+use crate::connectors::{ChangePage, Connector, ConnectorError, ExternalRecord, ReadAt, Written};
 use crate::domain::{EntityType, FieldMap, PairId, System};
 use crate::store::Store;
 
@@ -197,6 +197,22 @@ impl Connector for LinkedReferences {
         let written = self
             .inner
             .update(entity, id, &fields, idempotency_key)
+            .await?;
+        self.read_written(entity, written).await
+    }
+
+    async fn update_unless_changed(
+        &self,
+        entity: EntityType,
+        id: &str,
+        fields: &FieldMap,
+        idempotency_key: &str,
+        read: &ReadAt,
+    ) -> Result<Written, ConnectorError> {
+        let fields = self.write_fields(entity, fields).await?;
+        let written = self
+            .inner
+            .update_unless_changed(entity, id, &fields, idempotency_key, read)
             .await?;
         self.read_written(entity, written).await
     }

@@ -159,6 +159,21 @@ impl Orchestrator {
     }
 }
 
+/// Why a change that failed is synced again at once (once): the link changed
+/// meanwhile (another change linked or saved it), or a record changed after it was read
+/// and nothing was written. A fresh read decides it.
+fn sync_again_because(err: &SyncError) -> Option<String> {
+    match err {
+        SyncError::Store(StoreError::AlreadyLinked(detail) | StoreError::Concurrent(detail)) => {
+            Some(detail.clone())
+        }
+        SyncError::Connector(changed @ crate::connectors::ConnectorError::Changed { .. }) => {
+            Some(changed.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// How a change that failed stands.
 enum Failure {
     /// It is tried again after `delay`.
@@ -197,10 +212,7 @@ impl ChangeHandler for Orchestrator {
                 return HandleOutcome::Done;
             }
             let mut result = self.sync(pair, &event, attempt, transaction_id).await;
-            if let Err(SyncError::Store(
-                StoreError::AlreadyLinked(detail) | StoreError::Concurrent(detail),
-            )) = &result
-            {
+            if let Some(detail) = result.as_ref().err().and_then(sync_again_because) {
                 // The other side's change of the same new person linked the two records
                 // first (until a link names both, each side locks its own record), or
                 // another change saved the link between loading and locking it. Syncing

@@ -782,6 +782,29 @@ async fn under_manual_every_clash_is_held_until_a_person_decides(h: &Harness) {
     }
 }
 
+/// A person's edit that lands in finance after Tandem read the record and before its
+/// write arrives is not overwritten: the write is held back, the change decided again
+/// from a fresh read, and the newer edit (the person's) is on both sides.
+async fn an_edit_between_tandems_read_and_write_is_not_overwritten(h: &Harness) {
+    let (crm_id, finance_id) = h.synced_customer(23).await;
+    edit_phone(h, System::Crm, &crm_id, "crm phone");
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    h.finance.person_edits_before_next_write(
+        EntityType::Customer,
+        &finance_id,
+        fields(&[("phone", json!("finance phone, typed last"))]),
+    );
+    let mut handled = Handled { crm: 1, finance: 0 };
+    handled.next(h, System::Crm, &crm_id).await;
+    for (system, id) in [(System::Crm, &crm_id), (System::Finance, &finance_id)] {
+        assert_eq!(
+            phone_on(h, system, id),
+            Some(json!("finance phone, typed last")),
+            "{system}: the newest edit is kept"
+        );
+    }
+}
+
 fn invoice(status: &str, amount: &str) -> FieldMap {
     fields(&[
         ("number", json!("INV-001")),
@@ -1102,6 +1125,7 @@ on_both_setups!(
     the_same_field_edited_on_both_sides_follows_the_policy => Options::default(),
     manual_conflict => Options { conflicts: ConflictPolicy::Manual, ..Options::default() },
     every_clash_of_one_field_keeps_the_newer_edit => Options::default(),
+    an_edit_between_tandems_read_and_write_is_not_overwritten => Options::default(),
     under_manual_every_clash_is_held_until_a_person_decides => Options { conflicts: ConflictPolicy::Manual, ..Options::default() },
     a_resolved_conflict_is_applied => Options { conflicts: ConflictPolicy::Manual, ..Options::default() },
     an_approved_delete_is_applied => Options { deletes: DeletePolicy::Approve, ..Options::default() },

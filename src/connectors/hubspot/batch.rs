@@ -11,9 +11,9 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::history::FieldHistory;
-use super::mapping::{id_of, prop};
+use super::mapping::{id_of, prop, version};
 use crate::connectors::http::{ApiClient, ApiRequest, Coalescer, RateGate, Stage};
-use crate::connectors::{ConnectorError, Exchange, ExternalRecord, Written};
+use crate::connectors::{ConnectorError, Exchange, ExternalRecord, ReadAt, Written};
 use crate::domain::System;
 
 pub const MAX_ITEMS: usize = 100;
@@ -45,6 +45,8 @@ pub struct UpdateItem {
     pub id: String,
     pub properties: Map<String, Value>,
     pub key: String,
+    /// When the record was read, when the write must not go out over a later change.
+    pub read: Option<ReadAt>,
 }
 
 pub struct Batches {
@@ -354,7 +356,82 @@ impl Kind {
         }
     }
 
+    /// HubSpot has no conditional write: items read long ago are read again (their
+    /// versions only, in one call) and those whose record moved on are answered
+    /// `Changed` instead of written.
     async fn update(&self, items: Vec<UpdateItem>) -> Vec<Wrote> {
+        let changed = self.changed_since_read(&items).await;
+        let mut answers: Vec<Option<Wrote>> = changed
+            .iter()
+            .zip(&items)
+            .map(|(moved, item)| {
+                moved.then(|| {
+                    Err(ConnectorError::Changed {
+                        system: System::Crm,
+                        id: item.id.clone(),
+                    })
+                })
+            })
+            .collect();
+        let to_send: Vec<UpdateItem> = items
+            .into_iter()
+            .zip(&changed)
+            .filter(|(_, moved)| !**moved)
+            .map(|(item, _)| item)
+            .collect();
+        let mut written = self.write_updates(to_send).await.into_iter();
+        answers
+            .iter_mut()
+            .map(|answer| {
+                answer.take().or_else(|| written.next()).unwrap_or_else(|| {
+                    Err(ConnectorError::Connection {
+                        system: System::Crm,
+                        message: "HubSpot's answer to a batch update was shorter than the batch"
+                            .into(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Which items' records moved on since they were read; a failed re-read says
+    /// nothing, and its items are written as they would have been.
+    async fn changed_since_read(&self, items: &[UpdateItem]) -> Vec<bool> {
+        let stale: Vec<String> = items
+            .iter()
+            .filter(|i| i.read.as_ref().is_some_and(ReadAt::needs_check))
+            .map(|i| i.id.clone())
+            .collect();
+        if stale.is_empty() {
+            return vec![false; items.len()];
+        }
+        let request = ApiRequest::new(
+            Method::POST,
+            format!("/crm/v3/objects/{}/batch/read", self.path),
+        )
+        .json(read_body(&["hs_lastmodifieddate"], &[], &stale));
+        let Ok(answer) = self.client.send(&request).await else {
+            return vec![false; items.len()];
+        };
+        let now: HashMap<String, Option<String>> = results(&answer.body)
+            .into_iter()
+            .filter_map(|o| Some((id_of(&o)?, version(&o))))
+            .collect();
+        items
+            .iter()
+            .map(|item| match (&item.read, now.get(&item.id)) {
+                (Some(read_at), Some(current)) if read_at.needs_check() => {
+                    !read_at.unchanged(current.as_deref())
+                }
+                _ => false,
+            })
+            .collect()
+    }
+
+    async fn write_updates(&self, items: Vec<UpdateItem>) -> Vec<Wrote> {
+        if items.is_empty() {
+            return Vec::new();
+        }
         let inputs: Vec<Value> = items
             .iter()
             .map(|i| json!({"id": i.id, "properties": i.properties, "objectWriteTraceId": i.key}))

@@ -31,7 +31,7 @@ use super::http::{
     ApiClient, ApiClientParts, ApiRequest, Coalescer, Pace, RateGate, RequestRecorder, Stage,
     TokenSource, Window,
 };
-use super::{ChangePage, Connector, ConnectorError, Exchange, ExternalRecord, Written};
+use super::{ChangePage, Connector, ConnectorError, Exchange, ExternalRecord, ReadAt, Written};
 use crate::domain::{EntityType, FieldMap, System};
 
 /// HubSpot's search stops at this many results; a longer listing restarts from the
@@ -114,6 +114,47 @@ fn ms(version: &str) -> Option<i64> {
 }
 
 impl HubSpotConnector {
+    /// An update, checked against `read` when it is given (see `batch.rs`).
+    async fn write_update(
+        &self,
+        entity: EntityType,
+        id: &str,
+        fields: &FieldMap,
+        idempotency_key: &str,
+        read: Option<&ReadAt>,
+    ) -> Result<Written, ConnectorError> {
+        let properties = match entity {
+            EntityType::Customer => mapping::customer_properties(self.customers, fields),
+            EntityType::Invoice => mapping::deal_properties(fields),
+        };
+        if properties.is_empty() {
+            // Nothing HubSpot holds (a customer association change): read it as it is.
+            let record = self
+                .get(entity, id)
+                .await?
+                .ok_or_else(|| ConnectorError::Rejected {
+                    system: System::Crm,
+                    status: 404,
+                    message: format!("{entity} {id} not found in HubSpot"),
+                    exchange: Exchange::default(),
+                })?;
+            return Ok(Written {
+                record,
+                exchange: Exchange::default(),
+            });
+        }
+        self.batches(entity)
+            .updates
+            .submit(batch::UpdateItem {
+                id: id.to_string(),
+                properties,
+                key: idempotency_key.to_string(),
+                read: read.cloned(),
+            })
+            .await
+            .unwrap_or_else(|| Err(stopped()))
+    }
+
     pub fn new(parts: HubSpotParts) -> Self {
         let gate = RateGate::paced(
             vec![Window {
@@ -439,35 +480,20 @@ impl Connector for HubSpotConnector {
         fields: &FieldMap,
         idempotency_key: &str,
     ) -> Result<Written, ConnectorError> {
-        let properties = match entity {
-            EntityType::Customer => mapping::customer_properties(self.customers, fields),
-            EntityType::Invoice => mapping::deal_properties(fields),
-        };
-        if properties.is_empty() {
-            // Nothing HubSpot holds (a customer association change): read it as it is.
-            let record = self
-                .get(entity, id)
-                .await?
-                .ok_or_else(|| ConnectorError::Rejected {
-                    system: System::Crm,
-                    status: 404,
-                    message: format!("{entity} {id} not found in HubSpot"),
-                    exchange: Exchange::default(),
-                })?;
-            return Ok(Written {
-                record,
-                exchange: Exchange::default(),
-            });
-        }
-        self.batches(entity)
-            .updates
-            .submit(batch::UpdateItem {
-                id: id.to_string(),
-                properties,
-                key: idempotency_key.to_string(),
-            })
+        self.write_update(entity, id, fields, idempotency_key, None)
             .await
-            .unwrap_or_else(|| Err(stopped()))
+    }
+
+    async fn update_unless_changed(
+        &self,
+        entity: EntityType,
+        id: &str,
+        fields: &FieldMap,
+        idempotency_key: &str,
+        read: &ReadAt,
+    ) -> Result<Written, ConnectorError> {
+        self.write_update(entity, id, fields, idempotency_key, Some(read))
+            .await
     }
 
     async fn archive(

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{validation_messages, Kind};
 use crate::connectors::http::{ApiClient, ApiRequest, ApiResponse, Coalescer, Stage};
-use crate::connectors::{ConnectorError, Exchange, ExternalRecord, Written};
+use crate::connectors::{ConnectorError, Exchange, ExternalRecord, ReadAt, Written};
 use crate::domain::System;
 
 /// Xero takes up to 50 items per write; reads by id are kept to 50 for the URL's sake.
@@ -40,6 +40,8 @@ pub struct UpdateItem {
     pub id: String,
     pub body: Map<String, Value>,
     pub key: String,
+    /// When the record was read, when the write must not go out over a later change.
+    pub read: Option<ReadAt>,
 }
 
 pub struct Batches {
@@ -281,6 +283,78 @@ async fn create(client: &ApiClient, kind: Kind, items: Vec<NewItem>) -> Vec<Wrot
 }
 
 async fn update(client: &ApiClient, kind: Kind, items: Vec<UpdateItem>) -> Vec<Wrote> {
+    let changed = changed_since_read(client, kind, &items).await;
+    // Answers in the items' order: those whose record moved on are not sent.
+    let mut answers: Vec<Option<Wrote>> = changed
+        .iter()
+        .zip(&items)
+        .map(|(moved, item)| {
+            moved.then(|| {
+                Err(ConnectorError::Changed {
+                    system: System::Finance,
+                    id: item.id.clone(),
+                })
+            })
+        })
+        .collect();
+    let to_send: Vec<UpdateItem> = items
+        .into_iter()
+        .zip(&changed)
+        .filter(|(_, moved)| !**moved)
+        .map(|(item, _)| item)
+        .collect();
+    let mut written = write_updates(client, kind, to_send).await.into_iter();
+    answers
+        .iter_mut()
+        .map(|answer| {
+            answer
+                .take()
+                .or_else(|| written.next())
+                .unwrap_or_else(|| Err(missing_update()))
+        })
+        .collect()
+}
+
+/// Xero has no conditional write: the items read long ago are read again, in one
+/// call, and those whose record moved on since are marked. A failed re-read says
+/// nothing: its items are written as they would have been.
+async fn changed_since_read(client: &ApiClient, kind: Kind, items: &[UpdateItem]) -> Vec<bool> {
+    let stale: Vec<String> = items
+        .iter()
+        .filter(|i| i.read.as_ref().is_some_and(ReadAt::needs_check))
+        .map(|i| i.id.clone())
+        .collect();
+    if stale.is_empty() {
+        return vec![false; items.len()];
+    }
+    let current: HashMap<String, Found> = stale
+        .iter()
+        .cloned()
+        .zip(read(client, kind, stale.clone()).await)
+        .collect();
+    items
+        .iter()
+        .map(|item| match (&item.read, current.get(&item.id)) {
+            (Some(read_at), Some(Ok(now))) => {
+                !read_at.unchanged(now.as_ref().and_then(|r| r.version.as_deref()))
+            }
+            _ => false,
+        })
+        .collect()
+}
+
+fn missing_update() -> ConnectorError {
+    ConnectorError::Connection {
+        system: System::Finance,
+        message: "Xero's answer to a batch update was shorter than the batch".into(),
+    }
+}
+
+/// The updates sent in one call, their answers in order.
+async fn write_updates(client: &ApiClient, kind: Kind, items: Vec<UpdateItem>) -> Vec<Wrote> {
+    if items.is_empty() {
+        return Vec::new();
+    }
     let key = batch_key(items.iter().map(|i| i.key.as_str()));
     let id_key = kind.id_key();
     let bodies: Vec<Value> = items

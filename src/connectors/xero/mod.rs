@@ -24,7 +24,7 @@ use super::http::Coalescer;
 use super::http::{
     ApiClient, ApiClientParts, ApiRequest, Pace, RateGate, RequestRecorder, TokenSource, Window,
 };
-use super::{ChangePage, Connector, ConnectorError, ExternalRecord, Written};
+use super::{ChangePage, Connector, ConnectorError, ExternalRecord, ReadAt, Written};
 use crate::domain::{EntityType, FieldMap, System};
 
 /// Xero's token endpoint, unless settings name another.
@@ -248,11 +248,13 @@ impl XeroConnector {
         id: &str,
         body: Map<String, Value>,
         key: &str,
+        read: Option<&ReadAt>,
     ) -> Result<Written, ConnectorError> {
         let item = UpdateItem {
             id: id.to_string(),
             body,
             key: key.to_string(),
+            read: read.cloned(),
         };
         ask(&self.batches(entity).updates, item).await
     }
@@ -339,7 +341,21 @@ impl Connector for XeroConnector {
         idempotency_key: &str,
     ) -> Result<Written, ConnectorError> {
         let body = Kind::of(entity).body(fields);
-        self.write_update(entity, id, body, idempotency_key).await
+        self.write_update(entity, id, body, idempotency_key, None)
+            .await
+    }
+
+    async fn update_unless_changed(
+        &self,
+        entity: EntityType,
+        id: &str,
+        fields: &FieldMap,
+        idempotency_key: &str,
+        read: &ReadAt,
+    ) -> Result<Written, ConnectorError> {
+        let body = Kind::of(entity).body(fields);
+        self.write_update(entity, id, body, idempotency_key, Some(read))
+            .await
     }
 
     async fn archive(
@@ -354,7 +370,8 @@ impl Connector for XeroConnector {
             // Only a draft can be deleted; Xero refuses the others and a person sees why.
             Kind::Invoices => body.insert("Status".into(), json!("DELETED")),
         };
-        self.write_update(entity, id, body, idempotency_key).await
+        self.write_update(entity, id, body, idempotency_key, None)
+            .await
     }
 
     async fn find_by_stamp(

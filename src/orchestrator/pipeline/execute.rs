@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::super::runtime::SyncError;
 use super::load::ActiveClashes;
 use super::{Change, Decided};
-use crate::connectors::{ExternalRecord, Written};
+use crate::connectors::{ExternalRecord, ReadAt, Written};
 use crate::domain::{
     apply, idempotency_key, settle, Changes, Checksum, ClashResolution, FieldMap, Held,
     RecordLabel, SkipReason, SourceRecord, SyncDecision, System, TargetFound, TargetRecord,
@@ -55,6 +55,7 @@ impl After {
 pub(super) async fn execute(
     cx: &Change<'_>,
     source: &SourceRecord,
+    source_read: &ReadAt,
     link: Option<EntityLink>,
     decided: Decided,
     active: &ActiveClashes,
@@ -62,7 +63,18 @@ pub(super) async fn execute(
     let event = cx.event;
     let side = event.system;
     let other = side.opposite();
-    let Decided { decision, target } = decided;
+    let Decided {
+        decision,
+        target,
+        target_read_at,
+    } = decided;
+    let reads = Reads {
+        source: source_read.clone(),
+        target: ReadAt {
+            version: target.as_ref().and_then(|(t, _)| t.version.clone()),
+            at: target_read_at,
+        },
+    };
     tracing::info!(decision = ?decision_name(&decision), "decided");
     // An echo belongs to the write that caused it: it is logged under that write's
     // transaction, so a record's history reads as one chain.
@@ -136,7 +148,7 @@ pub(super) async fn execute(
                 let written = cx
                     .pair
                     .connector(side)
-                    .update(event.entity, &source.id, &back, &key)
+                    .update_unless_changed(event.entity, &source.id, &back, &key, &reads.source)
                     .await?;
                 src = after_of_update(cx, &src, &back, &written.record);
             }
@@ -154,7 +166,8 @@ pub(super) async fn execute(
             });
             set_id(&mut r, side, &source.id);
             set_id(&mut r, other, &target_id);
-            let (src, dst) = write_changes(cx, source, target_record()?, &changes, log).await?;
+            let (src, dst) =
+                write_changes(cx, source, target_record()?, &changes, &reads, log).await?;
             log.target_after = Some(to_json(&dst.fields));
             settle_row(cx, &mut r, &src, &dst, &held_fields(&changes));
             (executed.conflicts, executed.withdrawn) = record_clashes(cx, &changes, active);
@@ -171,7 +184,8 @@ pub(super) async fn execute(
         }
         SyncDecision::Update { changes } => {
             let mut r = row.take().ok_or_else(missing_link)?;
-            let (src, dst) = write_changes(cx, source, target_record()?, &changes, log).await?;
+            let (src, dst) =
+                write_changes(cx, source, target_record()?, &changes, &reads, log).await?;
             log.target_after = Some(to_json(&dst.fields));
             settle_row(cx, &mut r, &src, &dst, &held_fields(&changes));
             (executed.conflicts, executed.withdrawn) = record_clashes(cx, &changes, active);
@@ -217,7 +231,13 @@ pub(super) async fn execute(
                 let written = cx
                     .pair
                     .connector(side)
-                    .update(event.entity, &source.id, &to_source, &key)
+                    .update_unless_changed(
+                        event.entity,
+                        &source.id,
+                        &to_source,
+                        &key,
+                        &reads.source,
+                    )
                     .await?;
                 record_exchange(log, &written);
             }
@@ -250,11 +270,19 @@ pub(super) async fn execute(
 }
 
 /// Writes the changes both ways; returns each record as it now stands.
+/// When each side was read: a write goes out only over the version read (checked by
+/// the connector when the read is old).
+struct Reads {
+    source: ReadAt,
+    target: ReadAt,
+}
+
 async fn write_changes(
     cx: &Change<'_>,
     source: &SourceRecord,
     target: &TargetRecord,
     changes: &Changes,
+    reads: &Reads,
     log: &mut NewSyncLogEntry,
 ) -> Result<(After, After), SyncError> {
     let entity = cx.event.entity;
@@ -270,7 +298,7 @@ async fn write_changes(
         let written = cx
             .pair
             .connector(side.opposite())
-            .update(entity, &target.id, &changes.to_target, &key)
+            .update_unless_changed(entity, &target.id, &changes.to_target, &key, &reads.target)
             .await?;
         record_exchange(log, &written);
         dst = after_of_update(cx, &dst, &changes.to_target, &written.record);
@@ -280,7 +308,7 @@ async fn write_changes(
         let written = cx
             .pair
             .connector(side)
-            .update(entity, &source.id, &changes.to_source, &key)
+            .update_unless_changed(entity, &source.id, &changes.to_source, &key, &reads.source)
             .await?;
         if changes.to_target.is_empty() {
             record_exchange(log, &written);

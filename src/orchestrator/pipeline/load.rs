@@ -12,6 +12,7 @@
 //! link's held clashes are read only when it has any.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -42,6 +43,8 @@ pub(super) struct Ready {
     pub lock: EntityLock,
     pub link: Option<EntityLink>,
     pub source: SourceRecord,
+    /// When the source was read: a write back to it is checked if that was long ago.
+    pub source_read_at: Instant,
     /// The link as the decision sees it (with its held clashes and decisions).
     pub snapshot: Option<LinkSnapshot>,
     pub active: ActiveClashes,
@@ -123,6 +126,7 @@ async fn locked(cx: &Change<'_>, mut link: Option<EntityLink>) -> Result<Ready, 
                 .find_link(&event.pair, event.entity, event.system, &event.external_id)
                 .await?;
         }
+        let source_read_at = Instant::now();
         let source = match cx
             .pair
             .connector(event.system)
@@ -158,6 +162,7 @@ async fn locked(cx: &Change<'_>, mut link: Option<EntityLink>) -> Result<Ready, 
                 lock,
                 link,
                 source,
+                source_read_at,
                 snapshot,
                 active,
             });

@@ -23,7 +23,7 @@ use std::time::Instant;
 use uuid::Uuid;
 
 use super::runtime::{PairRuntime, SyncError};
-use crate::connectors::ExternalRecord;
+use crate::connectors::{ExternalRecord, ReadAt};
 use crate::domain::{
     decide as decide_pure, decide_without_target, ChangeEvent, DecisionInput, LinkSnapshot,
     SourceRecord, SyncDecision, SyncPolicy, TargetFound, TargetRecord,
@@ -51,12 +51,19 @@ pub(super) async fn run(cx: &Change<'_>) -> Result<Outcome, SyncError> {
         lock,
         link,
         source,
+        source_read_at,
         snapshot,
         active,
     } = *ready;
     let decided = decide(cx, &source, link.as_ref(), snapshot.as_ref()).await;
     let executed = match decided {
-        Ok(decided) => execute::execute(cx, &source, link, decided, &active).await,
+        Ok(decided) => {
+            let source_read = ReadAt {
+                version: source.version.clone(),
+                at: source_read_at,
+            };
+            execute::execute(cx, &source, &source_read, link, decided, &active).await
+        }
         Err(err) => Err(err),
     };
     match executed {
@@ -72,6 +79,8 @@ pub(super) async fn run(cx: &Change<'_>) -> Result<Outcome, SyncError> {
 pub(super) struct Decided {
     pub decision: SyncDecision,
     pub target: Option<(TargetRecord, TargetFound)>,
+    /// When the other side's record was read.
+    pub target_read_at: Instant,
 }
 
 /// An echo, a stale version or a delete is decided without reading the other side;
@@ -83,10 +92,12 @@ async fn decide(
     link: Option<&EntityLink>,
     snapshot: Option<&LinkSnapshot>,
 ) -> Result<Decided, SyncError> {
+    let target_read_at = Instant::now();
     if let Some(decision) = decide_without_target(source, snapshot, cx.policy) {
         return Ok(Decided {
             decision,
             target: None,
+            target_read_at,
         });
     }
     let target = find_target(cx, source, link).await?;
@@ -96,7 +107,11 @@ async fn decide(
         target: target.as_ref().map(|(t, found)| (t, *found)),
         policy: cx.policy,
     });
-    Ok(Decided { decision, target })
+    Ok(Decided {
+        decision,
+        target,
+        target_read_at,
+    })
 }
 
 /// The record on the other side: through the link, else by origin stamp, else by
