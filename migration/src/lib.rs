@@ -12,6 +12,7 @@ mod m20261123_000008_create_pending_delete;
 mod m20261123_000009_create_record_lease;
 mod m20261204_000010_conflict_decisions;
 mod m20261204_000011_link_labels_and_attempts;
+mod m20261204_000012_sync_log_by_time;
 mod m20261204_000013_link_revision_and_echoes;
 
 /// Every table the migrations create, so a check can confirm the schema is complete.
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000009_create_record_lease::Migration),
             Box::new(m20261204_000010_conflict_decisions::Migration),
             Box::new(m20261204_000011_link_labels_and_attempts::Migration),
+            Box::new(m20261204_000012_sync_log_by_time::Migration),
             Box::new(m20261204_000013_link_revision_and_echoes::Migration),
         ]
     }

@@ -19,6 +19,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
+use super::reconnect::{at_most_twice, Breaks, Repeat};
 use super::{LinkKey, StoreResult};
 use crate::domain::System;
 
@@ -111,6 +112,7 @@ pub(super) struct Leases {
 
 struct LeaseShared {
     db: DatabaseConnection,
+    breaks: Arc<Breaks>,
     /// Who this process is in `record_lease.holder`; new at every start.
     holder: Uuid,
     held: Mutex<HashSet<String>>,
@@ -122,10 +124,13 @@ impl LeaseShared {
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.db
-            .execute(self.delete_statement(&self.db, key))
-            .await?;
-        Ok(())
+        at_most_twice(&self.breaks, Repeat::Always, || async {
+            self.db
+                .execute(self.delete_statement(&self.db, key))
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     fn delete_statement(&self, db: &impl ConnectionTrait, key: &str) -> Statement {
@@ -138,10 +143,11 @@ impl LeaseShared {
 }
 
 impl Leases {
-    pub(super) fn new(db: DatabaseConnection) -> Self {
+    pub(super) fn new(db: DatabaseConnection, breaks: Arc<Breaks>) -> Self {
         Self {
             shared: Arc::new(LeaseShared {
                 db,
+                breaks,
                 holder: Uuid::new_v4(),
                 held: Mutex::new(HashSet::new()),
             }),
@@ -189,40 +195,44 @@ impl Leases {
         key: &str,
         watched: Option<&LinkKey>,
     ) -> StoreResult<Option<Option<i64>>> {
-        // The watched link by the record's id on its side (NULL without one).
-        let id_column = match watched.map(|w| w.system) {
-            Some(System::Finance) => "finance_id",
-            _ => "crm_id",
-        };
-        let sql = format!(
-            "INSERT INTO record_lease (key, holder, expires_at) \
-             VALUES ($1, $2, now() + make_interval(secs => $3)) \
-             ON CONFLICT (key) DO UPDATE \
-             SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
-             WHERE record_lease.expires_at < now() OR record_lease.holder = EXCLUDED.holder \
-             RETURNING (SELECT revision FROM entity_link \
-             WHERE pair = $4 AND entity_type = $5 AND {id_column} = $6) AS revision"
-        );
-        let taken = self
-            .shared
-            .db
-            .query_one(Statement::from_sql_and_values(
-                self.shared.db.get_database_backend(),
-                sql,
-                [
-                    key.into(),
-                    self.shared.holder.into(),
-                    Value::Double(Some(LEASE_TTL.as_secs_f64())),
-                    watched.map(|w| w.pair.as_str().to_string()).into(),
-                    watched.map(|w| w.entity.as_str().to_string()).into(),
-                    watched.map(|w| w.external_id.clone()).into(),
-                ],
-            ))
-            .await?;
-        match taken {
-            None => Ok(None),
-            Some(row) => Ok(Some(row.try_get::<Option<i64>>("", "revision")?)),
-        }
+        // Taking a lease this process already holds succeeds: safe to run again.
+        at_most_twice(&self.shared.breaks, Repeat::Always, || async {
+            // The watched link by the record's id on its side (NULL without one).
+            let id_column = match watched.map(|w| w.system) {
+                Some(System::Finance) => "finance_id",
+                _ => "crm_id",
+            };
+            let sql = format!(
+                "INSERT INTO record_lease (key, holder, expires_at) \
+                 VALUES ($1, $2, now() + make_interval(secs => $3)) \
+                 ON CONFLICT (key) DO UPDATE \
+                 SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+                 WHERE record_lease.expires_at < now() OR record_lease.holder = EXCLUDED.holder \
+                 RETURNING (SELECT revision FROM entity_link \
+                 WHERE pair = $4 AND entity_type = $5 AND {id_column} = $6) AS revision"
+            );
+            let taken = self
+                .shared
+                .db
+                .query_one(Statement::from_sql_and_values(
+                    self.shared.db.get_database_backend(),
+                    sql,
+                    [
+                        key.into(),
+                        self.shared.holder.into(),
+                        Value::Double(Some(LEASE_TTL.as_secs_f64())),
+                        watched.map(|w| w.pair.as_str().to_string()).into(),
+                        watched.map(|w| w.entity.as_str().to_string()).into(),
+                        watched.map(|w| w.external_id.clone()).into(),
+                    ],
+                ))
+                .await?;
+            match taken {
+                None => Ok(None),
+                Some(row) => Ok(Some(row.try_get::<Option<i64>>("", "revision")?)),
+            }
+        })
+        .await
     }
 
     fn start_heartbeat(&self) {

@@ -8,7 +8,9 @@ mod cursors;
 mod jobs;
 mod links;
 mod locks;
+mod pool;
 mod receipts;
+mod reconnect;
 mod sync_log;
 mod types;
 
@@ -19,10 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, TransactionTrait};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -32,6 +31,8 @@ use crate::seal::Keyring;
 pub use credentials::{ResealReport, Unreadable};
 pub use locks::EntityLock;
 pub use migration::TABLES;
+pub use pool::{connect, connect_for_workers, pool_size};
+use reconnect::Repeat;
 pub use types::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] DbErr),
+    /// The connection broke while a transaction was committing: it may or may not be
+    /// stored, so it is not run again by the store.
+    #[error(
+        "the database connection broke while committing; the change may or may not be stored: {0}"
+    )]
+    Unconfirmed(DbErr),
     #[error(transparent)]
     Sealed(#[from] crate::seal::SealError),
 }
@@ -246,101 +253,14 @@ pub trait Store: Send + Sync {
 /// The sea-orm implementation of [`Store`], for PostgreSQL and SQLite.
 pub struct SeaStore {
     db: DatabaseConnection,
+    /// When a connection was last seen broken; see [`reconnect`].
+    breaks: Arc<reconnect::Breaks>,
     local_locks: locks::LocalLocks,
     /// Record leases, on PostgreSQL.
     leases: Option<locks::Leases>,
     /// The keys credentials are sealed with; without one, credentials are neither
     /// written nor read when sealed.
     keyring: Option<Arc<Keyring>>,
-}
-
-/// Connects to `postgres://…` or `sqlite://…` (`sqlite::memory:` for tests).
-pub async fn connect(database_url: &str) -> StoreResult<SeaStore> {
-    connect_for_workers(database_url, 32).await
-}
-
-/// The connections the store opens at most for `workers`: 8 on a SQLite file, and on
-/// PostgreSQL a quarter of the workers plus 16, between 16 and 48.
-pub fn pool_size(database_url: &str, workers: usize) -> u32 {
-    if database_url.starts_with("sqlite") {
-        8
-    } else {
-        (workers / 4 + 16).clamp(16, 48) as u32
-    }
-}
-
-/// Connects with a PostgreSQL pool sized for `workers`. A worker uses a connection only
-/// for the moment of each query (its record lease is a row, not a held connection), so
-/// the pool grows slower than the workers and stays well under PostgreSQL's default of
-/// 100 connections even with two processes.
-pub async fn connect_for_workers(database_url: &str, workers: usize) -> StoreResult<SeaStore> {
-    if !database_url.starts_with("sqlite") {
-        reach_postgres(database_url).await?;
-    }
-    let mut options = ConnectOptions::new(database_url.to_string());
-    options
-        .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(30));
-    if database_url.starts_with("sqlite") {
-        // An in-memory database exists once per connection: keep exactly one.
-        let size = if database_url.contains(":memory:") {
-            1
-        } else {
-            8
-        };
-        options.max_connections(size).min_connections(1);
-    } else {
-        options
-            .max_connections(pool_size(database_url, workers))
-            .min_connections(2);
-    }
-    let db = Database::connect(options).await?;
-    if db.get_database_backend() == DatabaseBackend::Sqlite && !database_url.contains(":memory:") {
-        // WAL lets readers (the dashboard) work while a sync writes.
-        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
-        db.execute_unprepared("PRAGMA busy_timeout=5000").await?;
-    }
-    let leases = (db.get_database_backend() == DatabaseBackend::Postgres)
-        .then(|| locks::Leases::new(db.clone()));
-    Ok(SeaStore {
-        db,
-        local_locks: locks::LocalLocks::default(),
-        leases,
-        keyring: None,
-    })
-}
-
-/// How long the first connection at start may take. The pool retries a refused
-/// connection until its acquire timeout (30 s, right for a busy pool later on) and then
-/// reports only that it timed out; a start against an unreachable database should
-/// instead stop within seconds and say why.
-const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// Opens one connection to PostgreSQL, once, and closes it: a refused or failed
-/// connection is reported at once with its reason, and one that gets no answer (a
-/// firewall dropping packets, a port that accepts and never speaks) after
-/// [`FIRST_CONNECTION_TIMEOUT`].
-async fn reach_postgres(database_url: &str) -> StoreResult<()> {
-    use sea_orm::sqlx::{Connection as _, PgConnection};
-    use sea_orm::RuntimeErr;
-    match tokio::time::timeout(
-        FIRST_CONNECTION_TIMEOUT,
-        PgConnection::connect(database_url),
-    )
-    .await
-    {
-        Ok(Ok(connection)) => {
-            let _ = connection.close().await;
-            Ok(())
-        }
-        Ok(Err(err)) => Err(DbErr::Conn(RuntimeErr::SqlxError(err)).into()),
-        Err(_) => Err(DbErr::Conn(RuntimeErr::Internal(format!(
-            "no answer within {} s",
-            FIRST_CONNECTION_TIMEOUT.as_secs()
-        )))
-        .into()),
-    }
 }
 
 impl SeaStore {
@@ -401,75 +321,56 @@ impl SeaStore {
     pub async fn reseal_credentials(&self) -> StoreResult<ResealReport> {
         credentials::reseal_all(&self.db, self.keyring.as_deref()).await
     }
-}
 
-fn parse<T: std::str::FromStr<Err = String>>(value: &str) -> StoreResult<T> {
-    value.parse().map_err(StoreError::Corrupt)
-}
-
-#[async_trait]
-impl Store for SeaStore {
-    async fn ping(&self) -> StoreResult<()> {
-        self.db.ping().await.map_err(StoreError::from)
+    /// Runs one of the store's operations, once more if its connection broke (see
+    /// [`reconnect`]).
+    async fn run<T, F, Fut>(&self, repeat: Repeat, operation: F) -> StoreResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<T>>,
+    {
+        reconnect::at_most_twice(&self.breaks, repeat, operation).await
     }
 
-    async fn find_link(
+    /// Saves a sync and deletes its lease row in one transaction.
+    async fn commit_and_release_once(
         &self,
-        pair: &PairId,
-        entity: EntityType,
-        system: System,
-        external_id: &str,
-    ) -> StoreResult<Option<EntityLink>> {
-        links::find(&self.db, pair, entity, system, external_id).await
+        commit: &SyncCommit,
+        logs: &[&NewSyncLogEntry],
+        lock: &EntityLock,
+    ) -> StoreResult<()> {
+        let txn = self.db.begin().await?;
+        if let Some(link) = &commit.link {
+            links::save(&txn, link).await?;
+        }
+        sync_log::append_all(&txn, logs).await?;
+        if let Some(change) = &commit.link_status {
+            links::set_status(&txn, change).await?;
+        }
+        conflicts::withdraw(&txn, &commit.withdrawn).await?;
+        if let Some(link) = &commit.link {
+            for conflict in &commit.conflicts {
+                conflicts::write(&txn, link, commit.log.transaction_id, conflict).await?;
+            }
+            if commit.hold_delete {
+                conflicts::hold_delete(
+                    &txn,
+                    link,
+                    commit.log.source_system,
+                    &commit.log.external_id,
+                )
+                .await?;
+            }
+        }
+        if let Some(delete) = lock.delete_statement(&txn) {
+            txn.execute(delete).await?;
+        }
+        txn.commit().await.map_err(reconnect::commit_failed)?;
+        Ok(())
     }
 
-    async fn find_links(
-        &self,
-        pair: &PairId,
-        entity: EntityType,
-        system: System,
-        external_ids: &[String],
-    ) -> StoreResult<Vec<EntityLink>> {
-        links::find_many(&self.db, pair, entity, system, external_ids).await
-    }
-
-    async fn get_link(&self, id: Uuid) -> StoreResult<Option<EntityLink>> {
-        links::get(&self.db, id).await
-    }
-
-    async fn get_links(&self, ids: &[Uuid]) -> StoreResult<Vec<EntityLink>> {
-        links::get_many(&self.db, ids).await
-    }
-
-    async fn insert_link(&self, link: &EntityLink) -> StoreResult<()> {
-        links::insert(&self.db, link).await
-    }
-
-    async fn links_with_status(
-        &self,
-        statuses: &[SyncStatus],
-        limit: u64,
-        offset: u64,
-    ) -> StoreResult<Vec<EntityLink>> {
-        links::with_statuses(&self.db, statuses, limit, offset).await
-    }
-
-    async fn find_links_matching(&self, text: &str, limit: u64) -> StoreResult<Vec<EntityLink>> {
-        links::matching(&self.db, text, limit).await
-    }
-
-    async fn count_records(&self) -> StoreResult<RecordCounts> {
-        Ok(RecordCounts {
-            links: links::count_by_status(&self.db).await?,
-            open_conflicts: conflicts::count_open(&self.db).await?,
-        })
-    }
-
-    async fn links_of_pair(&self, pair: &PairId) -> StoreResult<Vec<EntityLink>> {
-        links::of_pair(&self.db, pair).await
-    }
-
-    async fn commit_sync(&self, commit: SyncCommit) -> StoreResult<Uuid> {
+    /// Saves a sync's link, log entry, conflicts and held delete in one transaction.
+    async fn commit_once(&self, commit: &SyncCommit) -> StoreResult<Uuid> {
         let txn = self.db.begin().await?;
         if let Some(link) = &commit.link {
             links::save(&txn, link).await?;
@@ -497,18 +398,112 @@ impl Store for SeaStore {
                 .await?;
             }
         }
-        txn.commit().await?;
+        txn.commit().await.map_err(reconnect::commit_failed)?;
         Ok(log_id)
+    }
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(value: &str) -> StoreResult<T> {
+    value.parse().map_err(StoreError::Corrupt)
+}
+
+#[async_trait]
+impl Store for SeaStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(Repeat::Always, || async {
+            self.db.ping().await.map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn find_link(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_id: &str,
+    ) -> StoreResult<Option<EntityLink>> {
+        self.run(Repeat::Always, || {
+            links::find(&self.db, pair, entity, system, external_id)
+        })
+        .await
+    }
+
+    async fn find_links(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_ids: &[String],
+    ) -> StoreResult<Vec<EntityLink>> {
+        self.run(Repeat::Always, || {
+            links::find_many(&self.db, pair, entity, system, external_ids)
+        })
+        .await
+    }
+
+    async fn get_link(&self, id: Uuid) -> StoreResult<Option<EntityLink>> {
+        self.run(Repeat::Always, || links::get(&self.db, id)).await
+    }
+
+    async fn get_links(&self, ids: &[Uuid]) -> StoreResult<Vec<EntityLink>> {
+        self.run(Repeat::Always, || links::get_many(&self.db, ids))
+            .await
+    }
+
+    async fn insert_link(&self, link: &EntityLink) -> StoreResult<()> {
+        self.run(Repeat::IfNotRun, || links::insert(&self.db, link))
+            .await
+    }
+
+    async fn links_with_status(
+        &self,
+        statuses: &[SyncStatus],
+        limit: u64,
+        offset: u64,
+    ) -> StoreResult<Vec<EntityLink>> {
+        self.run(Repeat::Always, || {
+            links::with_statuses(&self.db, statuses, limit, offset)
+        })
+        .await
+    }
+
+    async fn find_links_matching(&self, text: &str, limit: u64) -> StoreResult<Vec<EntityLink>> {
+        self.run(Repeat::Always, || links::matching(&self.db, text, limit))
+            .await
+    }
+
+    async fn count_records(&self) -> StoreResult<RecordCounts> {
+        self.run(Repeat::Always, || async {
+            Ok(RecordCounts {
+                links: links::count_by_status(&self.db).await?,
+                open_conflicts: conflicts::count_open(&self.db).await?,
+            })
+        })
+        .await
+    }
+
+    async fn links_of_pair(&self, pair: &PairId) -> StoreResult<Vec<EntityLink>> {
+        self.run(Repeat::Always, || links::of_pair(&self.db, pair))
+            .await
+    }
+
+    async fn commit_sync(&self, commit: SyncCommit) -> StoreResult<Uuid> {
+        // A transaction that failed before its COMMIT was rolled back: safe to run again.
+        self.run(Repeat::Always, || self.commit_once(&commit)).await
     }
 
     async fn append_log(&self, entry: NewSyncLogEntry) -> StoreResult<Uuid> {
-        sync_log::append(&self.db, &entry).await
+        self.run(Repeat::IfNotRun, || sync_log::append(&self.db, &entry))
+            .await
     }
 
     async fn append_logs(&self, entries: &[NewSyncLogEntry]) -> StoreResult<()> {
         let entries: Vec<&NewSyncLogEntry> = entries.iter().collect();
-        sync_log::append_all(&self.db, &entries).await?;
-        Ok(())
+        self.run(Repeat::IfNotRun, || async {
+            sync_log::append_all(&self.db, &entries).await.map(|_| ())
+        })
+        .await
     }
 
     async fn record_history(
@@ -519,28 +514,35 @@ impl Store for SeaStore {
         external_id: &str,
         limit: u64,
     ) -> StoreResult<Vec<SyncLogEntry>> {
-        let link = links::find(&self.db, pair, entity, system, external_id).await?;
-        sync_log::history(
-            &self.db,
-            pair,
-            entity,
-            system,
-            external_id,
-            link.as_ref(),
-            limit,
-        )
+        self.run(Repeat::Always, || async {
+            let link = links::find(&self.db, pair, entity, system, external_id).await?;
+            sync_log::history(
+                &self.db,
+                pair,
+                entity,
+                system,
+                external_id,
+                link.as_ref(),
+                limit,
+            )
+            .await
+        })
         .await
     }
 
     async fn query_logs(&self, filter: &SyncLogFilter) -> StoreResult<Vec<SyncLogEntry>> {
-        sync_log::query(&self.db, filter).await
+        self.run(Repeat::Always, || sync_log::query(&self.db, filter))
+            .await
     }
 
     async fn count_outcomes_since(
         &self,
         since: DateTime<Utc>,
     ) -> StoreResult<BTreeMap<Outcome, u64>> {
-        sync_log::count_outcomes_since(&self.db, since).await
+        self.run(Repeat::Always, || {
+            sync_log::count_outcomes_since(&self.db, since)
+        })
+        .await
     }
 
     async fn record_receipt(
@@ -549,7 +551,10 @@ impl Store for SeaStore {
         system: System,
         delivery_key: &str,
     ) -> StoreResult<bool> {
-        receipts::record(&self.db, pair, system, delivery_key).await
+        self.run(Repeat::IfNotRun, || {
+            receipts::record(&self.db, pair, system, delivery_key)
+        })
+        .await
     }
 
     async fn forget_receipt(
@@ -558,7 +563,10 @@ impl Store for SeaStore {
         system: System,
         delivery_key: &str,
     ) -> StoreResult<()> {
-        receipts::forget(&self.db, pair, system, delivery_key).await
+        self.run(Repeat::Always, || {
+            receipts::forget(&self.db, pair, system, delivery_key)
+        })
+        .await
     }
 
     async fn record_receipts(
@@ -567,7 +575,10 @@ impl Store for SeaStore {
         system: System,
         delivery_keys: &[String],
     ) -> StoreResult<Vec<String>> {
-        receipts::record_many(&self.db, pair, system, delivery_keys).await
+        self.run(Repeat::IfNotRun, || {
+            receipts::record_many(&self.db, pair, system, delivery_keys)
+        })
+        .await
     }
 
     async fn forget_receipts(
@@ -576,7 +587,10 @@ impl Store for SeaStore {
         system: System,
         delivery_keys: &[String],
     ) -> StoreResult<()> {
-        receipts::forget_many(&self.db, pair, system, delivery_keys).await
+        self.run(Repeat::Always, || {
+            receipts::forget_many(&self.db, pair, system, delivery_keys)
+        })
+        .await
     }
 
     async fn cursor(
@@ -585,7 +599,10 @@ impl Store for SeaStore {
         system: System,
         entity: EntityType,
     ) -> StoreResult<Option<String>> {
-        cursors::get(&self.db, pair, system, entity).await
+        self.run(Repeat::Always, || {
+            cursors::get(&self.db, pair, system, entity)
+        })
+        .await
     }
 
     async fn set_cursor(
@@ -595,7 +612,10 @@ impl Store for SeaStore {
         entity: EntityType,
         cursor: &str,
     ) -> StoreResult<()> {
-        cursors::set(&self.db, pair, system, entity, cursor).await
+        self.run(Repeat::Always, || {
+            cursors::set(&self.db, pair, system, entity, cursor)
+        })
+        .await
     }
 
     async fn try_lease_cursor(
@@ -606,7 +626,10 @@ impl Store for SeaStore {
         owner: &str,
         ttl: Duration,
     ) -> StoreResult<bool> {
-        cursors::try_lease(&self.db, pair, system, entity, owner, ttl).await
+        self.run(Repeat::Always, || {
+            cursors::try_lease(&self.db, pair, system, entity, owner, ttl)
+        })
+        .await
     }
 
     async fn release_cursor_lease(
@@ -616,19 +639,26 @@ impl Store for SeaStore {
         entity: EntityType,
         owner: &str,
     ) -> StoreResult<()> {
-        cursors::release(&self.db, pair, system, entity, owner).await
+        self.run(Repeat::Always, || {
+            cursors::release(&self.db, pair, system, entity, owner)
+        })
+        .await
     }
 
     async fn create_job(&self, kind: JobKind, params: Value) -> StoreResult<Job> {
-        jobs::create(&self.db, kind, params).await
+        self.run(Repeat::IfNotRun, || {
+            jobs::create(&self.db, kind, params.clone())
+        })
+        .await
     }
 
     async fn job(&self, id: Uuid) -> StoreResult<Option<Job>> {
-        jobs::get(&self.db, id).await
+        self.run(Repeat::Always, || jobs::get(&self.db, id)).await
     }
 
     async fn add_to_job(&self, id: Uuid, counter: JobCounter, n: i64) -> StoreResult<()> {
-        jobs::add(&self.db, id, counter, n).await
+        self.run(Repeat::IfNotRun, || jobs::add(&self.db, id, counter, n))
+            .await
     }
 
     async fn set_job_status(
@@ -637,11 +667,17 @@ impl Store for SeaStore {
         status: JobStatus,
         error: Option<String>,
     ) -> StoreResult<()> {
-        jobs::set_status(&self.db, id, status, error).await
+        self.run(Repeat::Always, || {
+            jobs::set_status(&self.db, id, status, error.clone())
+        })
+        .await
     }
 
     async fn credential(&self, pair: &PairId, system: System) -> StoreResult<Option<Credential>> {
-        credentials::get(&self.db, self.keyring.as_deref(), pair, system).await
+        self.run(Repeat::Always, || {
+            credentials::get(&self.db, self.keyring.as_deref(), pair, system)
+        })
+        .await
     }
 
     async fn save_credential(
@@ -650,19 +686,27 @@ impl Store for SeaStore {
         system: System,
         credential: &Credential,
     ) -> StoreResult<()> {
-        credentials::save(&self.db, self.keyring.as_deref(), pair, system, credential).await
+        self.run(Repeat::Always, || {
+            credentials::save(&self.db, self.keyring.as_deref(), pair, system, credential)
+        })
+        .await
     }
 
     async fn open_conflicts(&self, limit: u64) -> StoreResult<Vec<Conflict>> {
-        conflicts::open(&self.db, limit).await
+        self.run(Repeat::Always, || conflicts::open(&self.db, limit))
+            .await
     }
 
     async fn conflicts_of(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>> {
-        conflicts::of_link(&self.db, link_id).await
+        self.run(Repeat::Always, || conflicts::of_link(&self.db, link_id))
+            .await
     }
 
     async fn active_conflicts(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>> {
-        conflicts::active_of_link(&self.db, link_id).await
+        self.run(Repeat::Always, || {
+            conflicts::active_of_link(&self.db, link_id)
+        })
+        .await
     }
 
     async fn list_conflicts(
@@ -671,23 +715,36 @@ impl Store for SeaStore {
         limit: u64,
         offset: u64,
     ) -> StoreResult<Vec<Conflict>> {
-        conflicts::list(&self.db, status, limit, offset).await
+        self.run(Repeat::Always, || {
+            conflicts::list(&self.db, status, limit, offset)
+        })
+        .await
     }
 
     async fn deletes_of(&self, link_id: Uuid) -> StoreResult<Vec<PendingDelete>> {
-        conflicts::deletes_of_link(&self.db, link_id).await
+        self.run(Repeat::Always, || {
+            conflicts::deletes_of_link(&self.db, link_id)
+        })
+        .await
     }
 
     async fn resolve_conflict(&self, id: Uuid, choice: &Choice) -> StoreResult<Conflict> {
-        conflicts::decide(&self.db, id, choice).await
+        self.run(Repeat::IfNotRun, || conflicts::decide(&self.db, id, choice))
+            .await
     }
 
     async fn pending_deletes(&self, limit: u64) -> StoreResult<Vec<PendingDelete>> {
-        conflicts::pending_deletes(&self.db, limit).await
+        self.run(Repeat::Always, || {
+            conflicts::pending_deletes(&self.db, limit)
+        })
+        .await
     }
 
     async fn decide_delete(&self, id: Uuid, approve: bool) -> StoreResult<PendingDelete> {
-        conflicts::decide_delete(&self.db, id, approve).await
+        self.run(Repeat::Always, || {
+            conflicts::decide_delete(&self.db, id, approve)
+        })
+        .await
     }
 
     async fn lock_entity(&self, key: &str) -> StoreResult<EntityLock> {
@@ -722,40 +779,26 @@ impl Store for SeaStore {
             && commit.link_status.is_none()
             && !commit.hold_delete;
         if only_logs {
-            sync_log::append_all(&self.db, &logs).await?;
+            // Two statements of their own: each runs again only as far as that is safe.
+            self.run(Repeat::IfNotRun, || async {
+                sync_log::append_all(&self.db, &logs).await.map(|_| ())
+            })
+            .await?;
             if let Some(delete) = lock.delete_statement(&self.db) {
-                self.db.execute(delete).await?;
+                self.run(Repeat::Always, || async {
+                    self.db.execute(delete.clone()).await?;
+                    Ok(())
+                })
+                .await?;
             }
             lock.released();
             return Ok(());
         }
-        let txn = self.db.begin().await?;
-        if let Some(link) = &commit.link {
-            links::save(&txn, link).await?;
-        }
-        sync_log::append_all(&txn, &logs).await?;
-        if let Some(change) = &commit.link_status {
-            links::set_status(&txn, change).await?;
-        }
-        conflicts::withdraw(&txn, &commit.withdrawn).await?;
-        if let Some(link) = &commit.link {
-            for conflict in &commit.conflicts {
-                conflicts::write(&txn, link, commit.log.transaction_id, conflict).await?;
-            }
-            if commit.hold_delete {
-                conflicts::hold_delete(
-                    &txn,
-                    link,
-                    commit.log.source_system,
-                    &commit.log.external_id,
-                )
-                .await?;
-            }
-        }
-        if let Some(delete) = lock.delete_statement(&txn) {
-            txn.execute(delete).await?;
-        }
-        txn.commit().await?;
+        // A transaction that failed before its COMMIT was rolled back: safe to run again.
+        self.run(Repeat::Always, || {
+            self.commit_and_release_once(&commit, &logs, &lock)
+        })
+        .await?;
         lock.released();
         Ok(())
     }

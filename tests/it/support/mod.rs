@@ -2,6 +2,7 @@
 //! fresh database or queue prefix per test so tests run in parallel without meeting.
 #![allow(dead_code)]
 
+pub mod pg_wire;
 pub mod private_rabbitmq;
 pub mod xero_spec;
 
