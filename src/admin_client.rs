@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::api::admin::time_field::parse_time;
@@ -124,7 +125,8 @@ impl AdminClient {
     }
 }
 
-/// `tandem status`: the queue and the last 24 hours, from the running server.
+/// `tandem status`: the queue, each connection's state and the last 24 hours, from the
+/// running server.
 pub async fn status(settings: &Settings, args: crate::cli::StatusArgs) -> anyhow::Result<()> {
     let client = AdminClient::new(settings, &args.server)?;
     let queue = client
@@ -132,6 +134,9 @@ pub async fn status(settings: &Settings, args: crate::cli::StatusArgs) -> anyhow
         .await?;
     let stats = client
         .call(reqwest::Method::GET, "/api/stats?window=24h", None)
+        .await?;
+    let connections = client
+        .call(reqwest::Method::GET, "/api/connections", None)
         .await?;
     println!(
         "queue: live {}, bulk {}{}",
@@ -143,12 +148,19 @@ pub async fn status(settings: &Settings, args: crate::cli::StatusArgs) -> anyhow
             ""
         }
     );
-    let rate = stats["success_rate"]
-        .as_f64()
-        .map_or("n/a".to_string(), |r| format!("{:.1}%", r * 100.0));
+    for connection in connections.as_array().into_iter().flatten() {
+        println!("{}", connection_line(connection, Utc::now()));
+    }
+    let percent = |rate: &Value| {
+        rate.as_f64()
+            .map_or("n/a".to_string(), |r| format!("{:.1}%", r * 100.0))
+    };
     println!(
-        "last 24h: {} finished, success rate {rate}",
-        stats["finished"]
+        "last 24h: {} finished, success rate {}; {} attempts (retries included), {} succeeded",
+        stats["finished"],
+        percent(&stats["success_rate"]),
+        stats["attempts"],
+        percent(&stats["attempt_success_rate"]),
     );
     if let Some(outcomes) = stats["outcomes"].as_object() {
         for (outcome, count) in outcomes {
@@ -156,6 +168,66 @@ pub async fn status(settings: &Settings, args: crate::cli::StatusArgs) -> anyhow
         }
     }
     Ok(())
+}
+
+/// One connection on a line, e.g. `xero (acme finance): down since 12:03:01 UTC, last
+/// error: HTTP 503 from GET /Contacts`, and what to do when it is out of service.
+fn connection_line(connection: &Value, now: DateTime<Utc>) -> String {
+    let text = |key: &str| connection[key].as_str().unwrap_or("?").to_string();
+    let since = connection["since"]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .map_or("?".to_string(), |t| {
+            if t.date_naive() == now.date_naive() {
+                t.format("%H:%M:%S UTC").to_string()
+            } else {
+                t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+            }
+        });
+    let mut line = format!(
+        "{} ({} {}): {} since {since}",
+        text("kind"),
+        text("pair"),
+        text("side"),
+        text("state")
+    );
+    let healthy = connection["state"] == "healthy";
+    if let Some(error) = connection["last_error"]["message"]
+        .as_str()
+        .filter(|_| !healthy)
+    {
+        line.push_str(&format!(", last error: {error}"));
+    }
+    let waiting = &connection["waiting"];
+    let (held, retrying) = (
+        waiting["held_calls"].as_u64().unwrap_or(0),
+        waiting["changes_retrying"].as_u64().unwrap_or(0),
+    );
+    if held + retrying > 0 {
+        let plural =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        line.push_str(&format!(
+            " ({} held, {} waiting to retry)",
+            plural(held, "call", "calls"),
+            plural(retrying, "change", "changes")
+        ));
+    }
+    if let Some(problem) = connection["problem"].as_object() {
+        let setting = problem
+            .get("setting")
+            .and_then(Value::as_str)
+            .map_or(String::new(), |s| format!("{s}: "));
+        line.push_str(&format!(
+            "\n  {setting}{}: {}",
+            problem
+                .get("problem")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            problem.get("hint").and_then(Value::as_str).unwrap_or("?")
+        ));
+    }
+    line
 }
 
 /// `tandem conflicts`: lists conflicts, or decides one held for a person.
@@ -304,4 +376,38 @@ async fn start(client: &AdminClient, path: &str, body: Value, wait: bool) -> any
         client.follow(&job).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_out_of_service_reads_as_a_sentence_with_what_to_do() {
+        let now = DateTime::parse_from_rfc3339("2026-12-04T12:10:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let down = serde_json::json!({
+            "pair": "acme", "side": "finance", "kind": "xero", "state": "down",
+            "since": "2026-12-04T12:03:01.250Z",
+            "last_error": {"at": "2026-12-04T12:09:00Z", "message": "HTTP 503 from GET /Contacts"},
+            "problem": {"setting": null, "problem": "Xero answered 503", "hint": "wait"},
+            "waiting": {"held_calls": 3, "changes_retrying": 12},
+        });
+        assert_eq!(
+            connection_line(&down, now),
+            "xero (acme finance): down since 12:03:01 UTC, last error: HTTP 503 from GET \
+             /Contacts (3 calls held, 12 changes waiting to retry)\n  Xero answered 503: wait"
+        );
+        let healthy = serde_json::json!({
+            "pair": "acme", "side": "crm", "kind": "hubspot", "state": "healthy",
+            "since": "2026-12-03T08:00:00Z",
+            "last_error": {"at": "2026-12-03T07:59:00Z", "message": "old"},
+            "waiting": {"held_calls": 0, "changes_retrying": 0},
+        });
+        assert_eq!(
+            connection_line(&healthy, now),
+            "hubspot (acme crm): healthy since 2026-12-03 08:00:00 UTC"
+        );
+    }
 }

@@ -31,8 +31,9 @@ pub enum Command {
     /// Seal every stored credential under `secrets_key` (from plain text or from a key in
     /// `secrets_old_keys`), print what was done and exit.
     RotateSecrets,
-    /// Validate the settings and print them, secrets hidden.
-    Config,
+    /// Validate the settings and print them, secrets hidden; `--check` also probes
+    /// each connection.
+    Config(ConfigArgs),
     /// Force a resync of chosen records, a date range, or everything (asks the running
     /// server's admin API).
     #[command(after_help = REACHING_THE_SERVER)]
@@ -123,6 +124,15 @@ pub struct ServeArgs {
     /// Do not run the poller.
     #[arg(long)]
     pub no_poller: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ConfigArgs {
+    /// Also open the database and make one authenticated call to each connection,
+    /// naming the setting at fault when one fails (exit 78 for a wrong setting, 1 when
+    /// a system or the database does not answer).
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Where the running server is, and the admin token it takes (see

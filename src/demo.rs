@@ -294,14 +294,19 @@ async fn report(sims: &Arc<Simulators>, every: Duration, stop: CancellationToken
         let people = sims.people.counts();
         let c = &seen.customers;
         let i = &seen.invoices;
+        // Answered 5xx: an outage shows here, where 429s are only the budget.
+        let hubspot_calls = sims.hubspot.calls();
+        let hubspot_failed = hubspot_calls.iter().filter(|c| c.status >= 500).count();
+        let xero_calls = sims.xero.calls();
+        let xero_failed = xero_calls.iter().filter(|c| c.status >= 500).count();
         println!(
-            "[{:>4}s] customers: {} in CRM, {} in Xero, {} paired ({} agree, {} only in CRM, {} only in Xero) | invoices: {} won deals, {} in Xero, {} agree | people: {} CRM edits, {} Xero edits, {} deals won, {} paid | API calls: HubSpot {} ({} refused), Xero {} ({} refused) | {}",
+            "[{:>4}s] customers: {} in CRM, {} in Xero, {} paired ({} agree, {} only in CRM, {} only in Xero) | invoices: {} won deals, {} in Xero, {} agree | people: {} CRM edits, {} Xero edits, {} deals won, {} paid | API calls: HubSpot {} ({} refused, {} failed), Xero {} ({} refused, {} failed) | {}",
             started.elapsed().as_secs(),
             c.crm, c.finance, c.paired, c.agree, c.only_crm, c.only_finance,
             i.crm, i.finance, i.agree,
             people.crm_edits, people.finance_edits, people.deals_won, people.invoices_paid,
-            sims.hubspot.calls().len(), sims.hubspot.refused_429(),
-            sims.xero.calls().len(), sims.xero.refused_429(),
+            hubspot_calls.len(), sims.hubspot.refused_429(), hubspot_failed,
+            xero_calls.len(), sims.xero.refused_429(), xero_failed,
             if seen.in_step { "both sides agree" } else { "catching up" },
         );
     }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tandem::cli::{Cli, Command};
 use tandem::config::{self, LogFormat, Settings};
+use tandem::connection_check::Verdict;
 use tandem::{service, telemetry};
 
 /// Exit code for invalid settings (sysexits' EX_CONFIG), so a supervisor can tell a
@@ -80,7 +81,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Config => print!("{}", service::describe(&settings)),
+        Command::Config(args) => {
+            print!("{}", service::describe(&settings));
+            if args.check {
+                return Ok(match tandem::connection_check::run(&settings).await {
+                    Verdict::Passed => ExitCode::SUCCESS,
+                    Verdict::Unavailable => ExitCode::FAILURE,
+                    Verdict::SettingsAtFault => ExitCode::from(EXIT_CONFIG),
+                });
+            }
+        }
         Command::Resync(args) => tandem::admin_client::resync(&settings, args).await?,
         Command::Replay(args) => tandem::admin_client::replay(&settings, args).await?,
         Command::Bench(args) => tandem::bench::run(&settings, &args).await?,

@@ -339,10 +339,14 @@ pub async fn serve_with(
     let bus = crate::bus::connect(&crate::bus::BusConfig::from_settings(&settings))
         .await
         .with_context(|| format!("cannot reach the bus at {}", redact_url(&settings.amqp_url)))?;
-    let wiring = crate::wiring::from_settings_with(&settings, store.clone(), &options);
+    let mut wiring = crate::wiring::from_settings_with(&settings, store.clone(), &options);
+    let connections = Arc::new(std::mem::take(&mut wiring.connections));
     let queue = crate::orchestrator::QueueControl::default();
     let backlog = crate::backlog::Backlog::default();
     let tracker = TaskTracker::new();
+    // Every process probes its connections, so its `/ready` and admin API tell the
+    // truth; a connection busy with calls that answer is not probed at all.
+    connections.spawn_probes(&tracker, &shutdown);
     if let Some((acceptor, addr)) = http {
         tracing::info!(%addr, dashboard = %format!("http://{addr}/"), "listening");
         report_listening(&settings.listen, addr, &options);
@@ -367,6 +371,7 @@ pub async fn serve_with(
             jobs,
             queue: queue.clone(),
             backlog: backlog.clone(),
+            connections: connections.clone(),
         };
         let state = HttpState {
             probes,
@@ -387,7 +392,8 @@ pub async fn serve_with(
                     wiring.pairs,
                     settings.bus.max_attempts,
                 )
-                .with_settling(Duration::from_millis(settings.orchestrator.settle_ms)),
+                .with_settling(Duration::from_millis(settings.orchestrator.settle_ms))
+                .with_connections(connections.clone()),
             );
             let pool = crate::orchestrator::WorkerPool::new(
                 bus.clone(),

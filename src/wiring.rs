@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::config::{
     ConnectionSettings, ConnectorKind, CustomerObjectSetting, PairSettings, Settings,
 };
+use crate::connectors::health::{AuthForm, Connection, ConnectionHealth, Connections, SystemKind};
 use crate::connectors::http::{
     ClientAuth, OAuthSettings, OAuthTokens, RequestRecorder, StaticToken, TokenSource,
 };
@@ -27,6 +28,8 @@ pub struct Wiring {
     /// Pairs with both connectors, as the orchestrator runs them.
     pub pairs: HashMap<PairId, PairRuntime>,
     pub poll_targets: Vec<PollTarget>,
+    /// Every connector with its health, for the probes and the admin API.
+    pub connections: Connections,
 }
 
 /// Options that tests and benchmarks set; production uses the defaults.
@@ -118,7 +121,8 @@ fn timed_fields(pair: &PairSettings, entity: EntityType) -> Vec<String> {
         .collect()
 }
 
-/// The connector for one side of a pair, when its settings hold credentials.
+/// The connector for one side of a pair and its health, when its settings hold
+/// credentials.
 fn connector(
     pair: &str,
     system: System,
@@ -126,7 +130,7 @@ fn connector(
     timed: &TimedFields,
     store: &Arc<dyn Store>,
     options: &WiringOptions,
-) -> Option<Arc<dyn Connector>> {
+) -> Option<(Arc<dyn Connector>, Arc<ConnectionHealth>)> {
     let http = http_client();
     let Some(auth) = token_source(pair, system, settings, store, &http) else {
         tracing::warn!(
@@ -139,42 +143,70 @@ fn connector(
     let batch_window = Duration::from_millis(settings.batch_window_ms);
     let share = |n: usize| ((n as f64 * settings.rate_limit_share).floor() as usize).max(1);
     Some(match settings.kind {
-        ConnectorKind::Xero => Arc::new(XeroConnector::new(XeroParts {
-            base_url: settings.base_url.clone(),
-            tenant_id: settings.tenant_id.clone().unwrap_or_default(),
-            auth,
-            http,
-            limits: {
-                let limits = options.xero_limits.unwrap_or_default();
-                XeroLimits {
-                    per_minute: share(limits.per_minute),
-                    at_once: share(limits.at_once),
-                    per_day: share(limits.per_day),
-                }
-            },
-            batch_window,
-            recorder: options.recorder.clone(),
-        })),
-        ConnectorKind::Hubspot => Arc::new(HubSpotConnector::new(HubSpotParts {
-            base_url: settings.base_url.clone(),
-            auth,
-            http,
-            customers: match settings.customer_object {
-                CustomerObjectSetting::Contacts => CustomerObject::Contacts,
-                CustomerObjectSetting::Companies => CustomerObject::Companies,
-            },
-            timed_fields: timed.clone(),
-            limits: {
-                let limits = options.hubspot_limits.unwrap_or_default();
-                HubSpotLimits {
-                    per_ten_seconds: share(limits.per_ten_seconds),
-                    searches_per_second: share(limits.searches_per_second),
-                }
-            },
-            batch_window,
-            recorder: options.recorder.clone(),
-        })),
+        ConnectorKind::Xero => {
+            let xero = XeroConnector::new(XeroParts {
+                base_url: settings.base_url.clone(),
+                tenant_id: settings.tenant_id.clone().unwrap_or_default(),
+                auth,
+                http,
+                limits: {
+                    let limits = options.xero_limits.unwrap_or_default();
+                    XeroLimits {
+                        per_minute: share(limits.per_minute),
+                        at_once: share(limits.at_once),
+                        per_day: share(limits.per_day),
+                    }
+                },
+                batch_window,
+                recorder: options.recorder.clone(),
+            });
+            let health = xero.health().clone();
+            (Arc::new(xero), health)
+        }
+        ConnectorKind::Hubspot => {
+            let hubspot = HubSpotConnector::new(HubSpotParts {
+                base_url: settings.base_url.clone(),
+                auth,
+                http,
+                customers: match settings.customer_object {
+                    CustomerObjectSetting::Contacts => CustomerObject::Contacts,
+                    CustomerObjectSetting::Companies => CustomerObject::Companies,
+                },
+                timed_fields: timed.clone(),
+                limits: {
+                    let limits = options.hubspot_limits.unwrap_or_default();
+                    HubSpotLimits {
+                        per_ten_seconds: share(limits.per_ten_seconds),
+                        searches_per_second: share(limits.searches_per_second),
+                    }
+                },
+                batch_window,
+                recorder: options.recorder.clone(),
+            });
+            let health = hubspot.health().clone();
+            (Arc::new(hubspot), health)
+        }
     })
+}
+
+/// How a connection's settings authenticate it.
+fn auth_form(settings: &ConnectionSettings) -> AuthForm {
+    if settings
+        .access_token
+        .as_ref()
+        .is_some_and(|t| !t.is_empty())
+    {
+        AuthForm::AccessToken
+    } else {
+        AuthForm::OAuth
+    }
+}
+
+fn kind(settings: &ConnectionSettings) -> SystemKind {
+    match settings.kind {
+        ConnectorKind::Xero => SystemKind::Xero,
+        ConnectorKind::Hubspot => SystemKind::HubSpot,
+    }
 }
 
 pub fn from_settings(settings: &Settings, store: Arc<dyn Store>) -> Wiring {
@@ -193,14 +225,22 @@ pub fn from_settings_with(
             customer: timed_fields(pair, EntityType::Customer),
             invoice: timed_fields(pair, EntityType::Invoice),
         };
-        let crm = pair
-            .crm
-            .as_ref()
-            .and_then(|c| connector(name, System::Crm, c, &timed, &store, options));
-        let finance = pair
-            .finance
-            .as_ref()
-            .and_then(|c| connector(name, System::Finance, c, &timed, &store, options));
+        let mut side = |system: System, settings: Option<&ConnectionSettings>| {
+            let settings = settings?;
+            let (connector, health) = connector(name, system, settings, &timed, &store, options)?;
+            wiring.connections.add(Connection {
+                pair: id.clone(),
+                system,
+                kind: kind(settings),
+                base_url: settings.base_url.clone(),
+                auth: auth_form(settings),
+                connector: connector.clone(),
+                health,
+            });
+            Some(connector)
+        };
+        let crm = side(System::Crm, pair.crm.as_ref());
+        let finance = side(System::Finance, pair.finance.as_ref());
         for (system, connector) in [(System::Crm, &crm), (System::Finance, &finance)] {
             let Some(connector) = connector else { continue };
             wiring

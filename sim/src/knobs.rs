@@ -23,6 +23,11 @@ pub struct KnobValues {
     pub webhook_drop_rate: f64,
     /// Whether the real rate limits (calls per window, calls at once) are enforced.
     pub enforce_limits: bool,
+    /// An outage of the simulated Xero: every API call answered 503, before anything
+    /// else (the other service keeps working, unlike with `error_rate`).
+    pub xero_down: bool,
+    /// An outage of the simulated HubSpot: every API and token call answered 503.
+    pub hubspot_down: bool,
 }
 
 impl Default for KnobValues {
@@ -35,6 +40,8 @@ impl Default for KnobValues {
             webhook_reorder_rate: 0.0,
             webhook_drop_rate: 0.0,
             enforce_limits: true,
+            xero_down: false,
+            hubspot_down: false,
         }
     }
 }
@@ -60,6 +67,11 @@ impl Knobs {
 
     pub fn set(&self, values: KnobValues) {
         *self.values.write().unwrap_or_else(|p| p.into_inner()) = values;
+    }
+
+    /// Changes some values, leaving the others as they are.
+    pub fn update(&self, change: impl FnOnce(&mut KnobValues)) {
+        change(&mut self.values.write().unwrap_or_else(|p| p.into_inner()));
     }
 }
 

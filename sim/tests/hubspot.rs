@@ -1187,3 +1187,39 @@ async fn webhooks_verify_with_the_project_verifier() {
         .windows(2)
         .all(|w| w[0]["eventId"].as_u64() < w[1]["eventId"].as_u64()));
 }
+
+#[tokio::test]
+async fn objects_are_listed_a_page_at_a_time_and_an_outage_answers_503() {
+    let knobs = Arc::new(Knobs::new(KnobValues::default()));
+    let sim = HubSpotSim::new(roomy(), knobs.clone());
+    let h = Harness {
+        base: serve(sim.endpoint()).await,
+        sim,
+        http: reqwest::Client::new(),
+        token: HubSpotSettings::default().private_app_token,
+    };
+    for n in 0..3 {
+        h.sim
+            .person_creates_customer(&seed(&format!("P {n}"), &format!("p{n}@example.com")));
+    }
+    let (status, first) = h.get("/crm/v3/objects/contacts?limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["results"].as_array().map(Vec::len), Some(2));
+    let after = first["paging"]["next"]["after"]
+        .as_str()
+        .expect("a next page");
+    let (_, second) = h
+        .get(&format!("/crm/v3/objects/contacts?limit=2&after={after}"))
+        .await;
+    assert_eq!(second["results"].as_array().map(Vec::len), Some(1));
+    assert!(second.get("paging").is_none(), "{second}");
+    let (status, _) = h.get("/crm/v3/objects/contacts?limit=0").await;
+    assert_eq!(status, 400);
+
+    knobs.update(|k| k.hubspot_down = true);
+    let (status, _) = h.get("/crm/v3/objects/contacts?limit=1").await;
+    assert_eq!(status, 503);
+    knobs.update(|k| k.hubspot_down = false);
+    let (status, _) = h.get("/crm/v3/objects/contacts?limit=1").await;
+    assert_eq!(status, 200);
+}

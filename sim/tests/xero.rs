@@ -671,3 +671,40 @@ async fn knobs_fail_slow_down_and_limit_concurrency() {
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(h.sim.refused_429(), 2);
 }
+
+#[tokio::test]
+async fn the_organisation_answers_for_the_tenant_and_an_outage_answers_503_to_everything() {
+    let knobs = Arc::new(Knobs::default());
+    let h = Harness::start_with(roomy(), knobs.clone()).await;
+    let (status, _, body) = h.call(h.api(reqwest::Method::GET, "/Organisation")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["Organisations"][0]["OrganisationID"],
+        h.sim.settings().tenant_id.as_str()
+    );
+    // Outside the API's path there is no such resource: a base URL missing it.
+    let (status, _, _) = h
+        .call(
+            h.http
+                .get(format!("{}/Organisation", h.base))
+                .bearer_auth(&h.access)
+                .header("xero-tenant-id", &h.sim.settings().tenant_id),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    knobs.update(|k| k.xero_down = true);
+    for path in ["/Organisation", "/Contacts"] {
+        let (status, _, _) = h.call(h.api(reqwest::Method::GET, path)).await;
+        assert_eq!(status, 503, "{path}");
+    }
+    knobs.update(|k| k.xero_down = false);
+    let (status, _, _) = h.call(h.api(reqwest::Method::GET, "/Organisation")).await;
+    assert_eq!(status, 200);
+    let statuses: Vec<u16> = h.sim.calls().iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        vec![200, 503, 503, 200],
+        "the simulator counts every call"
+    );
+}

@@ -1,4 +1,5 @@
-//! `GET /health` (the process is up) and `GET /ready` (its store and bus answer).
+//! `GET /health` (the process is up) and `GET /ready` (its store and bus answer, and
+//! none of its connections is down, unauthorised or misconfigured).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use poem::web::Data;
 use poem::{handler, Response};
 use serde_json::json;
 
+use super::admin::connections::connection_view;
 use super::HttpState;
 
 /// A dependency that must answer for the process to be ready to take work.
@@ -38,7 +40,7 @@ pub async fn ready(state: Data<&HttpState>) -> Response {
         (probe.name(), outcome)
     }))
     .await;
-    let failing: Vec<_> = checks
+    let mut failing: Vec<_> = checks
         .iter()
         .filter_map(|(name, outcome)| {
             outcome
@@ -47,9 +49,32 @@ pub async fn ready(state: Data<&HttpState>) -> Response {
                 .map(|err| json!({"name": name, "error": err}))
         })
         .collect();
+    let mut checked: Vec<String> = checks.iter().map(|(name, _)| name.to_string()).collect();
+    // A connection's state comes from its probes and calls, kept current in the
+    // background: reading it makes no call.
+    for connection in state.admin.connections.iter() {
+        let view = connection_view(connection);
+        let name = format!("{} ({} {})", view.kind, view.pair, view.side);
+        if connection.health.state().out_of_service() {
+            let problem = view.problem.as_ref();
+            failing.push(json!({
+                "name": name,
+                "pair": view.pair,
+                "side": view.side,
+                "state": view.state,
+                "since": view.since,
+                "error": problem.map(|p| p.problem.as_str()),
+                "setting": problem.and_then(|p| p.setting.as_deref()),
+                "hint": problem.map(|p| p.hint.as_str()),
+            }));
+        }
+        checked.push(name);
+    }
     if failing.is_empty() {
-        let names: Vec<_> = checks.iter().map(|(name, _)| *name).collect();
-        json_response(StatusCode::OK, json!({"status": "ready", "checked": names}))
+        json_response(
+            StatusCode::OK,
+            json!({"status": "ready", "checked": checked}),
+        )
     } else {
         for failure in &failing {
             tracing::warn!(dependency = %failure["name"], error = %failure["error"], "not ready");

@@ -78,6 +78,7 @@ pub async fn run(
         probes: vec![],
         intake,
         admin: AdminState {
+            connections: Default::default(),
             store: store.clone() as Arc<dyn Store>,
             bus: bus.clone(),
             jobs,

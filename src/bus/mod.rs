@@ -222,6 +222,25 @@ impl Delivery {
         handle.retry(outgoing, delay).await
     }
 
+    /// Deliver again not before `delay`, as the same attempt: the change waited on
+    /// something outside it (a system out of service) and did not fail itself, so an
+    /// outage, however long, does not use up its attempts and park it.
+    pub async fn postpone(mut self, delay: Duration, reason: &str) -> Result<(), BusError> {
+        let Some(handle) = self.handle.take() else {
+            return Ok(());
+        };
+        let outgoing = Outgoing {
+            payload: std::mem::take(&mut self.payload),
+            attempt: self.attempt,
+            last_error: Some(reason.to_string()),
+            not_before_ms: now_ms() + delay.as_millis() as u64,
+            lane: self.lane,
+            published_ms: self.published_ms.unwrap_or(0),
+        };
+        // Within its attempts, a retry of the same attempt is always scheduled.
+        handle.retry(outgoing, delay).await.map(|_| ())
+    }
+
     /// Set aside for a person: it will not be delivered to the lane again.
     pub async fn park(mut self, reason: &str) -> Result<(), BusError> {
         let Some(handle) = self.handle.take() else {

@@ -2,8 +2,9 @@
 //!
 //! It keeps versions like a real API (a fresh updated-at on every write), honours
 //! idempotency keys, can be told to fail the way real APIs fail (timeouts, 5xx, 429
-//! with Retry-After, validation 400, a timeout after the write was applied), and
-//! notices when two calls work on one record at the same time.
+//! with Retry-After, validation 400, a timeout after the write was applied), can have
+//! its probe fail on demand, and notices when two calls work on one record at the same
+//! time.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::health::{ProbeFailure, ProbeReport};
 use super::{
     natural_keys, ChangePage, Connector, ConnectorError, Exchange, ExternalRecord, ReadAt, Written,
 };
@@ -68,6 +70,8 @@ struct State {
     /// A person's edit that lands just before Tandem's next write of that record: the
     /// race between Tandem's read and its write.
     edit_before_write: Option<(EntityType, String, FieldMap)>,
+    probe_failure: Option<ProbeFailure>,
+    probes: usize,
 }
 
 pub struct InMemorySystem {
@@ -200,6 +204,16 @@ impl InMemorySystem {
 
     pub fn calls(&self) -> Vec<Call> {
         self.state().calls.clone()
+    }
+
+    /// Every probe fails with `failure` from now on, until it is set back to `None`.
+    pub fn set_probe_failure(&self, failure: Option<ProbeFailure>) {
+        self.state().probe_failure = failure;
+    }
+
+    /// Probes made so far.
+    pub fn probes(&self) -> usize {
+        self.state().probes
     }
 
     /// Writes that reached the system (including ones whose answer was lost).
@@ -375,6 +389,16 @@ fn tick(state: &mut State) -> DateTime<Utc> {
 impl Connector for InMemorySystem {
     fn system(&self) -> System {
         self.system
+    }
+
+    async fn probe(&self) -> ProbeReport {
+        let target = format!("memory://{}", self.system);
+        let mut state = self.state();
+        state.probes += 1;
+        match state.probe_failure.clone() {
+            Some(failure) => ProbeReport::failed(target, failure),
+            None => ProbeReport::ok(target),
+        }
     }
 
     async fn get(

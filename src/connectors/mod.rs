@@ -2,7 +2,9 @@
 //!
 //! [`memory`] is an in-memory system for tests and the demo, able to inject the
 //! failures real APIs produce. The HubSpot and Xero connectors implement the same trait.
+//! [`health`] keeps each connection's state from its probes and its calls.
 
+pub mod health;
 pub mod http;
 pub mod hubspot;
 pub mod memory;
@@ -96,6 +98,16 @@ pub enum ConnectorError {
     /// written, and the change is decided again from a fresh read.
     #[error("{system} record {id} changed after it was read; nothing was written")]
     Changed { system: System, id: String },
+    /// Not called: the connection is out of service (down, unauthorised,
+    /// misconfigured, or not probed yet) and stayed so while the call waited. The
+    /// change did nothing wrong, so it waits again without using up an attempt.
+    #[error("{message}")]
+    OutOfService {
+        system: System,
+        message: String,
+        /// How long the connection has been out of service.
+        out_for: Duration,
+    },
 }
 
 /// When a write's record was read, and at which version: a write of a record read
@@ -150,7 +162,8 @@ impl ConnectorError {
             | ConnectorError::Connection { system, .. }
             | ConnectorError::NotReady { system, .. }
             | ConnectorError::Unsendable { system, .. }
-            | ConnectorError::Changed { system, .. } => *system,
+            | ConnectorError::Changed { system, .. }
+            | ConnectorError::OutOfService { system, .. } => *system,
         }
     }
 
@@ -174,6 +187,11 @@ pub trait Connector: Send + Sync {
     fn check_id(&self, _entity: EntityType, _id: &str) -> Result<(), String> {
         Ok(())
     }
+    /// A cheap authenticated read of a known endpoint: whether the connection works
+    /// and, when it does not, why (down, credentials refused, a wrong base URL). It
+    /// spends the rate budget like any call, and is made even while the connection's
+    /// other calls are held.
+    async fn probe(&self) -> health::ProbeReport;
 
     /// The current record, or `None` if the system has no such record.
     async fn get(

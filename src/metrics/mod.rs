@@ -69,6 +69,13 @@ struct PairSystemLabels {
     system: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    pair: String,
+    system: String,
+    state: String,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
@@ -81,6 +88,8 @@ pub struct Metrics {
     system_calls: Family<CallLabels, Counter>,
     rate_limit_waits: Family<SystemLabels, Counter>,
     foreign_tenant: Family<PairSystemLabels, Counter>,
+    connection_probes: Family<ProbeLabels, Counter>,
+    calls_held: Counter,
     sync_duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     /// Per lane, when the message a worker took last was first published (Unix ms).
     /// Not exposed itself: it bounds the oldest waiting message's age at scrape time.
@@ -104,6 +113,8 @@ impl Metrics {
         let system_calls = Family::default();
         let rate_limit_waits = Family::default();
         let foreign_tenant = Family::default();
+        let connection_probes = Family::default();
+        let calls_held = Counter::default();
         let sync_duration = Family::new_with_constructor(duration_histogram as fn() -> Histogram);
         let mut registry = Registry::default();
         registry.register(
@@ -132,6 +143,16 @@ impl Metrics {
             foreign_tenant.clone(),
         );
         registry.register(
+            "tandem_connection_probes",
+            "Probes of each connection, by the state they found",
+            connection_probes.clone(),
+        );
+        registry.register(
+            "tandem_connection_calls_held",
+            "Calls held because their connection was out of service",
+            calls_held.clone(),
+        );
+        registry.register(
             "tandem_sync_duration_seconds",
             "Time to handle one change, by outcome",
             sync_duration.clone(),
@@ -143,6 +164,8 @@ impl Metrics {
             system_calls,
             rate_limit_waits,
             foreign_tenant,
+            connection_probes,
+            calls_held,
             sync_duration,
             last_taken_published_ms: Mutex::default(),
         }
@@ -194,6 +217,21 @@ impl Metrics {
             system: system.into(),
         };
         self.foreign_tenant.get_or_create(&labels).inc();
+    }
+
+    /// A probe of a connection, by the state it found.
+    pub fn connection_probe(&self, pair: &str, system: &str, state: &str) {
+        let labels = ProbeLabels {
+            pair: pair.into(),
+            system: system.into(),
+            state: state.into(),
+        };
+        self.connection_probes.get_or_create(&labels).inc();
+    }
+
+    /// A call held because its connection was out of service.
+    pub fn connection_call_held(&self) {
+        self.calls_held.inc();
     }
 
     /// A worker took a message of `lane` first published at `published_ms`.
@@ -251,6 +289,16 @@ pub fn rate_limit_wait(system: &str) {
 /// See [`Metrics::delivered`].
 pub fn webhook_foreign_tenant(pair: &str, system: &str) {
     process().webhook_foreign_tenant(pair, system);
+}
+
+/// See [`Metrics::connection_probe`].
+pub fn connection_probe(pair: &str, system: &str, state: &str) {
+    process().connection_probe(pair, system, state);
+}
+
+/// See [`Metrics::connection_call_held`].
+pub fn connection_call_held() {
+    process().connection_call_held();
 }
 
 pub fn delivered(lane: &'static str, published_ms: Option<u64>) {

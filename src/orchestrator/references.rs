@@ -153,6 +153,10 @@ impl Connector for LinkedReferences {
         self.side()
     }
 
+    async fn probe(&self) -> crate::connectors::health::ProbeReport {
+        self.inner.probe().await
+    }
+
     async fn get(
         &self,
         entity: EntityType,

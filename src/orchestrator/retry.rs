@@ -22,9 +22,29 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     }
 }
 
+/// The delay before a change that waited on a system out of service comes back: about
+/// as long as the system has been out (at least 15 s, at most 5 minutes), half of it
+/// jittered, so a long outage costs each waiting change few deliveries and the changes
+/// do not all come back in one wave.
+pub fn postponement(out_for: Duration) -> Duration {
+    let base = out_for.clamp(Duration::from_secs(15), CAP);
+    let half = base / 2;
+    half + Duration::from_millis(rand::thread_rng().gen_range(0..=half.as_millis() as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_longer_outage_postpones_longer_within_bounds() {
+        for _ in 0..50 {
+            let soon = postponement(Duration::ZERO);
+            assert!(soon >= Duration::from_millis(7_500) && soon <= Duration::from_secs(15));
+            let long = postponement(Duration::from_secs(3600));
+            assert!(long >= CAP / 2 && long <= CAP);
+        }
+    }
 
     #[test]
     fn grows_within_its_ceiling_and_respects_retry_after() {

@@ -11,12 +11,14 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::pipeline::{self, Change};
-use super::retry::backoff;
+use super::retry::{backoff, postponement};
 use super::runtime::{PairRuntime, SyncError};
 use super::settle::{Settling, Turn};
 use super::workers::{ChangeHandler, HandleOutcome};
+use crate::connectors::health::Connections;
 use crate::connectors::http::{with_priority, BulkChange, Priority};
-use crate::domain::{ChangeEvent, PairId, Trigger};
+use crate::connectors::ConnectorError;
+use crate::domain::{ChangeEvent, PairId, System, Trigger};
 use crate::store::{
     JobCounter, LinkStatusChange, NewSyncLogEntry, Outcome, Store, StoreError, SyncStatus,
 };
@@ -26,6 +28,8 @@ pub struct Orchestrator {
     pairs: HashMap<PairId, PairRuntime>,
     max_attempts: u32,
     settling: Settling,
+    /// The connections' health, told which changes wait on them.
+    connections: Arc<Connections>,
 }
 
 impl Orchestrator {
@@ -39,6 +43,32 @@ impl Orchestrator {
             pairs,
             max_attempts: max_attempts.max(1),
             settling: Settling::new(Duration::ZERO),
+            connections: Arc::default(),
+        }
+    }
+
+    /// Counts, on each connection's health, the changes sent back for a retry after
+    /// it failed them (`GET /api/connections`).
+    pub fn with_connections(mut self, connections: Arc<Connections>) -> Self {
+        self.connections = connections;
+        self
+    }
+
+    /// A change goes back for a retry: it waits on the connection that failed it.
+    fn sent_back(&self, event: &ChangeEvent, error: &SyncError) {
+        if let SyncError::Connector(err) = error {
+            if let Some(connection) = self.connections.find(&event.pair, err.system()) {
+                connection.health.change_sent_back(&event.event_id);
+            }
+        }
+    }
+
+    /// A change is being handled again: it waits on no connection meanwhile.
+    fn came_back(&self, event: &ChangeEvent) {
+        for system in [System::Crm, System::Finance] {
+            if let Some(connection) = self.connections.find(&event.pair, system) {
+                connection.health.change_came_back(&event.event_id);
+            }
         }
     }
 
@@ -191,6 +221,9 @@ impl ChangeHandler for Orchestrator {
             };
         };
         let transaction_id = event.transaction_id.unwrap_or_else(Uuid::now_v7);
+        if attempt > 1 {
+            self.came_back(&event);
+        }
         let span = tracing::info_span!("sync", transaction_id = %transaction_id);
         let started = Instant::now();
         let priority = match event.trigger {
@@ -228,6 +261,16 @@ impl ChangeHandler for Orchestrator {
                     HandleOutcome::Done
                 }
                 Err(err) => {
+                    // Not called, so not counted as a call: the change waits for the
+                    // connection without using up an attempt.
+                    if let SyncError::Connector(ConnectorError::OutOfService { out_for, .. }) = &err {
+                        let delay = postponement(*out_for);
+                        tracing::info!(error = %err, delay_ms = delay.as_millis() as u64, "waiting for the connection");
+                        self.record_failure(&event, attempt, transaction_id, &err, Failure::Retrying { delay }, started).await;
+                        self.sent_back(&event, &err);
+                        crate::metrics::sync_finished(Outcome::Retrying.as_str(), started.elapsed());
+                        return HandleOutcome::Postpone { delay, reason: err.to_string() };
+                    }
                     let retryable = match &err {
                         SyncError::Connector(err) => err.is_retryable(),
                         SyncError::Store(_) => true,
@@ -240,6 +283,7 @@ impl ChangeHandler for Orchestrator {
                         let delay = backoff(attempt, retry_after);
                         tracing::warn!(error = %err, delay_ms = delay.as_millis() as u64, "retrying");
                         self.record_failure(&event, attempt, transaction_id, &err, Failure::Retrying { delay }, started).await;
+                        self.sent_back(&event, &err);
                         crate::metrics::sync_finished(Outcome::Retrying.as_str(), started.elapsed());
                         HandleOutcome::Retry { delay, error: err.to_string() }
                     } else {

@@ -30,6 +30,9 @@ pub enum HandleOutcome {
     Done,
     /// A passing failure: deliver it again after `delay`.
     Retry { delay: Duration, error: String },
+    /// Not tried: a system it needs is out of service. Deliver it again after
+    /// `delay` without counting an attempt.
+    Postpone { delay: Duration, reason: String },
     /// Cannot be handled without a person: set it aside.
     Park { reason: String },
 }
@@ -290,6 +293,13 @@ async fn handle_and_answer(delivery: Delivery, event: ChangeEvent, handler: &dyn
             }
             Err(err) => Err(err),
         },
+        HandleOutcome::Postpone { delay, reason } => {
+            let postponed = delivery.postpone(delay, &reason).await;
+            if postponed.is_ok() {
+                tracing::info!(delay_ms = delay.as_millis() as u64, %reason, "postponed");
+            }
+            postponed
+        }
         HandleOutcome::Park { reason } => delivery.park(&reason).await,
     };
     if let Err(err) = answered {

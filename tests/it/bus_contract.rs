@@ -165,6 +165,28 @@ async fn exhausted_attempts_are_parked_with_the_last_error(bus: Arc<dyn Bus>) {
     );
 }
 
+/// A change postponed while a system is out of service keeps its attempt, however
+/// often: an outage does not park it.
+async fn postponing_uses_up_no_attempt(bus: Arc<dyn Bus>) {
+    bus.publish(Lane::Live, &change("w1"))
+        .await
+        .expect("confirmed");
+    let mut consumer = bus.consume(Lane::Live).await.expect("consume");
+    // Three attempts at most (test_config): five postponements park nothing.
+    for _ in 0..5 {
+        let delivery = next(&mut consumer).await;
+        assert_eq!(delivery.attempt, 1);
+        delivery
+            .postpone(Duration::from_millis(10), "xero is down")
+            .await
+            .expect("postpone");
+    }
+    let delivery = next(&mut consumer).await;
+    assert_eq!(delivery.attempt, 1);
+    assert_eq!(delivery.last_error.as_deref(), Some("xero is down"));
+    delivery.ack().await.expect("ack");
+}
+
 async fn parking_keeps_the_reason(bus: Arc<dyn Bus>) {
     bus.publish(Lane::Bulk, &change("k1"))
         .await
@@ -244,6 +266,7 @@ contract!(
     publish_then_consume_and_ack,
     retry_is_redelivered_after_its_delay,
     exhausted_attempts_are_parked_with_the_last_error,
+    postponing_uses_up_no_attempt,
     parking_keeps_the_reason,
     a_dropped_delivery_is_delivered_again,
     lanes_are_separate,

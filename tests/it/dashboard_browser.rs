@@ -624,7 +624,53 @@ async fn a_person_watches_syncs_reads_a_failure_retries_it_and_pauses_the_queue(
         )
         .await;
 
-    // 5. Pause and resume the queue.
+    // 5. Xero goes down while a customer waits to reach it: a banner says so plainly,
+    // with the changes waiting, and goes once Xero answers again.
+    let (crm, finance) = tandem::demo::webhook_urls(&world.base, PAIR);
+    world.sims.send_webhooks_to(Some(crm), Some(finance));
+    world.sims.knobs.update(|k| k.xero_down = true);
+    let waiting_id = world.sims.hubspot.person_creates_customer(&person(7));
+    let banner = browser
+        .wait_for(
+            "a banner naming the Xero outage",
+            || async { browser.text("#banner").await },
+            |t| t.contains("is down since") && t.contains("waiting"),
+        )
+        .await;
+    assert!(
+        banner.starts_with(&format!("Xero ({PAIR}, finance) is down since ")),
+        "the banner names the connection: {banner}"
+    );
+    assert!(
+        (banner.contains(" change waiting") || banner.contains(" changes waiting"))
+            && banner.contains("503"),
+        "the banner counts the waiting change and gives the last error: {banner}"
+    );
+    browser.screenshot("dashboard-outage.png").await;
+    world.sims.knobs.update(|k| k.xero_down = false);
+    browser
+        .wait_for(
+            "the banner gone once Xero answers",
+            || async { browser.text("#banner").await },
+            |t| t.is_empty(),
+        )
+        .await;
+    let sims = world.sims.clone();
+    tokio::time::timeout(SETTLE + Duration::from_secs(30), async {
+        while !sims
+            .xero
+            .customers()
+            .iter()
+            .any(|c| c.stamp.as_deref() == Some(waiting_id.as_str()))
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the customer that waited reached Xero after the outage");
+    world.sims.send_webhooks_to(None, None);
+
+    // 6. Pause and resume the queue.
     browser.click("css selector", "#pause").await;
     browser
         .wait_for(
@@ -643,7 +689,7 @@ async fn a_person_watches_syncs_reads_a_failure_retries_it_and_pauses_the_queue(
         )
         .await;
 
-    // 6. The token lives in the tab, not in localStorage.
+    // 7. The token lives in the tab, not in localStorage.
     let stored = browser
         .cmd(
             "POST",
@@ -654,7 +700,7 @@ async fn a_person_watches_syncs_reads_a_failure_retries_it_and_pauses_the_queue(
         .expect("run a script");
     assert_eq!(stored, json!([null, ADMIN]), "token storage");
 
-    // 7. A refused token clears the figures and says so, and the message stays.
+    // 8. A refused token clears the figures and says so, and the message stays.
     browser
         .cmd(
             "POST",

@@ -25,6 +25,7 @@ async fn the_committed_openapi_document_matches_the_code() {
         jobs,
         queue: Default::default(),
         backlog: Default::default(),
+        connections: Default::default(),
     })
     .spec();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");

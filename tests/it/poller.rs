@@ -39,6 +39,9 @@ impl Connector for LaggingSource {
     fn system(&self) -> System {
         self.inner.system()
     }
+    async fn probe(&self) -> tandem::connectors::health::ProbeReport {
+        self.inner.probe().await
+    }
     async fn get(
         &self,
         entity: EntityType,

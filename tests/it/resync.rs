@@ -113,6 +113,7 @@ impl Running {
                 jobs,
                 queue: control,
                 backlog: Default::default(),
+                connections: Default::default(),
             },
             admin_token: Secret::new(TOKEN),
         };

@@ -307,6 +307,7 @@ async fn no_secret_leaves(backend: Backend, prefix: &str) {
         "/api/queue",
         "/api/conflicts",
         "/api/deletes",
+        "/api/connections",
         "/metrics",
         "/ready",
         "/health",

@@ -49,7 +49,7 @@ pub(crate) struct World {
 }
 
 impl World {
-    async fn start(backend: Backend) -> Self {
+    pub(crate) async fn start(backend: Backend) -> Self {
         Self::start_with(backend, SimConfig::default()).await
     }
 
@@ -160,7 +160,7 @@ impl World {
         .await;
     }
 
-    async fn admin(&self, path: &str) -> Value {
+    pub(crate) async fn admin(&self, path: &str) -> Value {
         self.http
             .get(format!("{}{path}", self.base))
             .bearer_auth(ADMIN)

@@ -138,8 +138,12 @@ impl HubSpotSim {
         if knobs.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(knobs.latency_ms)).await;
         }
-        if roll(knobs.error_rate) {
-            let status = if rand::random::<bool>() { 502 } else { 503 };
+        if knobs.hubspot_down || roll(knobs.error_rate) {
+            let status = if knobs.hubspot_down || rand::random::<bool>() {
+                503
+            } else {
+                502
+            };
             let body = json!({
                 "status": "error",
                 "message": "The service is temporarily unavailable; try again.",
@@ -323,6 +327,7 @@ impl HubSpotSim {
             Value::Null
         };
         match (method, rest.as_slice()) {
+            (Method::GET, []) => self.list(kind, &query),
             (Method::GET, [id]) => self.get_one(kind, id, &query),
             (Method::DELETE, [id]) => self.archive_one(kind, id),
             (Method::PATCH, [id]) => self.update_one(kind, id, &body),
@@ -350,6 +355,42 @@ impl HubSpotSim {
             Ok(body) => associations::batch_read(self, &segments, &body),
             Err(answer) => answer,
         }
+    }
+
+    /// `GET /crm/v3/objects/{type}?limit=&after=&properties=&archived=`: a page of
+    /// objects by id (limit 10 by default, at most 100), `paging.next.after` naming
+    /// the next.
+    fn list(&self, kind: Kind, query: &HashMap<String, String>) -> Answer {
+        let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
+            None => 10,
+            Some(Ok(limit)) if (1..=100).contains(&limit) => limit,
+            Some(_) => return Answer::invalid("limit must be a number from 1 to 100"),
+        };
+        let after: u64 = query.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+        let properties = comma_list(query.get("properties"));
+        let archived = query.get("archived").is_some_and(|a| a == "true");
+        self.read(|state| {
+            let shown = if properties.is_empty() {
+                Shown::Defaults
+            } else {
+                Shown::Only(&properties)
+            };
+            let mut page = state
+                .records(kind)
+                .range(after..)
+                .filter(|(_, record)| record.archived() == archived)
+                .take(limit + 1);
+            let results: Vec<Value> = page
+                .by_ref()
+                .take(limit)
+                .map(|(_, record)| state.render(record, shown, &[]))
+                .collect();
+            let mut body = json!({ "results": results });
+            if let Some((next, _)) = page.next() {
+                body["paging"] = json!({"next": {"after": next.to_string()}});
+            }
+            Answer::json(200, body)
+        })
     }
 
     /// `GET /crm/v3/objects/{type}/{id}?properties=&propertiesWithHistory=&associations=&archived=`.

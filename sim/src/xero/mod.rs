@@ -7,6 +7,7 @@
 //! - `GET|PUT|POST /api.xro/2.0/Contacts`, `GET|POST /api.xro/2.0/Contacts/{id}`
 //! - `GET|PUT|POST /api.xro/2.0/Invoices`, `GET|POST /api.xro/2.0/Invoices/{id}`
 //! - `PUT|POST /api.xro/2.0/Payments`
+//! - `GET /api.xro/2.0/Organisation`
 //! - `POST /connect/token`
 //! - `GET /sim/xero/customers`, `GET /sim/xero/invoices`
 

@@ -221,7 +221,7 @@ impl XeroSim {
     /// Everything before the handler: injected failures, authentication, tenant and
     /// rate limits, in that order.
     fn gate(&self, req: &Request, knobs: &KnobValues) -> Result<Admission, Answer> {
-        if roll(knobs.error_rate) {
+        if knobs.xero_down || roll(knobs.error_rate) {
             return Err(problem(
                 503,
                 "Service Unavailable",
@@ -309,6 +309,16 @@ impl XeroSim {
             .split('/')
             .filter(|s| !s.is_empty())
             .collect();
+        if segments.len() == 1 && segments[0].eq_ignore_ascii_case("organisation") {
+            return match call.method {
+                Method::GET => self.organisation(),
+                _ => problem(
+                    405,
+                    "MethodNotAllowed",
+                    "The method is not allowed on this resource",
+                ),
+            };
+        }
         let kind = match segments.first().map(|s| s.to_ascii_lowercase()) {
             Some(s) if s == "contacts" => Some(Kind::Contacts),
             Some(s) if s == "invoices" => Some(Kind::Invoices),
@@ -344,6 +354,23 @@ impl XeroSim {
                 "The method is not allowed on this resource",
             ),
         }
+    }
+
+    /// `GET /Organisation`: the tenant's organisation, as Xero describes it (the
+    /// fields a connection check reads; Tandem's probe).
+    fn organisation(&self) -> Answer {
+        let organisation = json!({
+            "OrganisationID": self.settings.tenant_id,
+            "Name": "Tandem Simulated Organisation",
+            "LegalName": "Tandem Simulated Organisation",
+            "Version": "GLOBAL",
+            "OrganisationType": "COMPANY",
+            "BaseCurrency": "USD",
+            "CountryCode": "US",
+            "IsDemoCompany": false,
+            "OrganisationStatus": "ACTIVE",
+        });
+        Answer::json(200, &envelope("Organisations", vec![organisation], None))
     }
 
     fn list(&self, kind: Kind, call: &Call) -> Answer {

@@ -2,6 +2,7 @@
 //! in constant time.
 
 pub mod conflicts;
+pub mod connections;
 pub mod jobs;
 pub mod operations;
 pub mod records;
@@ -45,6 +46,8 @@ pub struct AdminState {
     pub queue: crate::orchestrator::QueueControl,
     /// What waits inside this process, and for what.
     pub backlog: crate::backlog::Backlog,
+    /// The connections of this process and their health.
+    pub connections: Arc<crate::connectors::health::Connections>,
 }
 
 impl AdminState {
@@ -100,6 +103,7 @@ pub type AdminApi = (
     records::RecordsApi,
     operations::OperationsApi,
     conflicts::ConflictsApi,
+    connections::ConnectionsApi,
 );
 
 pub fn service(state: AdminState) -> OpenApiService<AdminApi, ()> {
@@ -114,7 +118,10 @@ pub fn service(state: AdminState) -> OpenApiService<AdminApi, ()> {
             operations::OperationsApi {
                 state: state.clone(),
             },
-            conflicts::ConflictsApi { state },
+            conflicts::ConflictsApi {
+                state: state.clone(),
+            },
+            connections::ConnectionsApi { state },
         ),
         "Tandem admin API",
         env!("CARGO_PKG_VERSION"),

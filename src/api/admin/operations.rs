@@ -10,6 +10,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
+use super::connections::connection_view;
 use super::records::{link_views, LinkView};
 use super::{source_of, AdminState, ApiError};
 use crate::bus::{BusMessage, Lane};
@@ -28,7 +29,31 @@ pub struct StatsView {
     /// Finished changes (not retries in between): synced, skipped, blocked, failed ...
     pub finished: u64,
     /// Share of finished changes that did not fail, 0 to 1; absent when none finished.
+    /// A change still being retried is not counted: see `attempt_success_rate`.
     pub success_rate: Option<f64>,
+    /// Every attempt to sync a change: the finished ones and each failed attempt
+    /// that was retried (`retrying`).
+    pub attempts: u64,
+    /// Share of attempts that did not fail, 0 to 1 (retries count as failed
+    /// attempts); absent when none was made. During an outage this falls at once,
+    /// while `success_rate` waits for the changes to finish.
+    pub attempt_success_rate: Option<f64>,
+    /// The state of each connection now, as `GET /api/connections` shows it.
+    pub connections: Vec<ConnectionStateView>,
+}
+
+#[derive(Debug, Object)]
+pub struct ConnectionStateView {
+    pub pair: String,
+    pub side: String,
+    pub kind: String,
+    /// `unknown`, `healthy`, `degraded`, `down`, `unauthorised` or `misconfigured`.
+    pub state: String,
+    pub since: chrono::DateTime<Utc>,
+    pub last_error: Option<String>,
+    /// Changes sent back for a retry after this connection failed them, and calls
+    /// held until it comes back.
+    pub waiting: super::connections::WaitingView,
 }
 
 #[derive(Debug, Object)]
@@ -171,6 +196,26 @@ impl OperationsApi {
             .sum();
         let failed = counts.get(&Outcome::Failed).copied().unwrap_or(0)
             + counts.get(&Outcome::Parked).copied().unwrap_or(0);
+        let retried = counts.get(&Outcome::Retrying).copied().unwrap_or(0);
+        let attempts = finished + retried;
+        let failed_attempts = failed.min(finished) + retried;
+        let connections = self
+            .state
+            .connections
+            .iter()
+            .map(|c| {
+                let view = connection_view(c);
+                ConnectionStateView {
+                    pair: view.pair,
+                    side: view.side,
+                    kind: view.kind,
+                    state: view.state,
+                    since: view.since,
+                    last_error: view.last_error.map(|e| e.message),
+                    waiting: view.waiting,
+                }
+            })
+            .collect();
         Answer::Ok(Json(StatsView {
             window,
             outcomes: counts
@@ -180,6 +225,10 @@ impl OperationsApi {
             finished,
             success_rate: (finished > 0)
                 .then(|| (finished - failed.min(finished)) as f64 / finished as f64),
+            attempts,
+            attempt_success_rate: (attempts > 0)
+                .then(|| (attempts - failed_attempts) as f64 / attempts as f64),
+            connections,
         }))
     }
 

@@ -77,6 +77,11 @@ pub struct OAuthTokens {
     refreshes: AtomicU64,
 }
 
+/// The start of the error when the token endpoint cannot be reached, and a phrase of
+/// the one when no refresh token is known: a probe tells them from an outage.
+pub const UNREACHABLE: &str = "token endpoint unreachable";
+pub const NO_REFRESH_TOKEN: &str = "no refresh token";
+
 /// A token this close to its expiry is refreshed before use.
 const EARLY: Duration = Duration::from_secs(60);
 
@@ -159,7 +164,7 @@ impl OAuthTokens {
             .or_else(|| s.first_refresh_token.clone())
             .ok_or_else(|| {
                 self.error(format!(
-                    "no refresh token for pair `{}` {} (TANDEM_PAIRS__{}__{}__REFRESH_TOKEN)",
+                    "{NO_REFRESH_TOKEN} for pair `{}` {} (TANDEM_PAIRS__{}__{}__REFRESH_TOKEN)",
                     s.pair,
                     s.system,
                     s.pair.as_str().to_uppercase(),
@@ -181,10 +186,13 @@ impl OAuthTokens {
                 form.push(("client_secret", s.client_secret.expose().to_string()));
             }
         }
-        let answer =
-            request.form(&form).send().await.map_err(|e| {
-                self.error(format!("token endpoint unreachable: {}", e.without_url()))
-            })?;
+        let answer = request.form(&form).send().await.map_err(|e| {
+            if e.is_timeout() {
+                ConnectorError::Timeout { system: s.system }
+            } else {
+                self.error(format!("{UNREACHABLE}: {}", e.without_url()))
+            }
+        })?;
         let status = answer.status();
         if !status.is_success() {
             // The body names the OAuth error (invalid_grant, …) and holds no secret.

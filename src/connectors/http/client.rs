@@ -2,6 +2,11 @@
 //! access token (one refresh and one retry on a 401), honours `Retry-After` on a 429 by
 //! pausing the whole connection, and turns the answer into a [`ConnectorError`] a
 //! person can read, with the exchange (secrets left out) for the sync log.
+//!
+//! Every call's outcome feeds the connection's health, and while the connection is out
+//! of service (down, unauthorised, misconfigured) calls are held before the gate: they
+//! wait for a probe to find it working, or fail without calling (see
+//! [`crate::connectors::health`]). The probe is the one call that goes out meanwhile.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +16,13 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::auth::TokenSource;
+use super::failure::{
+    call_failure, describe_failure, describe_transport, token_failure, token_outcome, Failed,
+};
 use super::gate::{current_priority, RateGate};
+use crate::connectors::health::{
+    Admission, CallOutcome, ConnectionHealth, ConnectionState, ProbeReport, HELD_AT_MOST,
+};
 use crate::connectors::{ConnectorError, Exchange};
 use crate::domain::System;
 
@@ -135,6 +146,15 @@ pub struct ApiClient {
     limits: LimitReader,
     errors: ErrorReader,
     recorder: Option<Arc<RequestRecorder>>,
+    health: Arc<ConnectionHealth>,
+}
+
+/// Whether a call waits while the connection is out of service (every real call), or
+/// goes out anyway (the probe that finds out whether it is back).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WhileOut {
+    Wait,
+    Go,
 }
 
 /// Retries of one call after a 429 (waiting out each `Retry-After`) before the change
@@ -161,6 +181,8 @@ pub struct ApiClientParts {
 
 impl ApiClient {
     pub fn new(parts: ApiClientParts) -> Self {
+        let health = ConnectionHealth::new();
+        health.watch_gate(parts.gate.clone());
         Self {
             system: parts.system,
             http: parts.http,
@@ -171,11 +193,40 @@ impl ApiClient {
             limits: parts.limits,
             errors: parts.errors,
             recorder: parts.recorder,
+            health,
         }
     }
 
     pub fn gate(&self) -> &Arc<RateGate> {
         &self.gate
+    }
+
+    /// The health of this connection, fed by every call.
+    pub fn health(&self) -> &Arc<ConnectionHealth> {
+        &self.health
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// One probe call: `request` is a cheap authenticated read of a known endpoint.
+    /// It passes the rate gate like any call, but is not held while the connection is
+    /// out of service: it is how the connection is found working again.
+    pub async fn probe(&self, request: &ApiRequest) -> ProbeReport {
+        let target = self.url(&request.path);
+        if let Err(err) = self.auth.bearer().await {
+            return ProbeReport::failed(target, token_failure(err));
+        }
+        match self.exchange(request, None, WhileOut::Go).await {
+            Ok(_) => ProbeReport::ok(target),
+            // The service answered; only the budget stood in the way.
+            Err(Failed {
+                error: ConnectorError::RateLimited { .. },
+                ..
+            }) => ProbeReport::ok(target),
+            Err(failed) => ProbeReport::failed(target, call_failure(&failed, request)),
+        }
     }
 
     /// Sends `request` through `gates` (the connection's own gate first), returning
@@ -185,33 +236,141 @@ impl ApiClient {
         request: &ApiRequest,
         extra_gate: Option<&RateGate>,
     ) -> Result<ApiResponse, ConnectorError> {
+        self.exchange(request, extra_gate, WhileOut::Wait)
+            .await
+            .map_err(|failed| failed.error)
+    }
+
+    /// Waits while the connection is out of service; `Err` when it stayed out for
+    /// [`HELD_AT_MOST`]: the call is not made and the change is retried later.
+    async fn wait_in_service(&self, request: &ApiRequest) -> Result<Admission, ConnectorError> {
+        let state = match self.health.wait_in_service(HELD_AT_MOST).await {
+            Ok(admission) => return Ok(admission),
+            Err(state) => state,
+        };
+        let snapshot = self.health.snapshot();
+        let standing = match state {
+            ConnectionState::Unknown => "has not been probed yet".to_string(),
+            state => format!("is {state} since {}", snapshot.since.format("%H:%M:%S UTC")),
+        };
+        Err(ConnectorError::OutOfService {
+            system: self.system,
+            message: format!(
+                "not called ({} {}): the connection {standing}; the change waits until a \
+                 probe finds it working",
+                request.method, request.path
+            ),
+            out_for: (chrono::Utc::now() - snapshot.since)
+                .to_std()
+                .unwrap_or_default(),
+        })
+    }
+
+    async fn exchange(
+        &self,
+        request: &ApiRequest,
+        extra_gate: Option<&RateGate>,
+        while_out: WhileOut,
+    ) -> Result<ApiResponse, Failed> {
+        let _under_way = (while_out == WhileOut::Wait).then(|| self.health.call_under_way());
+        let admission = match while_out {
+            WhileOut::Wait => self.wait_in_service(request).await?,
+            WhileOut::Go => Admission::Go,
+        };
+        let trial = admission == Admission::Trial;
+        let result = self
+            .exchange_admitted(request, extra_gate, while_out, trial)
+            .await;
+        match result {
+            Err(failed) if trial => {
+                // The connection's first call failed: a probe decides whether the
+                // connection works, and meanwhile the change waits like the others.
+                self.health.trial_failed();
+                Err(ConnectorError::OutOfService {
+                    system: self.system,
+                    message: format!(
+                        "{}: the first call to this connection failed; the change waits \
+                         until a probe finds it working",
+                        describe_failure(&failed.error, request)
+                    ),
+                    out_for: Duration::ZERO,
+                }
+                .into())
+            }
+            result => result,
+        }
+    }
+
+    /// One call, admitted: `trial` when it is the first of a connection whose state is
+    /// not known yet (it goes alone, once: no waiting again, no repeat after a 5xx).
+    async fn exchange_admitted(
+        &self,
+        request: &ApiRequest,
+        extra_gate: Option<&RateGate>,
+        while_out: WhileOut,
+        trial: bool,
+    ) -> Result<ApiResponse, Failed> {
         let mut refreshed = false;
         let mut limited = 0;
         let mut unavailable = 0;
+        let mut first = true;
         loop {
+            // Each attempt after the first waits again while the connection is out.
+            if while_out == WhileOut::Wait && !trial && !first {
+                self.wait_in_service(request).await?;
+            }
+            first = false;
             let priority = current_priority();
             let _permit = self.gate.acquire(priority).await;
             let _extra = match extra_gate {
                 Some(gate) => Some(gate.acquire(priority).await),
                 None => None,
             };
-            let token = self.auth.bearer().await?;
-            let answer = self
-                .send_once(request, &token)
-                .await
-                .inspect_err(|_| crate::metrics::system_call(self.system.as_str(), 0))?;
+            // The connection may have gone out of service while this call waited for
+            // its slot: it waits again rather than adding to the calls of an outage.
+            if while_out == WhileOut::Wait && !trial && self.health.state().out_of_service() {
+                continue;
+            }
+            let token = match self.auth.bearer().await {
+                Ok(token) => token,
+                Err(err) => {
+                    self.health
+                        .record_call(token_outcome(&err), Some(&err.to_string()));
+                    return Err(err.into());
+                }
+            };
+            let answer = match self.send_once(request, &token).await {
+                Ok(answer) => answer,
+                Err(failed) => {
+                    crate::metrics::system_call(self.system.as_str(), 0);
+                    let detail = describe_failure(&failed.error, request);
+                    self.health
+                        .record_call(CallOutcome::Unavailable, Some(&detail));
+                    return Err(failed);
+                }
+            };
             crate::metrics::system_call(self.system.as_str(), answer.status);
             if let Some(pause) = (self.limits)(&answer.headers) {
                 self.gate.pause_for(pause);
             }
             match answer.status {
-                200..=299 => return Ok(answer),
-                404 if request.not_found_is_answer => return Ok(answer),
+                200..=299 => {
+                    self.health.record_call(CallOutcome::Ok, None);
+                    return Ok(answer);
+                }
+                // "No such record", unless it is the first call: a wrong base URL
+                // answers 404 to everything, so it proves nothing about the connection.
+                404 if request.not_found_is_answer && !trial => {
+                    self.health.record_call(CallOutcome::Ok, None);
+                    return Ok(answer);
+                }
+                // An expired token, as a matter of course: refreshed and sent again.
                 401 if !refreshed => {
                     refreshed = true;
                     self.auth.refused(&token).await;
                 }
                 429 => {
+                    self.health.record_call(CallOutcome::Refused, None);
                     let retry_after = retry_after(&answer.headers).unwrap_or(DEFAULT_RETRY_AFTER);
                     self.gate.pause_for(retry_after);
                     if let Some(gate) = extra_gate {
@@ -219,37 +378,64 @@ impl ApiClient {
                     }
                     crate::metrics::rate_limit_wait(self.system.as_str());
                     limited += 1;
-                    if limited > RATE_LIMIT_RETRIES {
+                    // A probe learns what it needs from the 429 itself.
+                    if limited > RATE_LIMIT_RETRIES || while_out == WhileOut::Go {
                         return Err(ConnectorError::RateLimited {
                             system: self.system,
                             retry_after,
                             exchange: answer.exchange,
-                        });
+                        }
+                        .into());
                     }
                     tracing::debug!(system = %self.system, ?retry_after, "rate limited; the connection pauses");
                 }
-                500..=599 if request.repeatable() && unavailable < UNAVAILABLE_RETRIES.len() => {
+                status @ 500..=599 => {
+                    self.health.record_call(
+                        CallOutcome::Unavailable,
+                        Some(&format!(
+                            "HTTP {status} from {} {}",
+                            request.method, request.path
+                        )),
+                    );
+                    // A probe is not repeated: the next one is due soon enough, and
+                    // while the connection is down it is the only call that goes out.
+                    let again = while_out == WhileOut::Wait
+                        && !trial
+                        && request.repeatable()
+                        && unavailable < UNAVAILABLE_RETRIES.len();
+                    if !again {
+                        return Err(ConnectorError::Unavailable {
+                            system: self.system,
+                            status,
+                            exchange: answer.exchange,
+                        }
+                        .into());
+                    }
                     drop(_permit);
                     drop(_extra);
                     tokio::time::sleep(UNAVAILABLE_RETRIES[unavailable]).await;
                     unavailable += 1;
                 }
-                status @ 500..=599 => {
-                    return Err(ConnectorError::Unavailable {
-                        system: self.system,
-                        status,
-                        exchange: answer.exchange,
-                    })
-                }
                 status => {
-                    let message = (self.errors)(&answer.body)
-                        .unwrap_or_else(|| format!("HTTP {status} from {}", request.path));
-                    return Err(ConnectorError::Rejected {
+                    let message = (self.errors)(&answer.body).unwrap_or_else(|| {
+                        format!("HTTP {status} from {} {}", request.method, request.path)
+                    });
+                    let outcome = match status {
+                        401 | 403 => CallOutcome::Unauthorised,
+                        _ => CallOutcome::Rejected,
+                    };
+                    let error = ConnectorError::Rejected {
                         system: self.system,
                         status,
                         message,
                         exchange: answer.exchange,
-                    });
+                    };
+                    let detail = describe_failure(&error, request);
+                    self.health.record_call(
+                        outcome,
+                        (outcome == CallOutcome::Unauthorised).then_some(detail.as_str()),
+                    );
+                    return Err(error.into());
                 }
             }
         }
@@ -263,8 +449,8 @@ impl ApiClient {
         &self,
         request: &ApiRequest,
         token: &crate::secret::Secret,
-    ) -> Result<ApiResponse, ConnectorError> {
-        let url = format!("{}{}", self.base_url, request.path);
+    ) -> Result<ApiResponse, Failed> {
+        let url = self.url(&request.path);
         let headers: Vec<(String, String)> = self
             .fixed_headers
             .iter()
@@ -304,27 +490,27 @@ impl ApiClient {
             "headers": headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
             "body": request.body,
         });
-        let answer = builder.send().await.map_err(|err| {
-            if err.is_timeout() {
+        let answer = builder.send().await.map_err(|err| Failed {
+            unreachable: err.is_connect(),
+            error: if err.is_timeout() {
                 ConnectorError::Timeout {
                     system: self.system,
                 }
             } else {
                 ConnectorError::Connection {
                     system: self.system,
-                    message: err.without_url().to_string(),
+                    message: describe_transport(err),
                 }
-            }
+            },
         })?;
         let status = answer.status().as_u16();
         let headers = answer.headers().clone();
-        let bytes = answer
-            .bytes()
-            .await
-            .map_err(|err| ConnectorError::Connection {
+        let bytes = answer.bytes().await.map_err(|err| {
+            Failed::from(ConnectorError::Connection {
                 system: self.system,
-                message: format!("the answer broke off: {}", err.without_url()),
-            })?;
+                message: format!("the answer broke off: {}", describe_transport(err)),
+            })
+        })?;
         let body = if bytes.is_empty() {
             Value::Null
         } else {

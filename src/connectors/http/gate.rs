@@ -240,6 +240,12 @@ impl RateGate {
         self.changed.notify_waiters();
     }
 
+    /// Calls and batches waiting for a slot now (live calls at `acquire`, batches at
+    /// `ready`).
+    pub fn waiting(&self) -> usize {
+        self.live_waiting.load(Ordering::SeqCst) + self.lock().turns.waiting()
+    }
+
     /// How many times a call had to wait for a window or a pause.
     pub fn waits(&self) -> u64 {
         self.waits.load(Ordering::Relaxed)

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bulk;
 pub mod client;
 pub mod coalesce;
+mod failure;
 pub mod gate;
 pub mod turns;
 

@@ -76,6 +76,11 @@ impl Turns {
         self.next_id
     }
 
+    /// Batches waiting for a call.
+    pub fn waiting(&self) -> usize {
+        self.claims.len()
+    }
+
     pub fn withdraw(&mut self, id: u64) {
         self.claims.retain(|c| c.id != id);
     }

@@ -27,6 +27,7 @@ use serde_json::{json, Map, Value};
 use self::batch::{Batches, Term};
 use self::history::FieldHistory;
 use self::mapping::{CustomerObject, DEAL_PROPERTIES, WON};
+use super::health::{ConnectionHealth, ProbeReport};
 use super::http::client::header_number;
 use super::http::{
     ApiClient, ApiClientParts, ApiRequest, Coalescer, Pace, RateGate, RequestRecorder, Stage,
@@ -242,6 +243,10 @@ impl HubSpotConnector {
         }
     }
 
+    pub fn health(&self) -> &Arc<ConnectionHealth> {
+        self.client.health()
+    }
+
     fn path(&self, entity: EntityType) -> &'static str {
         match entity {
             EntityType::Customer => self.customers.path(),
@@ -378,6 +383,19 @@ fn stopped() -> ConnectorError {
 impl Connector for HubSpotConnector {
     fn system(&self) -> System {
         System::Crm
+    }
+
+    /// One customer object from the list (`GET /crm/v3/objects/{contacts|companies}
+    /// ?limit=1`): authenticated, needs the read scope the connection needs anyway,
+    /// and costs one call.
+    async fn probe(&self) -> ProbeReport {
+        let request = ApiRequest::new(
+            Method::GET,
+            format!("/crm/v3/objects/{}", self.customers.path()),
+        )
+        .query("limit", "1")
+        .query("archived", "false");
+        self.client.probe(&request).await
     }
 
     async fn get(

@@ -21,6 +21,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use self::batch::{Batches, Term, UpdateItem};
+use super::health::{ConnectionHealth, ProbeReport};
 use super::http::client::header_number;
 use super::http::Coalescer;
 use super::http::{
@@ -255,6 +256,10 @@ impl XeroConnector {
     pub fn gate(&self) -> &Arc<RateGate> {
         self.client.gate()
     }
+
+    pub fn health(&self) -> &Arc<ConnectionHealth> {
+        self.client.health()
+    }
 }
 
 /// One item's outcome from its batch; a batch dropped while the process stops is a
@@ -307,6 +312,14 @@ impl Connector for XeroConnector {
 
     fn check_id(&self, entity: EntityType, id: &str) -> Result<(), String> {
         Kind::of(entity).check_id(id)
+    }
+
+    /// `GET /Organisation`: names the tenant, needs only a settings read scope, and
+    /// exists on every organisation, so a 404 means the base URL is wrong.
+    async fn probe(&self) -> ProbeReport {
+        self.client
+            .probe(&ApiRequest::new(Method::GET, "/Organisation"))
+            .await
     }
 
     async fn get(
