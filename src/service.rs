@@ -401,6 +401,7 @@ pub async fn serve_with(
                 settings.orchestrator.workers,
                 Duration::from_secs(settings.orchestrator.shutdown_grace_secs),
             )
+            .with_pair_share(settings.orchestrator.pair_share())
             .with_control(queue)
             .with_backlog(backlog);
             let stop = shutdown.clone();

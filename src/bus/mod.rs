@@ -34,6 +34,13 @@ impl BusMessage {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// The pair the message belongs to: the bus keeps a queue per pair.
+    pub fn pair(&self) -> &crate::domain::PairId {
+        match self {
+            BusMessage::ChangeV1(event) => &event.pair,
+        }
+    }
+
     pub fn decode(payload: &[u8]) -> Result<Self, BusError> {
         serde_json::from_slice(payload).map_err(|err| BusError::Decode(err.to_string()))
     }
@@ -82,6 +89,9 @@ pub struct BusConfig {
     /// Delays a retry can wait for; a retry waits in the shortest tier not shorter than
     /// its delay.
     pub retry_tiers: Vec<Duration>,
+    /// The pairs whose queues are declared and consumed from the start; a pair whose
+    /// change is published later joins then.
+    pub pairs: Vec<String>,
 }
 
 impl BusConfig {
@@ -92,16 +102,18 @@ impl BusConfig {
             prefetch: 64,
             max_attempts: 8,
             retry_tiers: [1, 5, 30, 120, 600].map(Duration::from_secs).to_vec(),
+            pairs: Vec::new(),
         }
     }
 
     pub fn from_settings(settings: &crate::config::Settings) -> Self {
-        // A worker can only work on a message it holds: fewer held than workers would
-        // leave workers idle behind a full queue.
-        let workers = u16::try_from(settings.orchestrator.workers).unwrap_or(u16::MAX);
+        // A worker can only work on a message it holds: fewer held than a pair's share
+        // of the workers would leave workers idle behind a full queue.
+        let share = u16::try_from(settings.orchestrator.pair_share()).unwrap_or(u16::MAX);
         Self {
-            prefetch: settings.bus.prefetch.max(workers),
+            prefetch: settings.bus.prefetch.max(share),
             max_attempts: settings.bus.max_attempts,
+            pairs: settings.pairs.keys().cloned().collect(),
             ..Self::new(settings.amqp_url.clone(), settings.bus.prefix.clone())
         }
     }
@@ -139,6 +151,12 @@ pub trait Bus: Send + Sync {
 
     /// Messages waiting in a lane (not counting those out for delivery).
     async fn depth(&self, lane: Lane) -> Result<u64, BusError>;
+
+    /// Messages waiting in a lane, by pair.
+    async fn pair_depths(
+        &self,
+        lane: Lane,
+    ) -> Result<std::collections::BTreeMap<String, u64>, BusError>;
 
     /// Which backend this is, for logs and readiness: `rabbitmq` or `in-process bus`.
     fn name(&self) -> &'static str;

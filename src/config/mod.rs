@@ -131,6 +131,10 @@ pub struct OrchestratorSettings {
     /// in those seconds must all be in flight to share them: with 256 the full torture
     /// profile fell behind its edits.
     pub workers: usize,
+    /// The most of those workers one pair may hold, however deep its backlog: the rest
+    /// stay free for other pairs' changes. When several pairs have work, each holds at
+    /// most an equal part. Unset: three quarters of `workers`.
+    pub workers_per_pair: Option<usize>,
     /// How long in-flight work may take to finish after a stop signal.
     pub shutdown_grace_secs: u64,
     /// A record that began writing less than this ago waits for the rest of it before
@@ -138,10 +142,20 @@ pub struct OrchestratorSettings {
     pub settle_ms: u64,
 }
 
+impl OrchestratorSettings {
+    /// The most workers one pair may hold.
+    pub fn pair_share(&self) -> usize {
+        self.workers_per_pair
+            .unwrap_or(self.workers * 3 / 4)
+            .clamp(1, self.workers.max(1))
+    }
+}
+
 impl Default for OrchestratorSettings {
     fn default() -> Self {
         Self {
             workers: 1024,
+            workers_per_pair: None,
             shutdown_grace_secs: 30,
             settle_ms: 1000,
         }

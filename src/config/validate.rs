@@ -91,6 +91,16 @@ impl Settings {
                 "must be between 1 and 1024",
             ));
         }
+        if self
+            .orchestrator
+            .workers_per_pair
+            .is_some_and(|share| !(1..=self.orchestrator.workers).contains(&share))
+        {
+            return Err(SettingsError::new(
+                "orchestrator.workers_per_pair",
+                "must be between 1 and orchestrator.workers",
+            ));
+        }
         if self.orchestrator.settle_ms > 60_000 {
             return Err(SettingsError::new(
                 "orchestrator.settle_ms",

@@ -141,6 +141,12 @@ impl Bus for SwitchedBus {
     async fn depth(&self, lane: Lane) -> Result<u64, BusError> {
         self.inner.depth(lane).await
     }
+    async fn pair_depths(
+        &self,
+        lane: Lane,
+    ) -> Result<std::collections::BTreeMap<String, u64>, BusError> {
+        self.inner.pair_depths(lane).await
+    }
     fn name(&self) -> &'static str {
         "switched"
     }

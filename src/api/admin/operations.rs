@@ -88,6 +88,9 @@ pub struct InProcessView {
 pub struct PairQueueView {
     pub pair: String,
     pub lane: String,
+    /// Messages of this pair and lane waiting in the broker (each pair has its own
+    /// queue there, so one pair's backlog is never in front of another's changes).
+    pub broker_depth: u64,
     pub in_process: InProcessView,
     pub oldest_age_seconds: Option<f64>,
 }
@@ -245,23 +248,49 @@ impl OperationsApi {
             (Ok(live), Ok(bulk)) => (live, bulk),
             (Err(err), _) | (_, Err(err)) => return unavailable("the bus", err),
         };
+        let mut broker = BTreeMap::new();
+        for lane in Lane::ALL {
+            match self.state.bus.pair_depths(lane).await {
+                Ok(depths) => {
+                    for (pair, depth) in depths.into_iter().filter(|(_, depth)| *depth > 0) {
+                        broker.insert((pair, lane.as_str()), depth);
+                    }
+                }
+                Err(err) => return unavailable("the bus", err),
+            }
+        }
         let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
         let figures = self.state.backlog.figures();
         let age = |at: Option<u64>| at.map(|at| now_ms.saturating_sub(at) as f64 / 1000.0);
         let mut in_process = InProcessView::default();
-        let pairs: Vec<PairQueueView> = figures
-            .iter()
-            .map(|(place, f)| {
-                let view = InProcessView::of(f);
-                in_process.add(&view);
+        let mut places: BTreeMap<(String, &'static str), PairQueueView> = BTreeMap::new();
+        for (place, f) in &figures {
+            let view = InProcessView::of(f);
+            in_process.add(&view);
+            places.insert(
+                (place.pair.clone(), place.lane),
                 PairQueueView {
                     pair: place.pair.clone(),
                     lane: place.lane.to_string(),
+                    broker_depth: 0,
                     in_process: view,
                     oldest_age_seconds: age(f.oldest_published_ms),
-                }
-            })
-            .collect();
+                },
+            );
+        }
+        for ((pair, lane), depth) in broker {
+            places
+                .entry((pair.clone(), lane))
+                .or_insert_with(|| PairQueueView {
+                    pair,
+                    lane: lane.to_string(),
+                    broker_depth: 0,
+                    in_process: InProcessView::default(),
+                    oldest_age_seconds: None,
+                })
+                .broker_depth = depth;
+        }
+        let pairs: Vec<PairQueueView> = places.into_values().collect();
         let oldest_age_seconds = [(Lane::Live, live_depth), (Lane::Bulk, bulk_depth)]
             .into_iter()
             .flat_map(|(lane, depth)| {
