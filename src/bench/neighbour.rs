@@ -37,6 +37,9 @@ pub struct Phase {
     /// Edits that had not reached Xero 30 s after the phase.
     pub missing: usize,
     pub latency: Latency,
+    /// Every latency, in milliseconds, in the order the edits were made: a p99 of a few
+    /// dozen edits is their slowest, and this shows whether it stood alone.
+    pub samples_ms: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -305,10 +308,12 @@ async fn phase(sims: &Simulators, edits: Vec<Edit>) -> Phase {
         let arrived = arrivals(sims, &edits);
         if arrived.iter().all(Option::is_some) || Instant::now() >= deadline {
             let mut samples: Vec<Duration> = arrived.iter().flatten().copied().collect();
+            let samples_ms = samples.iter().map(|d| d.as_millis() as u64).collect();
             return Phase {
                 edits: edits.len(),
                 missing: arrived.iter().filter(|a| a.is_none()).count(),
                 latency: Latency::of(&mut samples),
+                samples_ms,
             };
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
