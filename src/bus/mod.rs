@@ -140,8 +140,13 @@ pub trait Bus: Send + Sync {
     /// the whole batch as not done and publish it again (consumers tolerate duplicates).
     async fn publish_batch(&self, lane: Lane, messages: &[BusMessage]) -> Result<(), BusError>;
 
-    /// Starts consuming a lane.
+    /// Starts consuming a lane: every pair's queue in it, and the queue of each pair
+    /// that joins later (by [`Bus::add_pair`] or a publish of its change).
     async fn consume(&self, lane: Lane) -> Result<Box<dyn Consumer>, BusError>;
+
+    /// Declares a pair's queues and has this process's consumers take from them: for a
+    /// pair added while running, which another process may publish to first.
+    async fn add_pair(&self, pair: &str) -> Result<(), BusError>;
 
     /// Starts consuming the parked messages, for a person (or a test) to inspect.
     async fn consume_parked(&self) -> Result<Box<dyn Consumer>, BusError>;

@@ -293,6 +293,11 @@ impl Bus for RabbitBus {
         ))
     }
 
+    async fn add_pair(&self, pair: &str) -> Result<(), BusError> {
+        let channel = self.channel().await?;
+        self.declare_pairs(&channel, std::iter::once(pair)).await
+    }
+
     async fn consume_parked(&self) -> Result<Box<dyn Consumer>, BusError> {
         Ok(self.consumer(self.names.parked(), Lane::Live, None, u32::MAX))
     }

@@ -132,6 +132,9 @@ impl Bus for SwitchedBus {
     async fn consume(&self, lane: Lane) -> Result<Box<dyn Consumer>, BusError> {
         self.inner.consume(lane).await
     }
+    async fn add_pair(&self, pair: &str) -> Result<(), BusError> {
+        self.inner.add_pair(pair).await
+    }
     async fn consume_parked(&self) -> Result<Box<dyn Consumer>, BusError> {
         self.inner.consume_parked().await
     }
