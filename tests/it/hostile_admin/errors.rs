@@ -153,3 +153,33 @@ async fn a_store_that_does_not_answer_is_a_503_without_driver_text() {
     assert_eq!(status, 200, "once the database is back: {text}");
     assert_eq!(server.queued_and_stored().await, (0, 0));
 }
+
+/// Data the store holds but cannot read (a job whose status no version of Tandem
+/// wrote): a 500 with no detail in the answer.
+#[tokio::test]
+async fn unreadable_data_is_a_500_without_its_detail() {
+    let server = Hostile::start(test_limits()).await;
+    let id = uuid::Uuid::new_v4();
+    server
+        .store
+        .connection()
+        .execute_unprepared(&format!(
+            "INSERT INTO job (id, kind, params, status, created_at, updated_at) \
+             VALUES ('{id}', 'resync', '{{}}', 'exploded', now(), now())"
+        ))
+        .await
+        .expect("write a job no version of Tandem wrote");
+    let (status, text) = server
+        .call(Method::GET, &format!("/api/jobs/{id}"), None)
+        .await;
+    assert_eq!(status, 500, "{text}");
+    assert_eq!(
+        error_message("unreadable job", &text),
+        "internal error; the server's log has the detail"
+    );
+    assert!(
+        !text.contains("exploded"),
+        "the stored value leaked: {text}"
+    );
+    server.assert_answers("after unreadable data").await;
+}
