@@ -38,6 +38,7 @@ where
 {
     let endpoint = Arc::new(endpoint);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(REFUSALS));
     let connections = TaskTracker::new();
     // `closing`: finish the request under way, take no other; `closed`: stop now.
     let (closing, closed) = (CancellationToken::new(), CancellationToken::new());
@@ -58,7 +59,14 @@ where
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(remote = %remote, max = limits.max_connections, "too many connections; refused one");
-            connections.spawn(refuse_busy(io, limits.header_read_timeout));
+            // Telling why costs a task and a socket for a moment; under a flood, the
+            // refusals are bounded too, and past them a connection is just closed.
+            if let Ok(refusal) = refusals.clone().try_acquire_owned() {
+                connections.spawn(async move {
+                    refuse_busy(io, REFUSAL_TIME).await;
+                    drop(refusal);
+                });
+            }
             continue;
         };
         let endpoint = endpoint.clone();
@@ -101,10 +109,15 @@ where
     Ok(())
 }
 
+/// Connections over the cap being told so at once; more are closed without a word.
+const REFUSALS: usize = 64;
+/// The longest a refusal may take (a client that does not read its answer).
+const REFUSAL_TIME: Duration = Duration::from_secs(2);
+
 /// The answer to a connection over the cap, written without reading the request.
 const BUSY: &str = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 64\r\n\r\n{\"error\":\"too many connections are open; try again in a moment\"}";
 
-/// Answers 503 and closes. What the client already sent is read and dropped first
+/// Answers 503 and closes, within `within`. What the client already sent is read and dropped first
 /// (up to a little, for a moment): closing a socket with unread data resets it, and
 /// the client could lose the answer.
 async fn refuse_busy<Io>(mut io: Io, within: Duration)

@@ -183,3 +183,73 @@ async fn unreadable_data_is_a_500_without_its_detail() {
     );
     server.assert_answers("after unreadable data").await;
 }
+
+/// A decision on a conflict no longer held for one: 409, and the first decision stands.
+#[tokio::test]
+async fn deciding_a_conflict_twice_is_a_409() {
+    use tandem::domain::{EntityType, PairId, System, Trigger};
+    use tandem::store::{
+        ConflictState, ConflictWrite, EntityLink, NewSyncLogEntry, Outcome, Store, SyncCommit,
+        SyncStatus,
+    };
+
+    let server = Hostile::start(test_limits()).await;
+    let mut link = EntityLink::new(PairId::new("acme"), EntityType::Customer, System::Crm, "c1");
+    link.finance_id = Some("f1".into());
+    link.sync_status = SyncStatus::Conflict;
+    let mut log = NewSyncLogEntry::new(
+        uuid::Uuid::now_v7(),
+        PairId::new("acme"),
+        EntityType::Customer,
+        System::Crm,
+        "c1",
+        Trigger::Webhook,
+        Outcome::Conflict,
+    );
+    log.link_id = Some(link.id);
+    server
+        .store
+        .commit_sync(SyncCommit {
+            link: Some(link),
+            log,
+            conflicts: vec![ConflictWrite {
+                existing: None,
+                field: "phone".into(),
+                crm_value: Some(json!("1")),
+                finance_value: Some(json!("2")),
+                base_value: Some(json!("0")),
+                policy: "manual".into(),
+                state: ConflictState::Held,
+            }],
+            withdrawn: vec![],
+            link_status: None,
+            hold_delete: false,
+            announced: None,
+        })
+        .await
+        .expect("hold a conflict");
+    let held = server
+        .store
+        .open_conflicts(10)
+        .await
+        .expect("open conflicts");
+    let path = format!("/api/conflicts/{}/resolve", held[0].id);
+    let (status, text) = server
+        .call(Method::POST, &path, Some(json!({"keep": "crm"})))
+        .await;
+    assert_eq!(status, 200, "the first decision: {text}");
+    let (status, text) = server
+        .call(Method::POST, &path, Some(json!({"keep": "finance"})))
+        .await;
+    assert_eq!(status, 409, "{text}");
+    error_message("a second decision", &text);
+    super::assert_nothing_internal("a second decision", &text);
+    let (status, text) = server
+        .call(Method::GET, "/api/conflicts?status=decided", None)
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("\"winner\":\"crm\""),
+        "the first decision stands: {text}"
+    );
+}
