@@ -102,6 +102,15 @@ pub fn describe(settings: &Settings) -> String {
             .as_deref()
             .unwrap_or("(not set)")
     );
+    let http = &settings.http;
+    let _ = writeln!(
+        out,
+        "http: at most {} connections, headers within {}s, bodies within {}s, admin bodies up to {} bytes",
+        http.max_connections,
+        http.header_read_timeout_secs,
+        http.body_read_timeout_secs,
+        http.max_body_bytes
+    );
     for (name, pair) in &settings.pairs {
         let _ = writeln!(
             out,

@@ -428,14 +428,12 @@ mod tests {
     #[test]
     fn a_refusal_names_the_range() {
         let err = PageSize::<500, 50>::parse_from_parameter("501").unwrap_err();
-        assert_eq!(
-            err.into_message(),
-            "must be a whole number from 1 to 500; got `501`"
-        );
+        assert!(err
+            .into_message()
+            .ends_with("must be a whole number from 1 to 500; got `501`"));
         let err = Word::<EntityType>::parse_from_parameter("Customer\0").unwrap_err();
-        assert_eq!(
-            err.into_message(),
-            "must be one of customer, invoice; got `Customer\\0`"
-        );
+        assert!(err
+            .into_message()
+            .ends_with("must be one of customer, invoice; got `Customer\\0`"));
     }
 }

@@ -7,6 +7,7 @@ use std::any::Any;
 
 use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+use poem_openapi::error::ParseParamError;
 
 /// An answer with `status` and `{"error": message}`.
 pub fn json_error(status: StatusCode, message: &str) -> Response {
@@ -33,6 +34,7 @@ pub fn errors_as_json(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             }
             Err(err) => {
                 let message = match err.status() {
+                    _ if err.is::<ParseParamError>() => parameter_refusal(&err),
                     StatusCode::NOT_FOUND => {
                         format!("no such endpoint: {method} {}", params::shown(&path))
                     }
@@ -45,6 +47,22 @@ pub fn errors_as_json(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             }
         }
     })
+}
+
+/// A query parameter out of its range, in the words of the body fields' refusals
+/// (`` `limit` must be a whole number from 1 to 500; got `501` ``): poem-openapi's own
+/// message puts the parameter's type name between the two.
+fn parameter_refusal(err: &poem::Error) -> String {
+    let Some(param) = err.downcast_ref::<ParseParamError>() else {
+        return err.to_string();
+    };
+    let reason = param.reason.as_str();
+    let reason = match reason.strip_prefix("failed to parse \"") {
+        Some(rest) => rest.split_once("\": ").map_or(reason, |(_, why)| why),
+        None if reason.ends_with("expects an input value.") => "is required",
+        None => reason,
+    };
+    format!("`{}` {reason}", param.name)
 }
 
 /// The answer to a handler that panicked: a 500 and a log line with what the panic

@@ -89,7 +89,13 @@ async fn a_query_or_path_parameter_out_of_range_is_a_400_naming_it() {
     let server = Hostile::start(test_limits()).await;
     for (path, parameter, range) in QUERY_CASES {
         let answer = server.call(Method::GET, path, None).await;
-        let named = format!("`{parameter}`");
+        // The parameter first, then its range: no type names of the framework's.
+        let named = format!("`{parameter}` ");
+        assert!(
+            answer.1.contains(&format!("\"error\":\"`{parameter}` ")),
+            "{path}: {}",
+            answer.1
+        );
         server
             .assert_refused(path, answer, 400, &[named.as_str(), range])
             .await;
