@@ -12,8 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::failure::{answers_failures, Failure};
-use super::parameters::{ConflictFilter, Offset, PageSize, Word};
-use super::parameters::{PathText, UuidKind};
+use super::parameters::{ConflictFilter, Offset, PageSize, PathText, UuidKind, Word};
 use super::{AdminState, ApiError};
 use crate::domain::{Choice, System};
 use crate::store::{Conflict, StoreError};

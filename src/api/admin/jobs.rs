@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::failure::{answers_failures, Failure};
-use super::parameters::{PathText, UuidKind};
+use super::parameters::{PathKind, PathText, UuidKind, WordKind};
 use super::time_field::TimeField;
 use super::{AdminState, ApiError};
 use crate::domain::{EntityType, PairId, System};
@@ -119,11 +119,8 @@ fn field<T>(name: &str, read: Result<T, params::Refusal>) -> Result<T, String> {
 /// The scope of a resync as the body gives it, every field within its range.
 fn resync_request(body: ResyncBody) -> Result<ResyncRequest, String> {
     let pair = field("pair", params::pair_name(&body.pair))?.to_string();
-    let system = field("system", params::word(&body.system, &["crm", "finance"]))?;
-    let entity = field(
-        "entity",
-        params::word(&body.entity, &["customer", "invoice"]),
-    )?;
+    let system = field("system", WordKind::<System>::read(&body.system))?;
+    let entity = field("entity", WordKind::<EntityType>::read(&body.entity))?;
     let modified_from = body
         .modified_from
         .map(|t| t.parse("modified_from"))
@@ -154,8 +151,8 @@ fn resync_request(body: ResyncBody) -> Result<ResyncRequest, String> {
     };
     Ok(ResyncRequest {
         pair: PairId::new(pair),
-        system: system.parse::<System>()?,
-        entity: entity.parse::<EntityType>()?,
+        system,
+        entity,
         scope,
     })
 }
@@ -164,8 +161,9 @@ fn resync_request(body: ResyncBody) -> Result<ResyncRequest, String> {
 /// it, since `everything` may too.
 const MODIFIED_DAYS: i64 = 36_600;
 
-/// 1 to [`RESYNC_IDS`] ids, each an id a system could hold; repeats are read once.
-fn resync_ids(mut ids: Vec<String>) -> Result<Vec<String>, String> {
+/// 1 to [`RESYNC_IDS`] ids, each an id a system could hold; repeats are read once, in
+/// the order first given.
+fn resync_ids(ids: Vec<String>) -> Result<Vec<String>, String> {
     if ids.is_empty() || ids.len() > RESYNC_IDS {
         return Err(format!(
             "`ids` must hold 1 to {RESYNC_IDS} ids; got {}",
@@ -175,9 +173,11 @@ fn resync_ids(mut ids: Vec<String>) -> Result<Vec<String>, String> {
     for (n, id) in ids.iter().enumerate() {
         field(&format!("ids[{n}]"), params::record_id(id))?;
     }
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
+    let mut seen = std::collections::HashSet::new();
+    Ok(ids
+        .into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect())
 }
 
 #[OpenApi]

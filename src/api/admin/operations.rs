@@ -12,8 +12,7 @@ use uuid::Uuid;
 
 use super::connections::connection_view;
 use super::failure::{answers_failures, Failure, Unavailable};
-use super::parameters::Window;
-use super::parameters::{PathText, UuidKind};
+use super::parameters::{PathKind, PathText, UuidKind, Window, WordKind};
 use super::records::{link_views, LinkView};
 use super::{source_of, AdminState, ApiError};
 use crate::bus::{BusMessage, Lane};
@@ -356,14 +355,11 @@ impl OperationsApi {
             .0
             .entity
             .as_deref()
-            .map(|text| params::word(text, &["customer", "invoice"]))
+            .map(WordKind::<EntityType>::read)
             .transpose();
         let pair = body.0.pair.as_deref().map(params::pair_name).transpose();
         let (entity, pair) = match (entity, pair) {
-            (Ok(entity), Ok(pair)) => (
-                entity.and_then(|e| e.parse::<EntityType>().ok()),
-                pair.map(str::to_string),
-            ),
+            (Ok(entity), Ok(pair)) => (entity, pair.map(str::to_string)),
             (Err(refusal), _) => {
                 return RetryAnswer::BadRequest(ApiError::new(format!("`entity` {refusal}")))
             }

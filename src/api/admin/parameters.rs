@@ -1,8 +1,9 @@
 //! The admin API's parameters as checked types: each is read by its rule in the
 //! `params` crate, so a handler only ever sees a value within its range, and a value
-//! outside it is refused by poem-openapi with a 400 naming the parameter and the range
-//! (`failed to parse parameter `limit`: must be a whole number from 1 to 500; got
-//! `501``). Their OpenAPI schemas carry the same ranges.
+//! outside it is refused with a 400 naming the parameter and the range
+//! (`` `limit` must be a whole number from 1 to 500; got `501` ``, worded in
+//! `api::guard::errors`). Their OpenAPI schemas carry the same ranges. Path parameters
+//! are read in the handler ([`PathText`]), where their names are known.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
