@@ -149,11 +149,45 @@ fn answers() -> &'static str {
     "still here"
 }
 
+/// The log lines written while it is held, on this thread (a `#[tokio::test]` runs the
+/// server's tasks on the test's own thread).
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || CapturedWriter(writer.clone()))
+            .finish();
+        (Self(lines), tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("the log")).into_owned()
+    }
+}
+
+struct CapturedWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("the log").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// No handler of Tandem's is known to panic, so the guard is proven on a small app
 /// served exactly as Tandem's routes are: the same guard, the same server loop, real
 /// TCP.
 #[tokio::test]
 async fn a_handler_that_panics_is_a_500_in_json_and_the_server_goes_on() {
+    let (log, _capturing) = CapturedLog::start();
     let limits = test_limits();
     let app = guarded(
         Route::new()
@@ -186,6 +220,11 @@ async fn a_handler_that_panics_is_a_500_in_json_and_the_server_goes_on() {
     assert!(
         !text.contains("invariant"),
         "the panic's words leaked: {text}"
+    );
+    let logged = log.text();
+    assert!(
+        logged.contains("ERROR") && logged.contains("an invariant broke"),
+        "the panic is not in the log: {logged}"
     );
     let response = client
         .get(format!("http://{addr}/answers"))
