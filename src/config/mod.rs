@@ -50,6 +50,7 @@ pub struct Settings {
     pub bus: BusSettings,
     pub orchestrator: OrchestratorSettings,
     pub webhooks: WebhookSettings,
+    pub http: HttpSettings,
     /// The pairs that sync, by name: `[pairs.acme]`.
     pub pairs: BTreeMap<String, PairSettings>,
 }
@@ -67,6 +68,7 @@ impl Default for Settings {
             bus: BusSettings::default(),
             orchestrator: OrchestratorSettings::default(),
             webhooks: WebhookSettings::default(),
+            http: HttpSettings::default(),
             pairs: BTreeMap::new(),
         }
     }
@@ -180,6 +182,34 @@ impl Default for WebhookSettings {
         Self {
             max_body_bytes: 1024 * 1024,
             public_base_url: None,
+        }
+    }
+}
+
+/// How the HTTP listener (webhooks, admin API, dashboard, health) protects itself from
+/// slow, large or too many requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (and an idle kept-alive
+    /// connection to start its next request) before the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Time a client has to send a request's whole body; a slower one gets 408.
+    pub body_read_timeout_secs: u64,
+    /// Largest body of a request other than a webhook (the admin API); larger ones get
+    /// 413, before the body is read when `Content-Length` says so.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            max_body_bytes: 1024 * 1024,
         }
     }
 }
