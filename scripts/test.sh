@@ -6,8 +6,8 @@
 #
 # What it needs is listed in the README ("Running the tests"); it installs what a
 # package manager can (cargo-nextest, Chromium and chromedriver). At the end it checks
-# that this machine's RabbitMQ and PostgreSQL were not restarted while it ran, and that
-# the work tree is as it was, and fails if not: the tests must never restart services
+# that this machine's RabbitMQ and PostgreSQL were not restarted while it ran, that no
+# test left queues on that RabbitMQ, and that the work tree is as it was, and fails if not: the tests must never restart services
 # that others share, nor rewrite committed files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,10 +45,14 @@ postgres_fingerprint() {
   psql "$pg_url" -XAtc 'select pg_postmaster_start_time()' 2>/dev/null || echo unreachable
 }
 
+# The broker's queues: every test deletes the queues it declared.
+queues() { rabbitmqctl -q list_queues name 2>/dev/null | sort || true; }
+
 # The work tree too: the tests write under target/ only.
 work_tree() { git status --porcelain 2>/dev/null || true; }
 
 work_tree_before=$(work_tree)
+queues_before=$(queues)
 rabbitmq_before=$(rabbitmq_fingerprint)
 postgres_before=$(postgres_fingerprint)
 echo "==> this machine's RabbitMQ: $rabbitmq_before, VM started $(rabbitmq_started)"
@@ -76,6 +80,12 @@ if [ "$postgres_before" = unreachable ]; then
 elif [ "$postgres_before" != "$postgres_after" ]; then
   echo "!!! this machine's PostgreSQL was restarted while the tests ran (by a test, or by" >&2
   echo "!!! something else on the machine: see its log)" >&2
+  status=1
+fi
+left_queues=$(comm -13 <(printf '%s\n' "$queues_before") <(queues) | grep -v '^$' || true)
+if [ -n "$left_queues" ]; then
+  echo "!!! the tests left $(printf '%s\n' "$left_queues" | wc -l) queue(s) on this machine's RabbitMQ:" >&2
+  printf '%s\n' "$left_queues" | head -20 >&2
   status=1
 fi
 if [ "$(work_tree)" != "$work_tree_before" ]; then

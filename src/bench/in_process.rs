@@ -22,6 +22,7 @@ pub struct InProcessEngine {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     http: reqwest::Client,
+    settings: Settings,
 }
 
 impl InProcessEngine {
@@ -39,7 +40,7 @@ impl InProcessEngine {
         let stop = CancellationToken::new();
         let (listening, mut bound) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(crate::service::serve_with(
-            settings,
+            settings.clone(),
             ServeArgs::default(),
             stop.clone(),
             WiringOptions {
@@ -65,6 +66,7 @@ impl InProcessEngine {
             stop,
             task,
             http: reqwest::Client::new(),
+            settings,
         })
     }
 
@@ -88,8 +90,10 @@ impl InProcessEngine {
         Ok(())
     }
 
+    /// Stops the engine and deletes the run's queues.
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
+        crate::bus::delete_topology_of(&self.settings).await;
     }
 }

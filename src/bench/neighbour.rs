@@ -176,12 +176,6 @@ pub async fn run(settings: &Settings, a_customers: usize) -> anyhow::Result<Neig
 
     engine.stop().await;
     stop_sims.cancel();
-    if settings.amqp_url.starts_with("amqp") {
-        let config = crate::bus::BusConfig::from_settings(&settings);
-        if let Ok(rabbit) = crate::bus::rabbitmq::RabbitBus::connect(config).await {
-            let _ = rabbit.delete_topology().await;
-        }
-    }
 
     let least =
         super::backfill::least_seconds(2 * a_customers.div_ceil(BATCH), PER_MINUTE).max(1.0);

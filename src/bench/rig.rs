@@ -387,12 +387,7 @@ impl SyncRig {
     pub async fn stop(self) -> anyhow::Result<()> {
         let result = self.engine.stop().await;
         self.stop_sims.cancel();
-        if self.settings.amqp_url.starts_with("amqp") {
-            let config = crate::bus::BusConfig::from_settings(&self.settings);
-            if let Ok(rabbit) = crate::bus::rabbitmq::RabbitBus::connect(config).await {
-                let _ = rabbit.delete_topology().await;
-            }
-        }
+        crate::bus::delete_topology_of(&self.settings).await;
         result
     }
 }

@@ -324,6 +324,20 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Deletes the RabbitMQ queues and exchanges of `settings` (its prefix, its pairs):
+/// for runs that made their own (benches, torture), so the broker is left as it was.
+/// Nothing to do on the in-process bus; a broker out of reach is left alone.
+pub async fn delete_topology_of(settings: &crate::config::Settings) {
+    if settings.amqp_url.starts_with("amqp") {
+        let config = BusConfig::from_settings(settings);
+        if let Ok(rabbit) = rabbitmq::RabbitBus::connect(config).await {
+            if let Err(err) = rabbit.delete_topology().await {
+                tracing::warn!(error = %err, "cannot delete the run's queues");
+            }
+        }
+    }
+}
+
 /// Connects the bus the settings name.
 pub async fn connect(config: &BusConfig) -> Result<Arc<dyn Bus>, BusError> {
     if config.url == "memory" {

@@ -224,6 +224,7 @@ pub async fn run(
         Vec::<HeldConflict>::new()
     };
     engine.stop().await.ok();
+    crate::bus::delete_topology_of(&settings).await;
     let links = links_of(&settings.database_url, &pair).await?;
 
     let state = EndState {

@@ -245,9 +245,13 @@ async fn a_webhook_while_rabbitmq_is_down_gets_503_and_its_retry_is_taken() {
     assert_eq!(refused.status().as_u16(), 503, "the sender must retry");
     broker.start_app();
 
-    let bus = RabbitBus::connect(BusConfig::new(&broker.amqp_url, prefix))
-        .await
-        .expect("connect");
+    // The bus keeps a queue per pair: name the pair to count its queue.
+    let bus = RabbitBus::connect(BusConfig {
+        pairs: vec!["acme".into()],
+        ..BusConfig::new(&broker.amqp_url, prefix)
+    })
+    .await
+    .expect("connect");
     support::eventually(
         Duration::from_secs(30),
         "the retried webhook is taken",

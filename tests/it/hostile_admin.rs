@@ -143,7 +143,7 @@ impl Hostile {
             bus,
             db,
             shutdown,
-            _queues: support::TestQueues::new(&prefix),
+            _queues: support::TestQueues::new(&prefix, ["acme"]),
         }
     }
 

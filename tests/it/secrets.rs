@@ -41,7 +41,7 @@ impl Backend {
         Self::Production {
             db: TestDatabase::create().await,
             key_file,
-            _queues: support::TestQueues::new(prefix),
+            _queues: support::TestQueues::new(prefix, ["acme"]),
         }
     }
 

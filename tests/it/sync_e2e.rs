@@ -80,7 +80,10 @@ impl World {
                 // Production keeps OAuth tokens sealed under a key the settings name.
                 let key = tandem::seal::SecretsKey::generate().expect("key");
                 settings.secrets_key = Some(Secret::new(key.to_base64().as_str()));
-                queues = Some(support::TestQueues::new(&settings.bus.prefix));
+                queues = Some(support::TestQueues::new(
+                    &settings.bus.prefix,
+                    settings.pairs.keys(),
+                ));
                 (Some(db), None)
             }
             Backend::Embedded => {

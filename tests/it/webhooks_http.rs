@@ -225,9 +225,13 @@ impl Server {
             ],
         )
         .await;
-        let bus = RabbitBus::connect(BusConfig::new(support::amqp_url(), prefix))
-            .await
-            .expect("connect");
+        // The bus keeps a queue per pair: name the settings' pairs to count theirs.
+        let bus = RabbitBus::connect(BusConfig {
+            pairs: ["acme", "legacy", "relay"].map(String::from).to_vec(),
+            ..BusConfig::new(support::amqp_url(), prefix)
+        })
+        .await
+        .expect("connect");
         let store = store::connect(&db.url).await.expect("connect");
         Self {
             tandem,

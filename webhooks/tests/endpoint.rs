@@ -21,8 +21,8 @@ const PATH: &str = "/webhooks/acme/crm";
 const NOW_MS: i64 = 1_764_000_000_000;
 
 fn standard_vector() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/specs/standard-webhooks-vectors.json");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs/standard-webhooks-vectors.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|err| panic!("cannot read {} ({err})", path.display()));
     let all: Value = serde_json::from_str(&text).expect("json");

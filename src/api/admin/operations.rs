@@ -308,7 +308,7 @@ impl OperationsApi {
                         broker.insert((pair, lane.as_str()), depth);
                     }
                 }
-                Err(err) => return unavailable("the bus", err),
+                Err(err) => return Unavailable::from(err).into(),
             }
         }
         let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);

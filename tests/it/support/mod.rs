@@ -292,14 +292,18 @@ pub fn free_port() -> u16 {
 /// The RabbitMQ queues and exchange of one test's bus prefix, deleted when the test
 /// ends (also on panic): a durable queue left behind costs the broker memory, and a
 /// quorum queue its own log, in every later run on the machine.
+/// Deletes a test's queues when dropped: the lanes' and, as the bus keeps a queue per
+/// pair, those of the pairs named.
 pub struct TestQueues {
     prefix: String,
+    pairs: Vec<String>,
 }
 
 impl TestQueues {
-    pub fn new(prefix: &str) -> Self {
+    pub fn new<P: ToString>(prefix: &str, pairs: impl IntoIterator<Item = P>) -> Self {
         Self {
             prefix: prefix.to_string(),
+            pairs: pairs.into_iter().map(|p| p.to_string()).collect(),
         }
     }
 }
@@ -307,8 +311,12 @@ impl TestQueues {
 impl Drop for TestQueues {
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
+        let pairs = std::mem::take(&mut self.pairs);
         on_own_runtime(async move {
-            let config = tandem::bus::BusConfig::new(amqp_url(), prefix);
+            let config = tandem::bus::BusConfig {
+                pairs,
+                ..tandem::bus::BusConfig::new(amqp_url(), prefix)
+            };
             if let Ok(bus) = tandem::bus::rabbitmq::RabbitBus::connect(config).await {
                 let _ = bus.delete_topology().await;
             }
