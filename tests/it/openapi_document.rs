@@ -26,6 +26,9 @@ async fn the_committed_openapi_document_matches_the_code() {
         queue: Default::default(),
         backlog: Default::default(),
         connections: Default::default(),
+        connect: None,
+        file_pairs: Vec::new(),
+        public_base_url: None,
     })
     .spec();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");

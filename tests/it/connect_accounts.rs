@@ -1,0 +1,366 @@
+//! Connecting real accounts through the admin API alone, over real HTTP, with the
+//! simulators as HubSpot's and Xero's identity servers: start with no pair, connect
+//! HubSpot, connect Xero picking the second of two organisations, make a pair and see
+//! a customer sync; the user revokes Tandem's access in Xero and the pair waits as
+//! `needs_reconnecting` instead of failing its changes; connecting Xero again resumes
+//! it; a restart keeps the pair. Bad paths answer a JSON error and store nothing.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sim::{CustomerSeed, SimConfig, Simulators};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{self, TestSqlite};
+
+const ADMIN: &str = "connect-test-admin-token";
+
+fn settings(sims: &Simulators, database_url: &str) -> tandem::config::Settings {
+    let hubspot = sims.hubspot.settings();
+    let xero = sims.xero.settings();
+    let mut settings = tandem::config::Settings {
+        database_url: database_url.to_string(),
+        amqp_url: "memory".into(),
+        admin_token: Some(tandem::secret::Secret::new(ADMIN)),
+        ..Default::default()
+    };
+    settings.bus.prefix = support::unique("connect");
+    settings.orchestrator.settle_ms = 0;
+    settings.connect = tandem::config::ConnectSettings {
+        callback_url: Some("http://127.0.0.1:0/connect/callback".into()),
+        hubspot: Some(tandem::config::AppSettings {
+            client_id: hubspot.client_id.clone(),
+            client_secret: tandem::secret::Secret::new(hubspot.client_secret.clone()),
+            authorize_url: Some(format!("{}/oauth/authorize", sims.hubspot_url)),
+            token_url: Some(format!("{}/oauth/v3/token", sims.hubspot_url)),
+            api_base_url: Some(sims.hubspot_url.clone()),
+            connections_url: None,
+            introspect_url: Some(format!("{}/oauth/v3/token/introspect", sims.hubspot_url)),
+            scopes: None,
+            webhook_key: None,
+        }),
+        xero: Some(tandem::config::AppSettings {
+            client_id: xero.client_id.clone(),
+            client_secret: tandem::secret::Secret::new(xero.client_secret.clone()),
+            authorize_url: Some(format!("{}/identity/connect/authorize", sims.xero_url)),
+            token_url: Some(sims.xero_token_url()),
+            api_base_url: Some(sims.xero_api_url()),
+            connections_url: Some(format!("{}/connections", sims.xero_url)),
+            introspect_url: None,
+            scopes: None,
+            webhook_key: Some(tandem::secret::Secret::new(xero.webhook_key.clone())),
+        }),
+    };
+    settings
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(base: String) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self { base, http }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer = request.send().await.expect("admin API");
+        let status = answer.status().as_u16();
+        (status, answer.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Starts a connect, answers the consent page as a person would (`allow` or
+    /// `deny`), follows the service's redirect to Tandem's callback and answers what
+    /// the callback said.
+    async fn connect(&self, kind: &str, decision: &str) -> (u16, Value) {
+        let (status, started) = self
+            .post(&format!("/api/accounts/connect/{kind}"), json!({}))
+            .await;
+        assert_eq!(status, 201, "{started}");
+        let authorize = started["authorize_url"].as_str().expect("authorize_url");
+        let url = reqwest::Url::parse(authorize).expect("url");
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let query = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(query("code_challenge_method"), "S256");
+        assert_eq!(query("state"), started["state"].as_str().expect("state"));
+        assert!(query("redirect_uri").ends_with("/connect/callback"));
+        let page = self.http.get(authorize).send().await.expect("consent page");
+        assert_eq!(page.status(), 200);
+        let mut form = pairs.clone();
+        form.retain(|(k, _)| k != "response_type");
+        form.push(("decision".into(), decision.into()));
+        let mut endpoint = url.clone();
+        endpoint.set_query(None);
+        let answer = self
+            .http
+            .post(endpoint)
+            .form(&form)
+            .send()
+            .await
+            .expect("consent");
+        assert_eq!(answer.status(), 303);
+        let back = answer.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        assert!(back.starts_with(&self.base), "{back}");
+        let callback = self.http.get(back).send().await.expect("callback");
+        let status = callback.status().as_u16();
+        (
+            status,
+            callback.json().await.expect("JSON from the callback"),
+        )
+    }
+
+    /// Connects Xero and picks the organisation offered second.
+    async fn connect_xero_second(&self) -> Value {
+        let (status, answer) = self.connect("xero", "allow").await;
+        assert_eq!(status, 200, "{answer}");
+        let choose = &answer["choose_organisation"];
+        let organisations = choose["organisations"].as_array().expect("organisations");
+        assert_eq!(organisations.len(), 2, "never picked silently: {answer}");
+        let choice = choose["choice"].as_str().expect("choice");
+        let tenant = organisations[1]["tenant_id"].as_str().expect("tenant");
+        let (status, account) = self
+            .post(
+                &format!("/api/accounts/choices/{choice}"),
+                json!({ "tenant_id": tenant }),
+            )
+            .await;
+        assert_eq!(status, 200, "{account}");
+        account
+    }
+}
+
+fn in_xero(sims: &Simulators, email: &str) -> bool {
+    sims.xero
+        .customers()
+        .iter()
+        .any(|c| c.email.as_deref() == Some(email))
+}
+
+#[tokio::test]
+async fn accounts_connect_in_the_browser_and_a_pair_made_of_them_syncs_pauses_and_resumes() {
+    let stop_sims = CancellationToken::new();
+    let sims = Simulators::start(
+        SimConfig::default(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        stop_sims.clone(),
+    )
+    .await
+    .expect("simulators");
+    let db = TestSqlite::create();
+    let stop = CancellationToken::new();
+    let (server, base) =
+        support::serve_in_process(settings(&sims, &db.url), Default::default(), stop.clone()).await;
+    let api = Api::new(base.clone());
+
+    let (status, pairs) = api.get("/api/pairs").await;
+    assert_eq!(
+        (status, pairs.clone()),
+        (200, json!([])),
+        "no pair at start"
+    );
+
+    // Bad paths answer JSON errors and store nothing.
+    let wrong_state = api
+        .http
+        .get(format!("{base}/connect/callback?state=forged&code=x"))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(wrong_state.status(), 400);
+    let body: Value = wrong_state.json().await.expect("json");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("state")),
+        "{body}"
+    );
+    let (status, denied) = api.connect("hubspot", "deny").await;
+    assert_eq!(status, 502, "{denied}");
+    assert!(
+        denied["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("access_denied")),
+        "{denied}"
+    );
+    let (status, unknown) = api
+        .post("/api/accounts/connect/salesforce", json!({}))
+        .await;
+    assert_eq!(status, 400, "{unknown}");
+    let (_, accounts) = api.get("/api/accounts").await;
+    assert_eq!(accounts, json!([]), "nothing stored by the bad paths");
+
+    // HubSpot: the portal comes from the token's metadata.
+    let (status, hubspot) = api.connect("hubspot", "allow").await;
+    assert_eq!(status, 200, "{hubspot}");
+    let hubspot = &hubspot["account"];
+    assert_eq!(
+        hubspot["account_id"],
+        sims.hubspot.settings().portal_id.to_string()
+    );
+    assert_eq!(hubspot["state"], "connected");
+    let crm_account = hubspot["id"].as_str().expect("id").to_string();
+
+    // Xero: two organisations, the second picked; a wrong pick changes nothing.
+    let (status, answer) = api.connect("xero", "allow").await;
+    assert_eq!(status, 200, "{answer}");
+    let choice = answer["choose_organisation"]["choice"]
+        .as_str()
+        .expect("choice");
+    let (status, wrong) = api
+        .post(
+            &format!("/api/accounts/choices/{choice}"),
+            json!({ "tenant_id": "not-offered" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{wrong}");
+    let (_, accounts) = api.get("/api/accounts").await;
+    assert_eq!(accounts.as_array().map(Vec::len), Some(1), "{accounts}");
+    let xero = api.connect_xero_second().await;
+    assert_eq!(xero["account_id"], sims.xero.settings().tenant_id.as_str());
+    assert_eq!(xero["name"], sims.xero.settings().tenant_name.as_str());
+    let finance_account = xero["id"].as_str().expect("id").to_string();
+    let answers = serde_json::to_string(&(&hubspot, &xero)).expect("json");
+    for token in sims.xero.issued_tokens() {
+        assert!(!answers.contains(&token), "a token in an answer");
+    }
+
+    // A pair from the two; it syncs without a restart.
+    let (status, pair) = api
+        .post(
+            "/api/pairs",
+            json!({
+                "name": "acme",
+                "crm_account": crm_account,
+                "finance_account": finance_account,
+                "poll_interval_secs": 1,
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{pair}");
+    assert_eq!(pair["defined_by"], "api");
+    assert_eq!(pair["conflict_policy"], "last_write_wins");
+    let (status, again) = api
+        .post(
+            "/api/pairs",
+            json!({ "name": "acme", "crm_account": crm_account, "finance_account": finance_account }),
+        )
+        .await;
+    assert_eq!(status, 409, "{again}");
+
+    sims.hubspot.person_creates_customer(&CustomerSeed {
+        name: "Ada Lovelace".into(),
+        email: "ada@example.com".into(),
+        phone: None,
+    });
+    support::eventually(
+        Duration::from_secs(60),
+        "the customer reaches Xero",
+        || async { in_xero(&sims, "ada@example.com") },
+    )
+    .await;
+
+    // The user removes Tandem's access in Xero: the pair waits for a reconnect.
+    sims.xero.revoke_all_grants();
+    sims.hubspot.person_creates_customer(&CustomerSeed {
+        name: "Grace Hopper".into(),
+        email: "grace@example.com".into(),
+        phone: None,
+    });
+    support::eventually(
+        Duration::from_secs(60),
+        "the pair needs reconnecting",
+        || async {
+            let (_, pair) = api.get("/api/pairs/acme").await;
+            pair["status"] == "needs_reconnecting"
+        },
+    )
+    .await;
+    let (_, account) = api.get(&format!("/api/accounts/{finance_account}")).await;
+    assert_eq!(account["state"], "needs_reconnecting", "{account}");
+    assert!(!in_xero(&sims, "grace@example.com"));
+    let (status, failed) = api.get("/api/sync-logs?outcome=failed").await;
+    assert_eq!(status, 200, "{failed}");
+    assert_eq!(failed, json!([]), "changes wait, they do not fail");
+
+    // Connecting Xero again keeps the account (keyed on tenantId) and resumes.
+    let again = api.connect_xero_second().await;
+    assert_eq!(again["id"], finance_account.as_str());
+    support::eventually(
+        Duration::from_secs(60),
+        "the waiting customer reaches Xero",
+        || async { in_xero(&sims, "grace@example.com") },
+    )
+    .await;
+    let (_, pair) = api.get("/api/pairs/acme").await;
+    assert_eq!(pair["status"], "syncing", "{pair}");
+
+    // Paused, its changes wait; removed, it is gone from the engine but listed.
+    let (status, paused) = api.post("/api/pairs/acme/pause", json!({})).await;
+    assert_eq!((status, paused["status"].clone()), (200, json!("paused")));
+
+    // A restart keeps the pair and its state, with nothing in the settings file.
+    stop.cancel();
+    server.await.expect("join").expect("tandem stopped cleanly");
+    let stop = CancellationToken::new();
+    let (server, base) =
+        support::serve_in_process(settings(&sims, &db.url), Default::default(), stop.clone()).await;
+    let api = Api::new(base);
+    let (_, pairs) = api.get("/api/pairs").await;
+    assert_eq!(pairs[0]["name"], "acme", "{pairs}");
+    assert_eq!(pairs[0]["state"], "paused", "{pairs}");
+    let (status, resumed) = api.post("/api/pairs/acme/resume", json!({})).await;
+    assert_eq!(
+        (status, resumed["state"].clone()),
+        (200, json!("active")),
+        "{resumed}"
+    );
+    sims.hubspot.person_creates_customer(&CustomerSeed {
+        name: "Katherine Johnson".into(),
+        email: "katherine@example.com".into(),
+        phone: None,
+    });
+    support::eventually(
+        Duration::from_secs(60),
+        "a customer syncs after the restart",
+        || async { in_xero(&sims, "katherine@example.com") },
+    )
+    .await;
+    let (status, removed) = api.post("/api/pairs/acme/remove", json!({})).await;
+    assert_eq!((status, removed["state"].clone()), (200, json!("removed")));
+    let (status, _) = api.post("/api/pairs/acme/resume", json!({})).await;
+    assert_eq!(status, 409);
+    stop.cancel();
+    server.await.expect("join").expect("tandem stopped cleanly");
+    stop_sims.cancel();
+}
