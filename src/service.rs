@@ -19,6 +19,9 @@ use crate::cli::ServeArgs;
 use crate::config::Settings;
 use crate::store::{self, SeaStore, Store};
 
+/// How often a process looks for pairs another process made, paused or removed.
+const FOLLOW_PAIRS_EVERY: Duration = Duration::from_secs(15);
+
 /// A token cancelled on the first SIGINT or SIGTERM.
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
@@ -356,19 +359,23 @@ pub async fn serve_with(
     };
     let file_pairs: Vec<String> = settings.pairs.keys().cloned().collect();
     let table = crate::orchestrator::PairTable::new(std::mem::take(&mut wiring.pairs));
-    for name in settings
-        .pairs
-        .iter()
-        .filter(|(_, p)| p.enabled)
-        .map(|(n, _)| n)
-    {
-        let id = crate::domain::PairId::new(name.clone());
-        if table.get(&id).is_none() {
-            // Its webhooks are taken; its changes wait for credentials, not parked.
-            table.pause(
-                id,
-                format!("pair `{name}` has no credentials for both sides: its changes wait"),
-            );
+    // With apps to connect accounts, the workers run even before a pair can sync: a
+    // settings pair without credentials then has its changes postponed, never parked.
+    let connect_configured = settings.connect.hubspot.is_some() && settings.connect.xero.is_some();
+    if connect_configured {
+        for name in settings
+            .pairs
+            .iter()
+            .filter(|(_, p)| p.enabled)
+            .map(|(n, _)| n)
+        {
+            let id = crate::domain::PairId::new(name.clone());
+            if table.get(&id).is_none() {
+                table.pause(
+                    id,
+                    format!("pair `{name}` has no credentials for both sides: its changes wait"),
+                );
+            }
         }
     }
     let poller =
@@ -398,6 +405,22 @@ pub async fn serve_with(
         if started > 0 {
             tracing::info!(pairs = started, "pairs made through the API started");
         }
+        // Pairs made, paused or removed through another process are followed here.
+        let connect = connect.clone();
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let mut every = tokio::time::interval(FOLLOW_PAIRS_EVERY);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                if let Err(err) = connect.follow_store().await {
+                    tracing::warn!(error = %err, "cannot read the pairs made through the API");
+                }
+            }
+        });
     }
     if let Some((acceptor, addr)) = http {
         tracing::info!(%addr, dashboard = %format!("http://{addr}/"), "listening");
@@ -436,7 +459,6 @@ pub async fn serve_with(
         };
         spawn_http(&tracker, acceptor, state, shutdown.clone());
     }
-    let connect_configured = settings.connect.hubspot.is_some() && settings.connect.xero.is_some();
     if !args.no_workers {
         if table.is_empty() && !connect_configured {
             // Acknowledging changes that no connector can sync would lose them.

@@ -122,6 +122,14 @@ impl PairHost {
         self.table.remove(&PairId::new(name));
     }
 
+    pub fn is_running(&self, name: &str) -> bool {
+        self.running().contains_key(name)
+    }
+
+    pub fn is_paused(&self, name: &str) -> bool {
+        self.table.paused(&PairId::new(name)).is_some()
+    }
+
     /// The state of each running side of `name`.
     pub fn sides(&self, name: &str) -> Vec<(System, ConnectionState)> {
         self.running()

@@ -10,6 +10,7 @@
 //! one place that holds them (rotated refresh tokens are written there before use).
 //! Any refusal on the way answers a clear error and stores nothing.
 
+pub mod cli;
 pub mod host;
 pub mod oauth;
 
@@ -488,10 +489,15 @@ impl Connect {
     }
 
     fn run(&self, record: &PairRecord, crm: &Account, finance: &Account) {
-        if let Some(host) = &self.host {
-            if let Some(settings) = self.pair_settings(record, crm, finance) {
-                host.start(&record.name, &settings, (crm.id, finance.id));
-            }
+        let Some(host) = &self.host else { return };
+        let started = self
+            .pair_settings(record, crm, finance)
+            .is_some_and(|settings| host.start(&record.name, &settings, (crm.id, finance.id)));
+        if !started {
+            tracing::warn!(
+                pair = %record.name,
+                "the pair cannot run: both apps must be set ([connect.hubspot] and [connect.xero])"
+            );
         }
     }
 
@@ -514,6 +520,28 @@ impl Connect {
             started += 1;
         }
         Ok(started)
+    }
+
+    /// Brings this process in line with the pairs of the store, which another process
+    /// may have made, paused or removed since.
+    pub async fn follow_store(&self) -> Result<(), ConnectError> {
+        let Some(host) = &self.host else {
+            return Ok(());
+        };
+        for record in self.accounts.pair_records().await? {
+            let name = record.name.as_str();
+            match record.state.as_str() {
+                "active" if !host.is_running(name) => {
+                    let crm = self.account(record.crm_account).await?;
+                    let finance = self.account(record.finance_account).await?;
+                    self.run(&record, &crm, &finance);
+                }
+                "paused" if !host.is_paused(name) => host.pause(name),
+                "removed" if host.is_running(name) || host.is_paused(name) => host.remove(name),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     pub async fn pairs(&self) -> Result<Vec<PairRecord>, ConnectError> {

@@ -161,6 +161,30 @@ impl Api {
     }
 }
 
+/// `tandem <args>` against the server at `base`: exit code, stdout and stderr.
+async fn cli(base: &str, args: &[&str]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TANDEM_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .env("TANDEM_URL", base)
+        .env("TANDEM_ADMIN_TOKEN", ADMIN);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run tandem");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 fn in_xero(sims: &Simulators, email: &str) -> bool {
     sims.xero
         .customers()
@@ -213,6 +237,34 @@ async fn accounts_connect_in_the_browser_and_a_pair_made_of_them_syncs_pauses_an
             .is_some_and(|e| e.contains("access_denied")),
         "{denied}"
     );
+    // A code the token endpoint refuses (forged, or spent): its OAuth error, no more.
+    let (_, started) = api.post("/api/accounts/connect/xero", json!({})).await;
+    let state = started["state"].as_str().expect("state");
+    let refused = api
+        .http
+        .get(format!(
+            "{base}/connect/callback?state={state}&code=forged-code"
+        ))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(refused.status(), 502);
+    let body: Value = refused.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid_grant")),
+        "{body}"
+    );
+    let replayed = api
+        .http
+        .get(format!(
+            "{base}/connect/callback?state={state}&code=forged-code"
+        ))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(replayed.status(), 400, "a state is spent by its first use");
     let (status, unknown) = api
         .post("/api/accounts/connect/salesforce", json!({}))
         .await;
@@ -328,6 +380,17 @@ async fn accounts_connect_in_the_browser_and_a_pair_made_of_them_syncs_pauses_an
     // Paused, its changes wait; removed, it is gone from the engine but listed.
     let (status, paused) = api.post("/api/pairs/acme/pause", json!({})).await;
     assert_eq!((status, paused["status"].clone()), (200, json!("paused")));
+
+    // The command line reads the same resources.
+    let (code, out, err) = cli(&base, &["pair", "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("acme (api): paused"), "{out}");
+    let (code, out, err) = cli(&base, &["connect", "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{finance_account} xero")), "{out}");
+    let (code, _, err) = cli(&base, &["pair", "remove", "acme"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("--yes"), "{err}");
 
     // A restart keeps the pair and its state, with nothing in the settings file.
     stop.cancel();
