@@ -11,20 +11,63 @@ use serde_json::{json, Value};
 use sim::{CustomerSeed, SimConfig, Simulators};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{self, TestSqlite};
+use crate::support::{self, TestDatabase, TestSqlite};
 
 const ADMIN: &str = "connect-test-admin-token";
 
-fn settings(sims: &Simulators, database_url: &str) -> tandem::config::Settings {
+/// Where the engine keeps its state: the embedded default, or production's PostgreSQL
+/// and RabbitMQ.
+struct Backend {
+    database_url: String,
+    amqp_url: String,
+    prefix: String,
+    secrets_key: Option<tandem::secret::Secret>,
+    _pg: Option<TestDatabase>,
+    _sqlite: Option<TestSqlite>,
+    _queues: Option<support::TestQueues>,
+}
+
+impl Backend {
+    fn embedded() -> Self {
+        let db = TestSqlite::create();
+        Self {
+            database_url: db.url.clone(),
+            amqp_url: "memory".into(),
+            prefix: support::unique("connect"),
+            secrets_key: None,
+            _pg: None,
+            _sqlite: Some(db),
+            _queues: None,
+        }
+    }
+
+    async fn production() -> Self {
+        let db = TestDatabase::create().await;
+        let prefix = support::unique("connect");
+        let key = tandem::seal::SecretsKey::generate().expect("key");
+        Self {
+            database_url: db.url.clone(),
+            amqp_url: support::amqp_url(),
+            _queues: Some(support::TestQueues::new(&prefix)),
+            prefix,
+            secrets_key: Some(tandem::secret::Secret::new(key.to_base64().as_str())),
+            _pg: Some(db),
+            _sqlite: None,
+        }
+    }
+}
+
+fn settings(sims: &Simulators, backend: &Backend) -> tandem::config::Settings {
     let hubspot = sims.hubspot.settings();
     let xero = sims.xero.settings();
     let mut settings = tandem::config::Settings {
-        database_url: database_url.to_string(),
-        amqp_url: "memory".into(),
+        database_url: backend.database_url.clone(),
+        amqp_url: backend.amqp_url.clone(),
         admin_token: Some(tandem::secret::Secret::new(ADMIN)),
+        secrets_key: backend.secrets_key.clone(),
         ..Default::default()
     };
-    settings.bus.prefix = support::unique("connect");
+    settings.bus.prefix = backend.prefix.clone();
     settings.orchestrator.settle_ms = 0;
     settings.connect = tandem::config::ConnectSettings {
         callback_url: Some("http://127.0.0.1:0/connect/callback".into()),
@@ -192,8 +235,40 @@ fn in_xero(sims: &Simulators, email: &str) -> bool {
         .any(|c| c.email.as_deref() == Some(email))
 }
 
+/// Every token the credential table holds, as stored.
+async fn stored_tokens(database_url: &str) -> Vec<String> {
+    use sea_orm::ConnectionTrait as _;
+    let db = sea_orm::Database::connect(database_url)
+        .await
+        .expect("database");
+    let rows = db
+        .query_all(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT access_token, refresh_token FROM credential",
+        ))
+        .await
+        .expect("credentials");
+    let _ = db.close().await;
+    rows.iter()
+        .flat_map(|row| {
+            ["access_token", "refresh_token"]
+                .map(|column| row.try_get::<Option<String>>("", column).ok().flatten())
+        })
+        .flatten()
+        .collect()
+}
+
 #[tokio::test]
-async fn accounts_connect_in_the_browser_and_a_pair_made_of_them_syncs_pauses_and_resumes() {
+async fn accounts_connect_and_a_pair_of_them_syncs_pauses_and_resumes_on_the_embedded_default() {
+    scenario(Backend::embedded()).await;
+}
+
+#[tokio::test]
+async fn accounts_connect_and_a_pair_of_them_syncs_pauses_and_resumes_on_postgres_and_rabbitmq() {
+    scenario(Backend::production().await).await;
+}
+
+async fn scenario(backend: Backend) {
     let stop_sims = CancellationToken::new();
     let sims = Simulators::start(
         SimConfig::default(),
@@ -203,10 +278,10 @@ async fn accounts_connect_in_the_browser_and_a_pair_made_of_them_syncs_pauses_an
     )
     .await
     .expect("simulators");
-    let db = TestSqlite::create();
     let stop = CancellationToken::new();
     let (server, base) =
-        support::serve_in_process(settings(&sims, &db.url), Default::default(), stop.clone()).await;
+        support::serve_in_process(settings(&sims, &backend), Default::default(), stop.clone())
+            .await;
     let api = Api::new(base.clone());
 
     let (status, pairs) = api.get("/api/pairs").await;
@@ -307,6 +382,27 @@ async fn accounts_connect_in_the_browser_and_a_pair_made_of_them_syncs_pauses_an
         assert!(!answers.contains(&token), "a token in an answer");
     }
 
+    // Sealed at rest: no token the services issued is in the store as it is.
+    let stored = stored_tokens(&backend.database_url).await;
+    assert_eq!(
+        stored.len(),
+        4,
+        "two accounts, two tokens each: {}",
+        stored.len()
+    );
+    let issued: Vec<String> = sims
+        .xero
+        .issued_tokens()
+        .into_iter()
+        .chain(sims.hubspot.issued_tokens())
+        .collect();
+    for token in &stored {
+        assert!(
+            !token.contains("sim-hs-") && !issued.iter().any(|t| token.contains(t.as_str())),
+            "a token stored in plain text"
+        );
+    }
+
     // A pair from the two; it syncs without a restart.
     let (status, pair) = api
         .post(
@@ -397,7 +493,8 @@ async fn accounts_connect_in_the_browser_and_a_pair_made_of_them_syncs_pauses_an
     server.await.expect("join").expect("tandem stopped cleanly");
     let stop = CancellationToken::new();
     let (server, base) =
-        support::serve_in_process(settings(&sims, &db.url), Default::default(), stop.clone()).await;
+        support::serve_in_process(settings(&sims, &backend), Default::default(), stop.clone())
+            .await;
     let api = Api::new(base);
     let (_, pairs) = api.get("/api/pairs").await;
     assert_eq!(pairs[0]["name"], "acme", "{pairs}");
