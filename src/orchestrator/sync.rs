@@ -318,3 +318,51 @@ impl ChangeHandler for Orchestrator {
         with_priority(priority, work).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ChangeKind, EntityType};
+
+    fn event(pair: &str) -> ChangeEvent {
+        ChangeEvent {
+            event_id: format!("test:{pair}"),
+            pair: PairId::new(pair),
+            system: System::Crm,
+            entity: EntityType::Customer,
+            external_id: "1".into(),
+            kind: ChangeKind::Upsert,
+            occurred_at: chrono::Utc::now(),
+            trigger: Trigger::Webhook,
+            job_id: None,
+            transaction_id: None,
+            by_tandem: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_paused_pair_s_change_waits_and_an_unknown_pair_s_is_set_aside() {
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::connect("sqlite::memory:")
+                .await
+                .expect("store"),
+        );
+        let table = PairTable::default();
+        table.pause(PairId::new("acme"), "pair `acme` is paused".into());
+        let orchestrator =
+            Orchestrator::new(store, HashMap::new(), 3).with_pair_table(table.clone());
+        match orchestrator.handle(event("acme"), 1).await {
+            HandleOutcome::Postpone { reason, .. } => assert!(reason.contains("paused")),
+            other => panic!("a paused pair's change must wait: {other:?}"),
+        }
+        assert!(matches!(
+            orchestrator.handle(event("other"), 1).await,
+            HandleOutcome::Park { .. }
+        ));
+        table.remove(&PairId::new("acme"));
+        assert!(matches!(
+            orchestrator.handle(event("acme"), 1).await,
+            HandleOutcome::Park { .. }
+        ));
+    }
+}

@@ -403,6 +403,39 @@ async fn scenario(backend: Backend) {
         );
     }
 
+    // A pair with a policy that does not exist, or of an account that does not: a
+    // clear error, and no pair.
+    let (status, bad) = api
+        .post(
+            "/api/pairs",
+            json!({ "name": "acme", "crm_account": crm_account, "finance_account": finance_account,
+                    "conflict_policy": "coin_flip" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("conflict_policy")),
+        "{bad}"
+    );
+    let (status, bad) = api
+        .post(
+            "/api/pairs",
+            json!({ "name": "acme", "crm_account": finance_account, "finance_account": crm_account }),
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    let (status, bad) = api
+        .post(
+            "/api/pairs",
+            json!({ "name": "acme", "crm_account": uuid::Uuid::new_v4(), "finance_account": finance_account }),
+        )
+        .await;
+    assert_eq!(status, 404, "{bad}");
+    let (_, pairs) = api.get("/api/pairs").await;
+    assert_eq!(pairs, json!([]), "no pair made by the bad requests");
+
     // A pair from the two; it syncs without a restart.
     let (status, pair) = api
         .post(
