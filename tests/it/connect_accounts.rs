@@ -58,8 +58,6 @@ impl Backend {
 }
 
 fn settings(sims: &Simulators, backend: &Backend) -> tandem::config::Settings {
-    let hubspot = sims.hubspot.settings();
-    let xero = sims.xero.settings();
     let mut settings = tandem::config::Settings {
         database_url: backend.database_url.clone(),
         amqp_url: backend.amqp_url.clone(),
@@ -69,31 +67,8 @@ fn settings(sims: &Simulators, backend: &Backend) -> tandem::config::Settings {
     };
     settings.bus.prefix = backend.prefix.clone();
     settings.orchestrator.settle_ms = 0;
-    settings.connect = tandem::config::ConnectSettings {
-        callback_url: Some("http://127.0.0.1:0/connect/callback".into()),
-        hubspot: Some(tandem::config::AppSettings {
-            client_id: hubspot.client_id.clone(),
-            client_secret: tandem::secret::Secret::new(hubspot.client_secret.clone()),
-            authorize_url: Some(format!("{}/oauth/authorize", sims.hubspot_url)),
-            token_url: Some(format!("{}/oauth/v3/token", sims.hubspot_url)),
-            api_base_url: Some(sims.hubspot_url.clone()),
-            connections_url: None,
-            introspect_url: Some(format!("{}/oauth/v3/token/introspect", sims.hubspot_url)),
-            scopes: None,
-            webhook_key: None,
-        }),
-        xero: Some(tandem::config::AppSettings {
-            client_id: xero.client_id.clone(),
-            client_secret: tandem::secret::Secret::new(xero.client_secret.clone()),
-            authorize_url: Some(format!("{}/identity/connect/authorize", sims.xero_url)),
-            token_url: Some(sims.xero_token_url()),
-            api_base_url: Some(sims.xero_api_url()),
-            connections_url: Some(format!("{}/connections", sims.xero_url)),
-            introspect_url: None,
-            scopes: None,
-            webhook_key: Some(tandem::secret::Secret::new(xero.webhook_key.clone())),
-        }),
-    };
+    // The demo's apps: the simulators' consent pages and token endpoints.
+    settings.connect = tandem::demo::connect_for(sims, "http://127.0.0.1:0/connect/callback");
     settings
 }
 
