@@ -203,6 +203,8 @@ pub struct AppSettings {
     pub connections_url: Option<String>,
     /// HubSpot: token metadata (`/oauth/v3/token/introspect`).
     pub introspect_url: Option<String>,
+    /// Xero: where a disconnect revokes the grant (`/connect/revocation`).
+    pub revocation_url: Option<String>,
     /// The scopes asked for, separated by spaces; the defaults cover what Tandem syncs.
     pub scopes: Option<String>,
     /// The secret that signs this app's webhooks: HubSpot signs with the client secret

@@ -394,6 +394,19 @@ impl Connect {
         }
         let service = Service::parse(&account.kind)
             .ok_or_else(|| ConnectError::BadInput(format!("unknown kind {}", account.kind)))?;
+        // Xero's grant is revoked at Xero; HubSpot's app is uninstalled in HubSpot.
+        if let (Ok(app), Some(credential)) = (
+            self.app(service),
+            self.store
+                .credential(&Account::credential_owner(id), side_of(service))
+                .await?,
+        ) {
+            if let Some(refresh) = &credential.refresh_token {
+                if let Err(err) = oauth::revoke(&self.http, app, refresh).await {
+                    tracing::warn!(account = %id, error = %err, "the grant was not revoked");
+                }
+            }
+        }
         self.store
             .save_credential(
                 &Account::credential_owner(id),

@@ -76,6 +76,8 @@ pub struct App {
     pub api_base_url: String,
     /// Xero: `/connections`; HubSpot: token metadata.
     pub grant_info_url: String,
+    /// Xero: the revocation endpoint.
+    pub revocation_url: Option<String>,
     pub scopes: String,
     pub webhook_key: Option<Secret>,
 }
@@ -110,6 +112,15 @@ impl App {
             token_url: settings.token_url.clone().unwrap_or(token.into()),
             api_base_url: settings.api_base_url.clone().unwrap_or(api.into()),
             grant_info_url: info.to_string(),
+            revocation_url: match service {
+                Service::Xero => Some(
+                    settings
+                        .revocation_url
+                        .clone()
+                        .unwrap_or_else(|| "https://identity.xero.com/connect/revocation".into()),
+                ),
+                Service::Hubspot => settings.revocation_url.clone(),
+            },
             scopes: settings.scopes.clone().unwrap_or_else(|| {
                 service
                     .default_scopes()
@@ -251,6 +262,36 @@ pub async fn exchange(
         expires_in: token.expires_in.unwrap_or(1800),
         scope: token.scope,
     })
+}
+
+/// Revokes a refresh token (RFC 7009) at Xero's revocation endpoint: the grant and its
+/// access tokens stop working.
+pub async fn revoke(http: &reqwest::Client, app: &App, refresh: &Secret) -> Result<(), FlowError> {
+    let Some(url) = &app.revocation_url else {
+        return Ok(());
+    };
+    let answer = http
+        .post(url)
+        .basic_auth(&app.client_id, Some(app.client_secret.expose()))
+        .form(&[("token", refresh.expose())])
+        .send()
+        .await
+        .map_err(|e| {
+            FlowError(format!(
+                "{} cannot be reached: {}",
+                app.service.name(),
+                e.without_url()
+            ))
+        })?;
+    if answer.status().is_success() {
+        Ok(())
+    } else {
+        Err(FlowError(format!(
+            "{} refused the revocation ({})",
+            app.service.name(),
+            answer.status().as_u16()
+        )))
+    }
 }
 
 /// An organisation a Xero grant reaches.

@@ -484,6 +484,13 @@ async fn scenario(backend: Backend) {
     // Paused, its changes wait; removed, it is gone from the engine but listed.
     let (status, paused) = api.post("/api/pairs/acme/pause", json!({})).await;
     assert_eq!((status, paused["status"].clone()), (200, json!("paused")));
+    let (status, in_use) = api
+        .post(
+            &format!("/api/accounts/{crm_account}/disconnect"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "an account a pair uses stays: {in_use}");
 
     // The command line reads the same resources.
     let (code, out, err) = cli(&base, &["pair", "list"]).await;
@@ -528,6 +535,33 @@ async fn scenario(backend: Backend) {
     assert_eq!((status, removed["state"].clone()), (200, json!("removed")));
     let (status, _) = api.post("/api/pairs/acme/resume", json!({})).await;
     assert_eq!(status, 409);
+
+    // With its pair removed, the Xero account disconnects: the grant is revoked at
+    // Xero and the tokens are forgotten.
+    let (status, crm_gone) = api
+        .post(
+            &format!("/api/accounts/{crm_account}/disconnect"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{crm_gone}");
+    let held_before = sims.xero.issued_tokens().len();
+    let (status, gone) = api
+        .post(
+            &format!("/api/accounts/{finance_account}/disconnect"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, gone["state"].clone()),
+        (200, json!("disconnected")),
+        "{gone}"
+    );
+    assert!(
+        sims.xero.issued_tokens().len() < held_before,
+        "the grant was revoked at Xero"
+    );
+    assert!(stored_tokens(&backend.database_url).await.is_empty());
     stop.cancel();
     server.await.expect("join").expect("tandem stopped cleanly");
     stop_sims.cancel();
