@@ -227,8 +227,8 @@ impl AccountsApi {
         account_answer(connect, connect.account(id.0).await)
     }
 
-    /// Forgets the account's tokens; refused while a pair uses it. Remove the app's
-    /// access in HubSpot or Xero as well to revoke it there.
+    /// Forgets the account's tokens; refused while a pair that is not removed uses it.
+    /// A Xero grant is revoked at Xero too; uninstall a HubSpot app in HubSpot.
     #[oai(path = "/accounts/:id/disconnect", method = "post")]
     async fn disconnect(&self, id: Path<Uuid>) -> AccountAnswer {
         let Some(connect) = &self.state.connect else {
