@@ -33,13 +33,13 @@ rabbit_env() {
 }
 
 pg_ctl_command() {
-  printf '%q -D %q -w -l %q -o %q' "$pg_bin/pg_ctl" "$dir/postgres" "$dir/postgres.log" \
+  printf '%q -D %q -w -l %q -o %q' "$pg_bin/pg_ctl" "$dir/postgres" "$dir/postgres-log/postgres.log" \
     "-p $pg_port -k $dir/postgres -c listen_addresses=127.0.0.1 -c max_connections=300"
 }
 
 case "$action" in
   start)
-    mkdir -p "$dir/rabbitmq" "$dir/postgres"
+    mkdir -p "$dir/rabbitmq" "$dir/postgres" "$dir/postgres-log"
     printf '[].\n' > "$dir/rabbitmq/enabled_plugins"
     : > "$dir/rabbitmq/rabbitmq-env.conf"
     printf 'loopback_users.guest = true\n' > "$dir/rabbitmq/rabbitmq.conf"
@@ -52,8 +52,16 @@ case "$action" in
       RABBITMQ_ENABLED_PLUGINS_FILE="$dir/rabbitmq/enabled_plugins" \
       RABBITMQ_CONFIG_FILE="$dir/rabbitmq/rabbitmq.conf" \
       nohup "$rabbit_scripts/rabbitmq-server" > "$dir/rabbitmq/server.log" 2>&1 &
+    # The node registers with epmd a moment after it is launched; until then
+    # await_startup finds no node at all and gives up at once.
+    for _ in $(seq 60); do
+      if eval "$(rabbit_env)" "$rabbit_scripts/rabbitmqctl" -q -n "$node" await_startup --timeout 120 >/dev/null 2>&1; then
+        break
+      fi
+      sleep 2
+    done
     eval "$(rabbit_env)" "$rabbit_scripts/rabbitmqctl" -q -n "$node" await_startup --timeout 120
-    if [ "$(id -u)" = 0 ]; then chown -R postgres "$dir/postgres"; fi
+    if [ "$(id -u)" = 0 ]; then chown -R postgres "$dir/postgres" "$dir/postgres-log"; fi
     as_postgres "$pg_bin/initdb -A trust -U postgres -D $dir/postgres" >/dev/null
     as_postgres "$(pg_ctl_command) start" >/dev/null
     ctl="$(rabbit_env) $rabbit_scripts/rabbitmqctl -q -n $node"

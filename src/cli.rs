@@ -206,7 +206,7 @@ pub struct ReplayArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Which scenarios run, comma-separated: `ingest`, `backfill`, `e2e`, `economy`,
-    /// `memory`.
+    /// `memory`, and `neighbour` (not run unless named: two pairs, one busy).
     #[arg(long, value_delimiter = ',', default_values_t = [
         String::from("ingest"),
         String::from("backfill"),
@@ -215,8 +215,9 @@ pub struct BenchArgs {
         String::from("memory"),
     ])]
     pub scenarios: Vec<String>,
-    /// Customers the backfill brings from the CRM into an empty Xero; also the
-    /// customers seeded on both sides for `e2e` and `memory` (`economy` seeds at most 200).
+    /// Customers the backfill brings from the CRM into an empty Xero (also the busy
+    /// pair's backfill in `neighbour`); also the customers seeded on both sides for
+    /// `e2e` and `memory` (`economy` seeds at most 200).
     #[arg(long, default_value_t = 3000)]
     pub customers: usize,
     /// Seconds each step runs.

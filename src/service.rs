@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use poem::listener::{Acceptor, Listener, TcpListener};
+
+use crate::api::guard::HttpLimits;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -102,6 +104,15 @@ pub fn describe(settings: &Settings) -> String {
             .public_base_url
             .as_deref()
             .unwrap_or("(not set)")
+    );
+    let http = &settings.http;
+    let _ = writeln!(
+        out,
+        "http: at most {} connections, headers within {}s, bodies within {}s, admin bodies up to {} bytes",
+        http.max_connections,
+        http.header_read_timeout_secs,
+        http.body_read_timeout_secs,
+        http.max_body_bytes
     );
     for (name, pair) in &settings.pairs {
         let _ = writeln!(
@@ -243,14 +254,11 @@ fn report_listening(listen: &str, addr: SocketAddr, options: &crate::wiring::Wir
 async fn run_http(
     acceptor: impl Acceptor + 'static,
     state: HttpState,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            api::routes(state),
-            async move { shutdown.cancelled().await },
-            Some(Duration::from_secs(10)),
-        )
+    let routes = api::routes(state, &limits);
+    api::guard::listener::serve(acceptor, routes, &limits, shutdown, Duration::from_secs(10))
         .await
         .context("the HTTP server failed")
 }
@@ -259,11 +267,12 @@ pub(crate) fn spawn_http(
     tracker: &TaskTracker,
     acceptor: impl Acceptor + 'static,
     state: HttpState,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) {
     let stop_all = shutdown.clone();
     tracker.spawn(async move {
-        if let Err(err) = run_http(acceptor, state, shutdown).await {
+        if let Err(err) = run_http(acceptor, state, limits, shutdown).await {
             tracing::error!(error = format!("{err:#}"), "HTTP server stopped");
             stop_all.cancel();
         }
@@ -383,6 +392,7 @@ pub async fn serve_with(
     let host = (!args.no_workers).then(|| {
         Arc::new(crate::connect::PairHost::new(
             table.clone(),
+            bus.clone(),
             store.clone(),
             poller.clone(),
             tracker.clone(),
@@ -457,7 +467,13 @@ pub async fn serve_with(
             admin,
             admin_token: admin_token(settings),
         };
-        spawn_http(&tracker, acceptor, state, shutdown.clone());
+        spawn_http(
+            &tracker,
+            acceptor,
+            state,
+            HttpLimits::of(settings),
+            shutdown.clone(),
+        );
     }
     if !args.no_workers {
         if table.is_empty() && !connect_configured {
@@ -480,6 +496,7 @@ pub async fn serve_with(
                 settings.orchestrator.workers,
                 Duration::from_secs(settings.orchestrator.shutdown_grace_secs),
             )
+            .with_pair_share(settings.orchestrator.pair_share())
             .with_control(queue)
             .with_backlog(backlog);
             let stop = shutdown.clone();

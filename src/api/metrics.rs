@@ -30,6 +30,7 @@ pub async fn metrics(state: Data<&HttpState>) -> Response {
     let admin = &state.admin;
     let mut queue_depth = Vec::new();
     let mut oldest_age_seconds = Vec::new();
+    let mut pair_depth = Vec::new();
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let in_process = admin.backlog.figures();
     for lane in Lane::ALL {
@@ -41,6 +42,13 @@ pub async fn metrics(state: Data<&HttpState>) -> Response {
             if let Some(age) = [in_broker, here].into_iter().flatten().reduce(f64::max) {
                 oldest_age_seconds.push((lane.as_str(), age));
             }
+        }
+        if let Ok(depths) = admin.bus.pair_depths(lane).await {
+            pair_depth.extend(
+                depths
+                    .into_iter()
+                    .map(|(pair, depth)| (lane.as_str(), pair, depth)),
+            );
         }
     }
     let counts = admin.store.count_records().await.unwrap_or_default();
@@ -68,5 +76,6 @@ pub async fn metrics(state: Data<&HttpState>) -> Response {
             failed_records: count(SyncStatus::Failed),
             retrying_records: count(SyncStatus::Retrying),
             in_process,
+            pair_depth,
         }))
 }

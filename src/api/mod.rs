@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod dashboard;
+pub mod guard;
 pub mod health;
 pub mod metrics;
 
@@ -25,7 +26,8 @@ pub struct HttpState {
     pub admin_token: Secret,
 }
 
-pub fn routes(state: HttpState) -> impl poem::Endpoint {
+/// Every route, behind the request rules of `limits` (see [`guard`]).
+pub fn routes(state: HttpState, limits: &guard::HttpLimits) -> impl poem::Endpoint {
     let admin = admin::service(state.admin.clone());
     let spec = admin.spec_endpoint();
     // The API browser's page carries the whole Swagger UI bundle (3 MiB); built when
@@ -35,7 +37,7 @@ pub fn routes(state: HttpState) -> impl poem::Endpoint {
         let browser = browser.clone();
         async move { poem::web::Html(browser.swagger_ui_html()) }
     });
-    Route::new()
+    let routes = Route::new()
         .at("/", get(dashboard::page))
         .at("/health", get(health::health))
         .at("/ready", get(health::ready))
@@ -50,13 +52,11 @@ pub fn routes(state: HttpState) -> impl poem::Endpoint {
         )
         .nest(
             "/api",
-            admin::require_token(
-                admin::errors_as_json(admin.into_endpoint()),
-                state.admin_token.clone(),
-            ),
+            admin::require_token(admin.into_endpoint(), state.admin_token.clone()),
         )
         .at("/openapi.json", spec)
         .at("/docs", get(docs))
         .data(state.intake.clone())
-        .data(state)
+        .data(state);
+    guard::guarded(routes, limits)
 }

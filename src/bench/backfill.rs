@@ -12,12 +12,8 @@ use serde::Serialize;
 use sim::{CustomerSeed, SimConfig, Simulators};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::ServeArgs;
 use crate::config::Settings;
-use crate::connectors::http::RequestRecorder;
 use crate::domain::System;
-use crate::secret::Secret;
-use crate::wiring::WiringOptions;
 
 /// Items per Xero batch call.
 const BATCH: usize = 50;
@@ -85,59 +81,21 @@ pub async fn run(settings: &Settings, customers: usize) -> anyhow::Result<Backfi
         "backfill_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let mut settings = super::engine::with_run_key(settings.clone())?;
+    let mut settings = settings.clone();
     settings.pairs.clear();
     // Polling and webhooks off: the resync is the only source of work.
     settings
         .pairs
         .insert(pair.clone(), crate::demo::pair_for(&sims, 0));
     settings.bus.prefix = format!("tandem_bench_{}", uuid::Uuid::new_v4().simple());
-    // Port 0: the engine binds a port the OS picks and reports it on `listening`.
-    settings.listen = "127.0.0.1:0".into();
-    // The simulators sign the URL they call: port 0 here stands for the port bound.
-    settings.webhooks.public_base_url = Some("http://127.0.0.1:0".into());
-    let token = format!("{}", uuid::Uuid::new_v4().simple());
-    settings.admin_token = Some(Secret::new(token.clone()));
     settings.orchestrator.workers = BACKFILL_WORKERS;
-    settings.validate().context("the backfill's settings")?;
+    // One pair alone: it may use every worker.
+    settings.orchestrator.workers_per_pair = Some(BACKFILL_WORKERS);
     let workers = settings.orchestrator.workers;
-
-    let recorder = std::sync::Arc::new(RequestRecorder::default());
-    let stop = CancellationToken::new();
-    let (listening, mut bound) = tokio::sync::mpsc::unbounded_channel();
-    let engine = tokio::spawn(crate::service::serve_with(
-        settings,
-        ServeArgs::default(),
-        stop.clone(),
-        WiringOptions {
-            recorder: Some(recorder.clone()),
-            listening: Some(listening),
-            ..Default::default()
-        },
-    ));
-    let base = match bound.recv().await {
-        Some(addr) => format!("http://{addr}"),
-        None => {
-            return Err(engine
-                .await?
-                .err()
-                .unwrap_or_else(|| anyhow::anyhow!("the engine stopped before it listened")))
-        }
-    };
-    crate::demo::wait_until_up(&base, Duration::from_secs(30)).await?;
+    let engine = super::in_process::InProcessEngine::start(settings).await?;
+    let recorder = engine.recorder.clone();
     let started = Instant::now();
-    let answer = reqwest::Client::new()
-        .post(format!("{base}/api/resync"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"pair": pair, "system": "crm", "entity": "customer", "everything": true}))
-        .send()
-        .await
-        .context("cannot start the resync")?;
-    anyhow::ensure!(
-        answer.status().as_u16() == 202,
-        "the resync was refused: {}",
-        answer.text().await.unwrap_or_default()
-    );
+    engine.resync_customers(&pair, "crm").await?;
     let deadline = started + Duration::from_secs(600);
     let created = loop {
         let created = sims
@@ -152,8 +110,7 @@ pub async fn run(settings: &Settings, customers: usize) -> anyhow::Result<Backfi
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let seconds = started.elapsed().as_secs_f64();
-    stop.cancel();
-    let _ = engine.await;
+    engine.stop().await;
     stop_sims.cancel();
 
     let calls = sims.xero.calls();

@@ -94,9 +94,15 @@ pub async fn run(
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
-        poem::Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(routes(state), async move { stop.cancelled().await }, None)
-            .await
+        let limits = crate::api::guard::HttpLimits::default();
+        crate::api::guard::listener::serve(
+            acceptor,
+            routes(state, &limits),
+            &limits,
+            stop,
+            std::time::Duration::ZERO,
+        )
+        .await
     });
     let url = format!("http://{addr}/webhooks/bench/finance");
     let client = reqwest::Client::builder()

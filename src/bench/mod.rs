@@ -8,8 +8,10 @@ pub mod cpu;
 pub mod e2e;
 pub mod economy;
 pub mod engine;
+pub mod in_process;
 pub mod ingest;
 pub mod memory;
+pub mod neighbour;
 pub mod rig;
 
 use std::time::Duration;
@@ -42,7 +44,14 @@ impl Latency {
     }
 }
 
-pub const SCENARIOS: [&str; 5] = ["ingest", "backfill", "e2e", "economy", "memory"];
+pub const SCENARIOS: [&str; 6] = [
+    "ingest",
+    "backfill",
+    "e2e",
+    "economy",
+    "memory",
+    "neighbour",
+];
 
 /// `tandem bench`: runs the scenarios, prints a table, writes JSON.
 pub async fn run(
@@ -69,6 +78,7 @@ pub async fn run(
             "backfill" => run_backfill(settings, args).await?,
             "e2e" => run_e2e(settings, args).await?,
             "economy" => run_economy(settings, args).await?,
+            "neighbour" => run_neighbour(settings, args).await?,
             _ => run_memory(settings, args).await?,
         }
     }
@@ -183,6 +193,65 @@ async fn run_backfill(
         "backfill",
         serde_json::json!({
             "scenario": "rate_limited_backfill",
+            "at": chrono::Utc::now(),
+            "database": crate::service::redact_url(&settings.database_url),
+            "bus": crate::service::redact_url(&settings.amqp_url),
+            "report": r,
+        }),
+    )
+}
+
+async fn run_neighbour(
+    settings: &crate::config::Settings,
+    args: &crate::cli::BenchArgs,
+) -> anyhow::Result<()> {
+    println!(
+        "neighbour: pair B's edit latency while pair A is quiet, backfills {} customers, and edits 50 a second; both pairs on one engine, real Xero limits, through {} and {}",
+        args.customers,
+        crate::service::redact_url(&settings.database_url),
+        crate::service::redact_url(&settings.amqp_url)
+    );
+    let r = neighbour::run(settings, args.customers).await?;
+    println!(
+        "{:<22} {:>6} {:>8} {:>9} {:>9} {:>9}",
+        "B's edits", "edits", "missing", "p50 ms", "p99 ms", "max ms"
+    );
+    for (name, phase) in [
+        ("A quiet", &r.b_quiet),
+        ("during A's backfill", &r.b_during_backfill),
+        ("during A's burst", &r.b_during_burst),
+    ] {
+        println!(
+            "{:<22} {:>6} {:>8} {:>9.0} {:>9.0} {:>9.0}",
+            name,
+            phase.edits,
+            phase.missing,
+            phase.latency.p50_ms,
+            phase.latency.p99_ms,
+            phase.latency.max_ms
+        );
+    }
+    println!(
+        "B's p99 over its quiet p99: {:.2} during A's backfill, {:.2} during A's burst ({} edits)",
+        r.p99_ratio_backfill, r.p99_ratio_burst, r.a_burst_edits
+    );
+    println!(
+        "A's backfill: {:.1} s, least {:.0} s, ratio {:.2}; workers {} ({} at most per pair)",
+        r.a_backfill_seconds,
+        r.a_backfill_least_seconds,
+        r.a_backfill_ratio,
+        r.workers,
+        r.workers_per_pair
+    );
+    println!(
+        "goal (B's p99 within 2x quiet, nothing missing, A's backfill within 1.2x): {}",
+        met(r.goal_met)
+    );
+    write_json(
+        args,
+        "neighbour",
+        serde_json::json!({
+            "scenario": "neighbour",
             "at": chrono::Utc::now(),
             "database": crate::service::redact_url(&settings.database_url),
             "bus": crate::service::redact_url(&settings.amqp_url),

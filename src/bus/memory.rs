@@ -1,7 +1,7 @@
 //! The in-process bus: the embedded default. Same contract as RabbitMQ but **not
 //! durable**: what is queued lives in this process's memory and is lost with it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,32 +13,65 @@ use super::{
     RetryOutcome,
 };
 
+/// A lane: a queue per pair, taken from in turn, as RabbitMQ's queue per pair and lane
+/// are, so one pair's backlog does not hold another's changes back.
 #[derive(Default)]
 struct Queue {
-    items: Mutex<VecDeque<Outgoing>>,
+    items: Mutex<PairLine>,
     ready: Notify,
 }
 
+#[derive(Default)]
+struct PairLine {
+    queues: HashMap<String, VecDeque<Outgoing>>,
+    /// Pairs with messages, in the order their turn comes.
+    turns: VecDeque<String>,
+    len: usize,
+}
+
+impl PairLine {
+    fn queue(&mut self, pair: &str) -> &mut VecDeque<Outgoing> {
+        if !self.queues.contains_key(pair) {
+            self.turns.push_back(pair.to_string());
+        }
+        self.len += 1;
+        self.queues.entry(pair.to_string()).or_default()
+    }
+
+    fn pop(&mut self) -> Option<(String, Outgoing)> {
+        let pair = self.turns.pop_front()?;
+        let queue = self.queues.get_mut(&pair)?;
+        let item = queue.pop_front()?;
+        self.len -= 1;
+        if queue.is_empty() {
+            self.queues.remove(&pair);
+        } else {
+            self.turns.push_back(pair.clone());
+        }
+        Some((pair, item))
+    }
+}
+
 impl Queue {
-    fn push_back(&self, item: Outgoing) {
-        self.lock().push_back(item);
+    fn push_back(&self, pair: &str, item: Outgoing) {
+        self.lock().queue(pair).push_back(item);
         self.ready.notify_one();
     }
 
-    fn push_front(&self, item: Outgoing) {
-        self.lock().push_front(item);
+    fn push_front(&self, pair: &str, item: Outgoing) {
+        self.lock().queue(pair).push_front(item);
         self.ready.notify_one();
     }
 
-    fn pop(&self) -> Option<Outgoing> {
-        self.lock().pop_front()
+    fn pop(&self) -> Option<(String, Outgoing)> {
+        self.lock().pop()
     }
 
     fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().len
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Outgoing>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PairLine> {
         // A poisoned lock only means a panic elsewhere while pushing; the queue itself
         // is still consistent.
         self.items
@@ -98,19 +131,26 @@ fn fresh(message: &BusMessage, lane: Lane) -> Outgoing {
 #[async_trait]
 impl Bus for MemoryBus {
     async fn publish(&self, lane: Lane, message: &BusMessage) -> Result<(), BusError> {
-        self.queue(lane).push_back(fresh(message, lane));
+        self.queue(lane)
+            .push_back(message.pair().as_str(), fresh(message, lane));
         Ok(())
     }
 
     async fn publish_batch(&self, lane: Lane, messages: &[BusMessage]) -> Result<(), BusError> {
         for message in messages {
-            self.queue(lane).push_back(fresh(message, lane));
+            self.queue(lane)
+                .push_back(message.pair().as_str(), fresh(message, lane));
         }
         Ok(())
     }
 
     async fn consume(&self, lane: Lane) -> Result<Box<dyn Consumer>, BusError> {
         Ok(self.consumer(self.queue(lane).clone(), false))
+    }
+
+    async fn add_pair(&self, _pair: &str) -> Result<(), BusError> {
+        // Every pair's line is made by its first message.
+        Ok(())
     }
 
     async fn consume_parked(&self) -> Result<Box<dyn Consumer>, BusError> {
@@ -123,6 +163,15 @@ impl Bus for MemoryBus {
 
     async fn depth(&self, lane: Lane) -> Result<u64, BusError> {
         Ok(self.queue(lane).len() as u64)
+    }
+
+    async fn pair_depths(&self, lane: Lane) -> Result<BTreeMap<String, u64>, BusError> {
+        let line = self.queue(lane).lock();
+        Ok(line
+            .queues
+            .iter()
+            .map(|(pair, queue)| (pair.clone(), queue.len() as u64))
+            .collect())
     }
 
     fn name(&self) -> &'static str {
@@ -140,8 +189,9 @@ struct MemoryConsumer {
 impl Consumer for MemoryConsumer {
     async fn next(&mut self) -> Option<Delivery> {
         loop {
-            if let Some(item) = self.queue.pop() {
+            if let Some((pair, item)) = self.queue.pop() {
                 let handle = MemoryDelivery {
+                    pair,
                     item: item.clone(),
                     queue: self.queue.clone(),
                     parked: self.parked_queue.clone(),
@@ -162,6 +212,7 @@ impl Consumer for MemoryConsumer {
 }
 
 struct MemoryDelivery {
+    pair: String,
     item: Outgoing,
     queue: Arc<Queue>,
     parked: Arc<Queue>,
@@ -180,26 +231,30 @@ impl DeliveryHandle for MemoryDelivery {
         delay: Duration,
     ) -> Result<RetryOutcome, BusError> {
         if outgoing.attempt > self.max_attempts {
-            self.parked.push_back(Outgoing {
-                attempt: outgoing.attempt - 1,
-                ..outgoing
-            });
+            self.parked.push_back(
+                &self.pair,
+                Outgoing {
+                    attempt: outgoing.attempt - 1,
+                    ..outgoing
+                },
+            );
             return Ok(RetryOutcome::Parked);
         }
         let queue = self.queue.clone();
+        let pair = self.pair;
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            queue.push_back(outgoing);
+            queue.push_back(&pair, outgoing);
         });
         Ok(RetryOutcome::Scheduled)
     }
 
     async fn park(self: Box<Self>, outgoing: Outgoing) -> Result<(), BusError> {
-        self.parked.push_back(outgoing);
+        self.parked.push_back(&self.pair, outgoing);
         Ok(())
     }
 
     fn release(self: Box<Self>) {
-        self.queue.push_front(self.item);
+        self.queue.push_front(&self.pair, self.item);
     }
 }

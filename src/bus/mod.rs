@@ -34,6 +34,13 @@ impl BusMessage {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// The pair the message belongs to: the bus keeps a queue per pair.
+    pub fn pair(&self) -> &crate::domain::PairId {
+        match self {
+            BusMessage::ChangeV1(event) => &event.pair,
+        }
+    }
+
     pub fn decode(payload: &[u8]) -> Result<Self, BusError> {
         serde_json::from_slice(payload).map_err(|err| BusError::Decode(err.to_string()))
     }
@@ -82,6 +89,9 @@ pub struct BusConfig {
     /// Delays a retry can wait for; a retry waits in the shortest tier not shorter than
     /// its delay.
     pub retry_tiers: Vec<Duration>,
+    /// The pairs whose queues are declared and consumed from the start; a pair whose
+    /// change is published later joins then.
+    pub pairs: Vec<String>,
 }
 
 impl BusConfig {
@@ -92,16 +102,18 @@ impl BusConfig {
             prefetch: 64,
             max_attempts: 8,
             retry_tiers: [1, 5, 30, 120, 600].map(Duration::from_secs).to_vec(),
+            pairs: Vec::new(),
         }
     }
 
     pub fn from_settings(settings: &crate::config::Settings) -> Self {
-        // A worker can only work on a message it holds: fewer held than workers would
-        // leave workers idle behind a full queue.
-        let workers = u16::try_from(settings.orchestrator.workers).unwrap_or(u16::MAX);
+        // A worker can only work on a message it holds: fewer held than a pair's share
+        // of the workers would leave workers idle behind a full queue.
+        let share = u16::try_from(settings.orchestrator.pair_share()).unwrap_or(u16::MAX);
         Self {
-            prefetch: settings.bus.prefetch.max(workers),
+            prefetch: settings.bus.prefetch.max(share),
             max_attempts: settings.bus.max_attempts,
+            pairs: settings.pairs.keys().cloned().collect(),
             ..Self::new(settings.amqp_url.clone(), settings.bus.prefix.clone())
         }
     }
@@ -128,8 +140,13 @@ pub trait Bus: Send + Sync {
     /// the whole batch as not done and publish it again (consumers tolerate duplicates).
     async fn publish_batch(&self, lane: Lane, messages: &[BusMessage]) -> Result<(), BusError>;
 
-    /// Starts consuming a lane.
+    /// Starts consuming a lane: every pair's queue in it, and the queue of each pair
+    /// that joins later (by [`Bus::add_pair`] or a publish of its change).
     async fn consume(&self, lane: Lane) -> Result<Box<dyn Consumer>, BusError>;
+
+    /// Declares a pair's queues and has this process's consumers take from them: for a
+    /// pair added while running, which another process may publish to first.
+    async fn add_pair(&self, pair: &str) -> Result<(), BusError>;
 
     /// Starts consuming the parked messages, for a person (or a test) to inspect.
     async fn consume_parked(&self) -> Result<Box<dyn Consumer>, BusError>;
@@ -139,6 +156,12 @@ pub trait Bus: Send + Sync {
 
     /// Messages waiting in a lane (not counting those out for delivery).
     async fn depth(&self, lane: Lane) -> Result<u64, BusError>;
+
+    /// Messages waiting in a lane, by pair.
+    async fn pair_depths(
+        &self,
+        lane: Lane,
+    ) -> Result<std::collections::BTreeMap<String, u64>, BusError>;
 
     /// Which backend this is, for logs and readiness: `rabbitmq` or `in-process bus`.
     fn name(&self) -> &'static str;

@@ -1,12 +1,18 @@
 //! The RabbitMQ bus (lapin): durable, for production.
 //!
 //! Topology, declared idempotently on every (re)connect:
-//! - `{prefix}.events`, a durable topic exchange; `{prefix}.live` and `{prefix}.bulk`,
-//!   quorum queues bound to it by lane name;
-//! - `{prefix}.retry.{lane}.{ms}`, one queue per delay tier with `x-message-ttl`, that
-//!   dead-letters back to its lane. A per-message TTL in one queue would wait behind the
-//!   head of the queue; fixed tiers never do;
-//! - `{prefix}.parked`, for messages that used their attempts or cannot be decoded.
+//! - `{prefix}.events`, a durable topic exchange;
+//! - `{prefix}.{lane}.{pair}`, a quorum queue per pair and lane, bound to it by
+//!   `{lane}.{pair}`. Each is consumed with its own prefetch, so one pair's backlog is
+//!   never in front of another pair's changes (see docs/architecture.md, "Fair shares");
+//! - `{prefix}.delay.{ms}`, one queue per delay tier with `x-message-ttl`, fed by a
+//!   fanout exchange of the same name, that dead-letters to `{prefix}.events` with the
+//!   message's own routing key, so a retry goes back to its pair and lane. A
+//!   per-message TTL in one queue would wait behind the head of the queue; fixed tiers
+//!   never do;
+//! - `{prefix}.parked`, for messages that used their attempts or cannot be decoded;
+//! - `{prefix}.live` and `{prefix}.bulk`, the one queue per lane of earlier versions,
+//!   still declared and consumed so that what they hold after an upgrade is not lost.
 //!
 //! Attempts are counted in a header: RabbitMQ 3.10 quorum queues only count deliveries
 //! when `x-delivery-limit` is set, and a count of redeliveries is not a count of retries.
@@ -25,7 +31,10 @@ use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tokio::sync::{watch, Mutex};
 
 use super::{
     now_ms, Bus, BusConfig, BusError, BusMessage, Consumer, Delivery, DeliveryHandle, Lane,
@@ -55,6 +64,22 @@ impl Names {
         format!("{}.{}", self.prefix, lane.as_str())
     }
 
+    /// A pair's queue in a lane.
+    fn pair_queue(&self, lane: Lane, pair: &str) -> String {
+        format!("{}.{}.{}", self.prefix, lane.as_str(), pair)
+    }
+
+    /// The routing key that reaches a pair's queue in a lane.
+    fn pair_key(lane: Lane, pair: &str) -> String {
+        format!("{}.{}", lane.as_str(), pair)
+    }
+
+    /// A delay tier's queue, and the fanout exchange that feeds it.
+    fn delay(&self, tier: Duration) -> String {
+        format!("{}.delay.{}", self.prefix, tier.as_millis())
+    }
+
+    /// The per-lane delay queues of earlier versions, only deleted now.
     fn retry(&self, lane: Lane, tier: Duration) -> String {
         format!(
             "{}.retry.{}.{}",
@@ -84,6 +109,9 @@ pub struct RabbitBus {
     config: BusConfig,
     names: Names,
     publisher: Mutex<Option<Link>>,
+    /// The pairs whose queues are declared; consumers start consuming a pair's queue
+    /// when it joins.
+    pairs: Arc<watch::Sender<BTreeSet<String>>>,
 }
 
 impl RabbitBus {
@@ -93,12 +121,37 @@ impl RabbitBus {
         let names = Names {
             prefix: config.prefix.clone(),
         };
-        let link = open(&config, &names).await?;
+        let pairs: BTreeSet<String> = config.pairs.iter().cloned().collect();
+        let link = open(&config, &names, &pairs).await?;
         Ok(Self {
             config,
             names,
             publisher: Mutex::new(Some(link)),
+            pairs: Arc::new(watch::Sender::new(pairs)),
         })
+    }
+
+    /// Declares the queues of pairs not declared yet, so a change of a pair added while
+    /// running is routed, and tells the consumers.
+    async fn declare_pairs<'a>(
+        &self,
+        channel: &Channel,
+        pairs: impl Iterator<Item = &'a str>,
+    ) -> Result<(), BusError> {
+        let new: BTreeSet<String> = {
+            let known = self.pairs.borrow();
+            pairs
+                .filter(|pair| !known.contains(*pair))
+                .map(str::to_string)
+                .collect()
+        };
+        for pair in &new {
+            declare_pair(channel, &self.names, pair).await?;
+        }
+        if !new.is_empty() {
+            self.pairs.send_modify(|known| known.extend(new));
+        }
+        Ok(())
     }
 
     /// Deletes every exchange and queue under this bus's prefix: for tests, and for
@@ -111,6 +164,16 @@ impl RabbitBus {
             for tier in &self.config.retry_tiers {
                 queues.push(self.names.retry(lane, *tier));
             }
+            for pair in self.pairs.borrow().iter() {
+                queues.push(self.names.pair_queue(lane, pair));
+            }
+        }
+        for tier in &self.config.retry_tiers {
+            queues.push(self.names.delay(*tier));
+            channel
+                .exchange_delete(&self.names.delay(*tier), ExchangeDeleteOptions::default())
+                .await
+                .map_err(unavailable)?;
         }
         for queue in queues {
             channel
@@ -132,19 +195,28 @@ impl RabbitBus {
             return Ok(link.channel.clone());
         }
         *publisher = None;
-        let link = open(&self.config, &self.names).await?;
+        let pairs = self.pairs.borrow().clone();
+        let link = open(&self.config, &self.names, &pairs).await?;
         tracing::info!(prefix = %self.names.prefix, "connected to RabbitMQ");
         let channel = link.channel.clone();
         *publisher = Some(link);
         Ok(channel)
     }
 
-    fn consumer(&self, queue: String, lane: Lane, max_attempts: u32) -> Box<dyn Consumer> {
+    /// Consumes `queue`, and with `pairs` the queue of each pair in `lane` as pairs join.
+    fn consumer(
+        &self,
+        queue: String,
+        lane: Lane,
+        pairs: Option<watch::Receiver<BTreeSet<String>>>,
+        max_attempts: u32,
+    ) -> Box<dyn Consumer> {
         let mut consuming = ConsumerLoop {
             config: self.config.clone(),
             names: self.names.clone(),
             queue,
             lane,
+            pairs,
             max_attempts,
             link: None,
             backoff: Duration::from_millis(100),
@@ -173,6 +245,8 @@ impl Bus for RabbitBus {
 
     async fn publish_batch(&self, lane: Lane, messages: &[BusMessage]) -> Result<(), BusError> {
         let channel = self.channel().await?;
+        self.declare_pairs(&channel, messages.iter().map(|m| m.pair().as_str()))
+            .await?;
         let exchange = self.names.exchange();
         let mut pending = Vec::with_capacity(messages.len());
         for message in messages {
@@ -184,7 +258,8 @@ impl Bus for RabbitBus {
                 lane,
                 published_ms: now_ms(),
             };
-            pending.push(send(&channel, &exchange, lane.as_str(), &fresh).await);
+            let key = Names::pair_key(lane, message.pair().as_str());
+            pending.push(send(&channel, &exchange, &key, &fresh).await);
         }
         let mut first_error = None;
         for outcome in join_all(pending.into_iter().map(|sent| async move {
@@ -210,11 +285,21 @@ impl Bus for RabbitBus {
     }
 
     async fn consume(&self, lane: Lane) -> Result<Box<dyn Consumer>, BusError> {
-        Ok(self.consumer(self.names.work(lane), lane, self.config.max_attempts))
+        Ok(self.consumer(
+            self.names.work(lane),
+            lane,
+            Some(self.pairs.subscribe()),
+            self.config.max_attempts,
+        ))
+    }
+
+    async fn add_pair(&self, pair: &str) -> Result<(), BusError> {
+        let channel = self.channel().await?;
+        self.declare_pairs(&channel, std::iter::once(pair)).await
     }
 
     async fn consume_parked(&self) -> Result<Box<dyn Consumer>, BusError> {
-        Ok(self.consumer(self.names.parked(), Lane::Live, u32::MAX))
+        Ok(self.consumer(self.names.parked(), Lane::Live, None, u32::MAX))
     }
 
     async fn ping(&self) -> Result<(), BusError> {
@@ -234,24 +319,42 @@ impl Bus for RabbitBus {
     }
 
     async fn depth(&self, lane: Lane) -> Result<u64, BusError> {
+        let by_pair = self.pair_depths(lane).await?;
         let channel = self.channel().await?;
-        let queue = channel
-            .queue_declare(
-                &self.names.work(lane),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(u64::from(queue.message_count()))
+        let legacy = message_count(&channel, &self.names.work(lane)).await?;
+        Ok(legacy + by_pair.values().sum::<u64>())
+    }
+
+    async fn pair_depths(&self, lane: Lane) -> Result<BTreeMap<String, u64>, BusError> {
+        let channel = self.channel().await?;
+        let pairs = self.pairs.borrow().clone();
+        let mut depths = BTreeMap::new();
+        for pair in pairs {
+            let queue = self.names.pair_queue(lane, &pair);
+            depths.insert(pair, message_count(&channel, &queue).await?);
+        }
+        Ok(depths)
     }
 
     fn name(&self) -> &'static str {
         "rabbitmq"
     }
+}
+
+/// Messages ready in a queue, from a passive declare.
+async fn message_count(channel: &Channel, queue: &str) -> Result<u64, BusError> {
+    let queue = channel
+        .queue_declare(
+            queue,
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(u64::from(queue.message_count()))
 }
 
 fn unavailable(err: lapin::Error) -> BusError {
@@ -280,7 +383,11 @@ fn broker_uri(url: &str) -> Result<AMQPUri, BusError> {
     Ok(uri)
 }
 
-async fn open(config: &BusConfig, names: &Names) -> Result<Link, BusError> {
+async fn open(
+    config: &BusConfig,
+    names: &Names,
+    pairs: &BTreeSet<String>,
+) -> Result<Link, BusError> {
     let connect = Connection::connect_uri(
         broker_uri(&config.url)?,
         ConnectionProperties::default().with_connection_name("tandem".into()),
@@ -295,6 +402,9 @@ async fn open(config: &BusConfig, names: &Names) -> Result<Link, BusError> {
         .await
         .map_err(unavailable)?;
     declare_topology(&channel, config, names).await?;
+    for pair in pairs {
+        declare_pair(&channel, names, pair).await?;
+    }
     Ok(Link {
         connection: std::sync::Arc::new(connection),
         channel,
@@ -322,11 +432,7 @@ async fn declare_topology(
         )
         .await
         .map_err(unavailable)?;
-    let mut quorum = FieldTable::default();
-    quorum.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
+    let quorum = quorum();
     for lane in Lane::ALL {
         channel
             .queue_declare(&names.work(lane), durable, quorum.clone())
@@ -342,31 +448,110 @@ async fn declare_topology(
             )
             .await
             .map_err(unavailable)?;
-        for tier in &config.retry_tiers {
-            let mut args = FieldTable::default();
-            args.insert(
-                "x-message-ttl".into(),
-                AMQPValue::LongLongInt(tier.as_millis() as i64),
-            );
-            args.insert(
-                "x-dead-letter-exchange".into(),
-                AMQPValue::LongString(names.exchange().into()),
-            );
-            args.insert(
-                "x-dead-letter-routing-key".into(),
-                AMQPValue::LongString(lane.as_str().into()),
-            );
-            channel
-                .queue_declare(&names.retry(lane, *tier), durable, args)
-                .await
-                .map_err(unavailable)?;
-        }
+    }
+    for tier in &config.retry_tiers {
+        let delay = names.delay(*tier);
+        channel
+            .exchange_declare(
+                &delay,
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(tier.as_millis() as i64),
+        );
+        // No dead-letter routing key: the message keeps its own, `{lane}.{pair}`.
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(names.exchange().into()),
+        );
+        channel
+            .queue_declare(&delay, durable, args)
+            .await
+            .map_err(unavailable)?;
+        channel
+            .queue_bind(
+                &delay,
+                &delay,
+                "",
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
     }
     channel
         .queue_declare(&names.parked(), durable, quorum)
         .await
         .map_err(unavailable)?;
     Ok(())
+}
+
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args
+}
+
+/// Declares a pair's queue in each lane and binds it to the exchange.
+async fn declare_pair(channel: &Channel, names: &Names, pair: &str) -> Result<(), BusError> {
+    for lane in Lane::ALL {
+        let queue = names.pair_queue(lane, pair);
+        channel
+            .queue_declare(
+                &queue,
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                quorum(),
+            )
+            .await
+            .map_err(unavailable)?;
+        channel
+            .queue_bind(
+                &queue,
+                &names.exchange(),
+                &Names::pair_key(lane, pair),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Where a message goes back to after a delay: its pair's queue in its lane, or, when
+/// it cannot be read, the lane's own queue (where it is parked).
+fn return_key(outgoing: &Outgoing) -> String {
+    match BusMessage::decode(&outgoing.payload) {
+        Ok(message) => Names::pair_key(outgoing.lane, message.pair().as_str()),
+        Err(_) => outgoing.lane.as_str().to_string(),
+    }
+}
+
+/// Sends a message to wait in a delay tier, confirmed.
+async fn send_delayed(
+    channel: &Channel,
+    names: &Names,
+    tier: Duration,
+    message: &Outgoing,
+) -> Result<(), BusError> {
+    send(channel, &names.delay(tier), &return_key(message), message)
+        .await?
+        .await
 }
 
 /// Sends one message; the returned future resolves once the broker confirmed it.
@@ -475,7 +660,9 @@ fn header_string(properties: &BasicProperties, key: &str) -> Option<String> {
 
 struct ConsumerLink {
     link: Link,
-    stream: lapin::Consumer,
+    /// Every queue consumed, merged; each yields in turn when several have deliveries.
+    stream: futures::stream::SelectAll<lapin::Consumer>,
+    consuming: BTreeSet<String>,
 }
 
 impl Drop for ConsumerLink {
@@ -511,36 +698,75 @@ impl Consumer for RabbitConsumer {
     }
 }
 
-/// Connects, consumes one queue, and reconnects after the broker restarts.
+/// Connects, consumes its queues, and reconnects after the broker restarts.
 struct ConsumerLoop {
     config: BusConfig,
     names: Names,
     queue: String,
     lane: Lane,
+    /// The pairs whose queues in `lane` are consumed too, as they join.
+    pairs: Option<watch::Receiver<BTreeSet<String>>>,
     max_attempts: u32,
     link: Option<ConsumerLink>,
     backoff: Duration,
 }
 
 impl ConsumerLoop {
+    /// The queues to consume now.
+    fn queues(&self) -> BTreeSet<String> {
+        let mut queues = BTreeSet::from([self.queue.clone()]);
+        if let Some(pairs) = &self.pairs {
+            for pair in pairs.borrow().iter() {
+                queues.insert(self.names.pair_queue(self.lane, pair));
+            }
+        }
+        queues
+    }
+
     async fn open(&self) -> Result<ConsumerLink, BusError> {
-        let link = open(&self.config, &self.names).await?;
+        let pairs = self
+            .pairs
+            .as_ref()
+            .map(|pairs| pairs.borrow().clone())
+            .unwrap_or_default();
+        let link = open(&self.config, &self.names, &pairs).await?;
+        // Not global: each queue's consumer holds up to `prefetch` of its own, so a deep
+        // queue cannot take the whole allowance.
         link.channel
             .basic_qos(self.config.prefetch, BasicQosOptions::default())
             .await
             .map_err(unavailable)?;
-        let tag = format!("tandem-{}", uuid::Uuid::new_v4());
-        let stream = link
-            .channel
-            .basic_consume(
-                &self.queue,
-                &tag,
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(ConsumerLink { link, stream })
+        let mut consumer = ConsumerLink {
+            link,
+            stream: futures::stream::SelectAll::new(),
+            consuming: BTreeSet::new(),
+        };
+        for queue in self.queues() {
+            consume_queue(&mut consumer, &queue).await?;
+        }
+        Ok(consumer)
+    }
+
+    /// Starts consuming the queues of pairs that joined since.
+    async fn follow_pairs(&mut self) -> Result<(), BusError> {
+        let queues = self.queues();
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        for pair in self
+            .pairs
+            .as_ref()
+            .map(|p| p.borrow().clone())
+            .unwrap_or_default()
+        {
+            declare_pair(&link.link.channel, &self.names, &pair).await?;
+        }
+        for queue in queues {
+            if !link.consuming.contains(&queue) {
+                consume_queue(link, &queue).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends a message that arrived before its time back to wait, without counting an
@@ -555,12 +781,7 @@ impl ConsumerLoop {
         };
         let remaining = Duration::from_millis(outgoing.not_before_ms.saturating_sub(now_ms()));
         let tier = self.config.tier_for(remaining);
-        send_confirmed(
-            &link.link.channel,
-            &self.names.retry(outgoing.lane, tier),
-            outgoing,
-        )
-        .await?;
+        send_delayed(&link.link.channel, &self.names, tier, outgoing).await?;
         delivery
             .acker
             .ack(BasicAckOptions::default())
@@ -587,7 +808,26 @@ impl ConsumerLoop {
                 }
             }
             let link = self.link.as_mut()?;
-            let delivery = match link.stream.next().await {
+            let joined = async {
+                match self.pairs.as_mut() {
+                    Some(pairs) => pairs.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let next = tokio::select! {
+                next = link.stream.next() => next,
+                still_watched = joined => {
+                    if !still_watched {
+                        // The bus is gone: no more pairs will join.
+                        self.pairs = None;
+                    } else if let Err(err) = self.follow_pairs().await {
+                        tracing::warn!(queue = %self.queue, error = %err, "cannot consume a new pair's queue; reconnecting");
+                        self.link = None;
+                    }
+                    continue;
+                }
+            };
+            let delivery = match next {
                 Some(Ok(delivery)) => delivery,
                 Some(Err(err)) => {
                     tracing::warn!(queue = %self.queue, error = %err, "lost the broker; reconnecting");
@@ -639,6 +879,25 @@ impl ConsumerLoop {
             ));
         }
     }
+}
+
+/// Starts consuming `queue` on the link's channel.
+async fn consume_queue(link: &mut ConsumerLink, queue: &str) -> Result<(), BusError> {
+    let tag = format!("tandem-{}", uuid::Uuid::new_v4());
+    let stream = link
+        .link
+        .channel
+        .basic_consume(
+            queue,
+            &tag,
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    link.stream.push(stream);
+    link.consuming.insert(queue.to_string());
+    Ok(())
 }
 
 struct RabbitDelivery {
@@ -696,8 +955,8 @@ impl DeliveryHandle for RabbitDelivery {
             self.park_now(&parked).await?;
             return Ok(RetryOutcome::Parked);
         }
-        let queue = self.names.retry(outgoing.lane, self.config.tier_for(delay));
-        if let Err(err) = send_confirmed(&self.channel, &queue, &outgoing).await {
+        let tier = self.config.tier_for(delay);
+        if let Err(err) = send_delayed(&self.channel, &self.names, tier, &outgoing).await {
             self.requeue().await;
             return Err(err);
         }

@@ -53,6 +53,7 @@ pub struct Settings {
     /// The apps through which accounts are connected in the browser (OAuth
     /// authorization-code flow): `[connect]`, `[connect.hubspot]`, `[connect.xero]`.
     pub connect: ConnectSettings,
+    pub http: HttpSettings,
     /// The pairs that sync, by name: `[pairs.acme]`.
     pub pairs: BTreeMap<String, PairSettings>,
 }
@@ -71,6 +72,7 @@ impl Default for Settings {
             orchestrator: OrchestratorSettings::default(),
             webhooks: WebhookSettings::default(),
             connect: ConnectSettings::default(),
+            http: HttpSettings::default(),
             pairs: BTreeMap::new(),
         }
     }
@@ -135,6 +137,10 @@ pub struct OrchestratorSettings {
     /// in those seconds must all be in flight to share them: with 256 the full torture
     /// profile fell behind its edits.
     pub workers: usize,
+    /// The most of those workers one pair may hold, however deep its backlog: the rest
+    /// stay free for other pairs' changes. When several pairs have work, each holds at
+    /// most an equal part. Unset: three quarters of `workers`.
+    pub workers_per_pair: Option<usize>,
     /// How long in-flight work may take to finish after a stop signal.
     pub shutdown_grace_secs: u64,
     /// A record that began writing less than this ago waits for the rest of it before
@@ -142,10 +148,20 @@ pub struct OrchestratorSettings {
     pub settle_ms: u64,
 }
 
+impl OrchestratorSettings {
+    /// The most workers one pair may hold.
+    pub fn pair_share(&self) -> usize {
+        self.workers_per_pair
+            .unwrap_or(self.workers * 3 / 4)
+            .clamp(1, self.workers.max(1))
+    }
+}
+
 impl Default for OrchestratorSettings {
     fn default() -> Self {
         Self {
             workers: 1024,
+            workers_per_pair: None,
             shutdown_grace_secs: 30,
             settle_ms: 1000,
         }
@@ -210,6 +226,34 @@ pub struct AppSettings {
     /// The secret that signs this app's webhooks: HubSpot signs with the client secret
     /// (left unset), Xero with the webhook key shown in its app's Webhooks page.
     pub webhook_key: Option<Secret>,
+}
+
+/// How the HTTP listener (webhooks, admin API, dashboard, health) protects itself from
+/// slow, large or too many requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (and an idle kept-alive
+    /// connection to start its next request) before the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Time a client has to send a request's whole body; a slower one gets 408.
+    pub body_read_timeout_secs: u64,
+    /// Largest body of a request other than a webhook (the admin API); larger ones get
+    /// 413, before the body is read when `Content-Length` says so.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
 }
 
 /// One CRM connection and one finance connection that sync with each other.

@@ -339,3 +339,24 @@ fn older_keys_without_a_current_key_are_refused() {
     assert_eq!(err.key, "secrets_old_keys");
     assert!(err.problem.contains("TANDEM_SECRETS_KEY"), "{err}");
 }
+
+#[test]
+fn listener_limits_of_zero_or_beyond_reason_name_their_key() {
+    for (key, value) in [
+        ("http.max_connections", serde_json::json!(0)),
+        ("http.header_read_timeout_secs", serde_json::json!(0)),
+        ("http.body_read_timeout_secs", serde_json::json!(86_400)),
+        ("http.max_body_bytes", serde_json::json!(0)),
+    ] {
+        let err = load_from(None, with(&[(key, value)])).expect_err(key);
+        assert_eq!(err.key, key);
+        assert!(err.problem.contains("between 1 and"), "{err}");
+    }
+    let settings = load_from(
+        None,
+        with(&[("http.max_connections", serde_json::json!(16))]),
+    )
+    .expect("a cap of 16 is valid");
+    assert_eq!(settings.http.max_connections, 16);
+    assert_eq!(settings.http.header_read_timeout_secs, 10);
+}

@@ -91,6 +91,16 @@ impl Settings {
                 "must be between 1 and 1024",
             ));
         }
+        if self
+            .orchestrator
+            .workers_per_pair
+            .is_some_and(|share| !(1..=self.orchestrator.workers).contains(&share))
+        {
+            return Err(SettingsError::new(
+                "orchestrator.workers_per_pair",
+                "must be between 1 and orchestrator.workers",
+            ));
+        }
         if self.orchestrator.settle_ms > 60_000 {
             return Err(SettingsError::new(
                 "orchestrator.settle_ms",
@@ -102,6 +112,32 @@ impl Settings {
                 "webhooks.max_body_bytes",
                 "must be more than 0",
             ));
+        }
+        let http = &self.http;
+        for (key, value, max) in [
+            (
+                "http.max_connections",
+                http.max_connections as u64,
+                1_000_000,
+            ),
+            (
+                "http.header_read_timeout_secs",
+                http.header_read_timeout_secs,
+                3600,
+            ),
+            (
+                "http.body_read_timeout_secs",
+                http.body_read_timeout_secs,
+                3600,
+            ),
+            ("http.max_body_bytes", http.max_body_bytes as u64, 1 << 30),
+        ] {
+            if value == 0 || value > max {
+                return Err(SettingsError::new(
+                    key,
+                    format!("must be between 1 and {max}"),
+                ));
+            }
         }
         if let Some(base) = &self.webhooks.public_base_url {
             validate_public_base_url(base)?;

@@ -26,6 +26,7 @@ struct Running {
 
 pub struct PairHost {
     table: PairTable,
+    bus: Arc<dyn crate::bus::Bus>,
     store: Arc<dyn Store>,
     poller: Option<Arc<Poller>>,
     tracker: TaskTracker,
@@ -37,6 +38,7 @@ pub struct PairHost {
 impl PairHost {
     pub fn new(
         table: PairTable,
+        bus: Arc<dyn crate::bus::Bus>,
         store: Arc<dyn Store>,
         poller: Option<Arc<Poller>>,
         tracker: TaskTracker,
@@ -45,6 +47,7 @@ impl PairHost {
     ) -> Self {
         Self {
             table,
+            bus,
             store,
             poller,
             tracker,
@@ -60,8 +63,12 @@ impl PairHost {
 
     /// Starts syncing `name` (again): `accounts` are the CRM's and the finance
     /// system's, whose stored credentials the sides use.
-    pub fn start(&self, name: &str, pair: &PairSettings, accounts: (Uuid, Uuid)) -> bool {
+    pub async fn start(&self, name: &str, pair: &PairSettings, accounts: (Uuid, Uuid)) -> bool {
         self.stop_tasks(name);
+        // Its queues, and this process's consumers on them, before its first change.
+        if let Err(err) = self.bus.add_pair(name).await {
+            tracing::warn!(pair = name, error = %err, "cannot declare the pair's queues yet");
+        }
         let owner = |system: System| {
             let id = match system {
                 System::Crm => accounts.0,

@@ -497,15 +497,19 @@ impl Connect {
             StoreError::AlreadyLinked(m) => ConnectError::Conflict(m),
             other => other.into(),
         })?;
-        self.run(&record, &crm, &finance);
+        self.run(&record, &crm, &finance).await;
         Ok(record)
     }
 
-    fn run(&self, record: &PairRecord, crm: &Account, finance: &Account) {
+    async fn run(&self, record: &PairRecord, crm: &Account, finance: &Account) {
         let Some(host) = &self.host else { return };
-        let started = self
-            .pair_settings(record, crm, finance)
-            .is_some_and(|settings| host.start(&record.name, &settings, (crm.id, finance.id)));
+        let started = match self.pair_settings(record, crm, finance) {
+            Some(settings) => {
+                host.start(&record.name, &settings, (crm.id, finance.id))
+                    .await
+            }
+            None => false,
+        };
         if !started {
             tracing::warn!(
                 pair = %record.name,
@@ -529,7 +533,7 @@ impl Connect {
                 }
                 continue;
             }
-            self.run(&record, &crm, &finance);
+            self.run(&record, &crm, &finance).await;
             started += 1;
         }
         Ok(started)
@@ -547,7 +551,7 @@ impl Connect {
                 "active" if !host.is_running(name) => {
                     let crm = self.account(record.crm_account).await?;
                     let finance = self.account(record.finance_account).await?;
-                    self.run(&record, &crm, &finance);
+                    self.run(&record, &crm, &finance).await;
                 }
                 "paused" if !host.is_paused(name) => host.pause(name),
                 "removed" if host.is_running(name) || host.is_paused(name) => host.remove(name),
@@ -602,7 +606,7 @@ impl Connect {
             "active" => {
                 let crm = self.account(record.crm_account).await?;
                 let finance = self.account(record.finance_account).await?;
-                self.run(&record, &crm, &finance);
+                self.run(&record, &crm, &finance).await;
             }
             "paused" => {
                 if let Some(host) = &self.host {

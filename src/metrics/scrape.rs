@@ -24,6 +24,14 @@ pub struct Gauges {
     /// Changes in this process by lane, pair and what they do (`slot`, `lock`, `rate`
     /// waiting; `running`).
     pub in_process: Vec<(&'static str, String, &'static str, u64)>,
+    /// Messages waiting in the broker by lane and pair.
+    pub pair_depth: Vec<(&'static str, String, u64)>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PairLabels {
+    lane: &'static str,
+    pair: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,9 +72,23 @@ impl Gauges {
                 })
                 .set(*value);
         }
+        let pair_depth = Family::<PairLabels, Gauge<u64, AtomicU64>>::default();
+        for (lane, pair, value) in &self.pair_depth {
+            pair_depth
+                .get_or_create(&PairLabels {
+                    lane,
+                    pair: pair.clone(),
+                })
+                .set(*value);
+        }
 
         let mut registry = Registry::default();
         registry.register("tandem_queue_depth", "Messages waiting in each lane", depth);
+        registry.register(
+            "tandem_queue_pair_depth",
+            "Messages waiting in the broker, by lane and pair (each pair has its own queue)",
+            pair_depth,
+        );
         registry.register(
             "tandem_queue_oldest_age_seconds",
             "Age of the oldest message waiting in each lane (at most)",

@@ -13,6 +13,7 @@ fn no_gauges() -> Gauges {
         failed_records: 0,
         retrying_records: 0,
         in_process: vec![],
+        pair_depth: Vec::new(),
     }
 }
 
@@ -257,6 +258,7 @@ fn the_exposition_reads_as_the_hand_written_one_did() {
         failed_records: 1,
         retrying_records: 0,
         in_process: vec![],
+        pair_depth: Vec::new(),
     });
     // Every family the hand-written exposition had reads the same; families added
     // since come after them.
@@ -278,6 +280,7 @@ fn a_family_without_series_yet_is_left_out_and_a_gauge_is_read_each_scrape() {
         failed_records: 0,
         retrying_records: 0,
         in_process: vec![],
+        pair_depth: Vec::new(),
     });
     assert!(!text.contains("tandem_events_received_total"), "{text}");
     assert_eq!(

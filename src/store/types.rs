@@ -18,6 +18,9 @@ macro_rules! string_enum {
         pub enum $name { $($variant),* }
 
         impl $name {
+            /// Every value, as written.
+            pub const WORDS: &'static [&'static str] = &[$($text),*];
+
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),* }
             }

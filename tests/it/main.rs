@@ -13,6 +13,7 @@ mod dashboard_browser;
 mod domain_decision;
 mod domain_properties;
 mod failures_e2e;
+mod hostile_admin;
 mod hubspot_connector;
 mod metrics_scrape;
 mod newcomer;

@@ -17,7 +17,7 @@ use crate::support::{self, eventually, TandemProcess, TestDatabase, TestQueues};
 const PAIR: &str = "acme";
 
 /// Every family the engine exposes, with its type: the names dashboards query.
-const SERIES: [(&str, &str); 11] = [
+const SERIES: [(&str, &str); 12] = [
     ("tandem_events_received_total", "counter"),
     ("tandem_sync_outcomes_total", "counter"),
     ("tandem_system_calls_total", "counter"),
@@ -25,6 +25,7 @@ const SERIES: [(&str, &str); 11] = [
     ("tandem_sync_duration_seconds", "histogram"),
     ("tandem_queue_depth", "gauge"),
     ("tandem_queue_oldest_age_seconds", "gauge"),
+    ("tandem_queue_pair_depth", "gauge"),
     ("tandem_open_conflicts", "gauge"),
     ("tandem_failed_records", "gauge"),
     ("tandem_retrying_records", "gauge"),

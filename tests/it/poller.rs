@@ -132,6 +132,9 @@ impl Bus for SwitchedBus {
     async fn consume(&self, lane: Lane) -> Result<Box<dyn Consumer>, BusError> {
         self.inner.consume(lane).await
     }
+    async fn add_pair(&self, pair: &str) -> Result<(), BusError> {
+        self.inner.add_pair(pair).await
+    }
     async fn consume_parked(&self) -> Result<Box<dyn Consumer>, BusError> {
         self.inner.consume_parked().await
     }
@@ -140,6 +143,12 @@ impl Bus for SwitchedBus {
     }
     async fn depth(&self, lane: Lane) -> Result<u64, BusError> {
         self.inner.depth(lane).await
+    }
+    async fn pair_depths(
+        &self,
+        lane: Lane,
+    ) -> Result<std::collections::BTreeMap<String, u64>, BusError> {
+        self.inner.pair_depths(lane).await
     }
     fn name(&self) -> &'static str {
         "switched"

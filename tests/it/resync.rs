@@ -131,13 +131,15 @@ impl Running {
             .expect("a socket address");
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            poem::Server::new_with_acceptor(acceptor)
-                .run_with_graceful_shutdown(
-                    routes(state),
-                    async move { stop.cancelled().await },
-                    None,
-                )
-                .await
+            let limits = tandem::api::guard::HttpLimits::default();
+            tandem::api::guard::listener::serve(
+                acceptor,
+                routes(state, &limits),
+                &limits,
+                stop,
+                Duration::ZERO,
+            )
+            .await
         });
         let base = format!("http://{addr}");
         let client = reqwest::Client::new();
@@ -441,7 +443,7 @@ async fn admin_errors_say_what_was_wrong() {
         (
             json!({"pair": "acme", "system": "erp", "entity": "customer", "everything": true}),
             400,
-            "unknown system",
+            "`system` must be one of crm, finance",
         ),
         (
             json!({"pair": "acme", "system": "crm", "entity": "customer", "everything": true, "ids": ["1"]}),
@@ -451,7 +453,7 @@ async fn admin_errors_say_what_was_wrong() {
         (
             json!({"pair": "acme", "system": "crm", "entity": "customer", "ids": []}),
             400,
-            "empty",
+            "1 to 1000 ids",
         ),
         (
             json!({"pair": "globex", "system": "crm", "entity": "customer", "everything": true}),

@@ -332,7 +332,7 @@ fn place_of(pair: &str) -> Place {
 /// One pair floods the live lane; another pair's single change, queued after all of
 /// them, is taken within a few turns, not after the flood.
 async fn a_flooding_pair_does_not_hold_back_another(bus: Arc<dyn Bus>) {
-    let mut messages: Vec<_> = (1..=200)
+    let mut messages: Vec<_> = (1..=1_000)
         .map(|i| change_of("busy", &format!("b{i}")))
         .collect();
     messages.push(change_of("quiet", "q1"));
@@ -373,23 +373,69 @@ async fn a_flooding_pair_does_not_hold_back_another(bus: Arc<dyn Bus>) {
     running.await.expect("pool task").expect("pool ran");
 }
 
+/// A pair whose changes all wait (for its rate budget, say) holds only its share of
+/// the workers: another pair's change starts while every one of them still waits.
+async fn a_pair_holding_its_share_leaves_workers_for_another(bus: Arc<dyn Bus>) {
+    let mut messages: Vec<_> = (1..=50)
+        .map(|i| change_of("throttled", &format!("t{i}")))
+        .collect();
+    bus.publish_batch(Lane::Live, &messages)
+        .await
+        .expect("confirmed");
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let (finished_tx, _finished) = mpsc::unbounded_channel();
+    let gate = Arc::new(Semaphore::new(0));
+    let handler = Arc::new(GatedHandler {
+        started: started_tx,
+        finished: finished_tx,
+        gate: gate.clone(),
+    });
+    let backlog = Backlog::default();
+    let shutdown = CancellationToken::new();
+    let pool = WorkerPool::new(bus.clone(), handler, 4, Duration::from_secs(5))
+        .with_pair_share(3)
+        .with_backlog(backlog.clone());
+    let running = tokio::spawn(pool.run(shutdown.clone()));
+    for _ in 0..3 {
+        started
+            .recv()
+            .await
+            .expect("the throttled pair's share started");
+    }
+    support::eventually(
+        Duration::from_secs(10),
+        "the rest of the throttled pair waiting for a worker",
+        || {
+            let figures = backlog.figures();
+            async move {
+                figures
+                    .get(&place_of("throttled"))
+                    .is_some_and(|f| f.running == 3 && f.slot > 0)
+            }
+        },
+    )
+    .await;
+    messages = vec![change_of("other", "o1")];
+    bus.publish_batch(Lane::Live, &messages)
+        .await
+        .expect("confirmed");
+    let next = tokio::time::timeout(Duration::from_secs(10), started.recv())
+        .await
+        .expect("the other pair's change starts while the throttled pair's all wait");
+    assert_eq!(next.as_deref(), Some("o1"));
+    gate.add_permits(1_000);
+    shutdown.cancel();
+    running.await.expect("pool task").expect("pool ran");
+}
+
 on_both_buses!(
     shutdown_acknowledges_only_finished_changes,
     work_past_the_grace_period_is_delivered_again,
     a_retried_change_comes_back_with_its_attempt,
     changes_waiting_inside_the_process_are_counted,
+    a_flooding_pair_does_not_hold_back_another,
+    a_pair_holding_its_share_leaves_workers_for_another,
 );
-
-/// In-process turns only reach what the bus has handed over: on RabbitMQ a consumer
-/// holds at most its prefetch, and a change queued behind another pair's flood in the
-/// same broker queue is not in the process yet. Fairness at the broker needs a queue
-/// per pair; until then this holds on the in-process bus, which hands over everything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_a_flooding_pair_does_not_hold_back_another() {
-    let backend = Backend::memory();
-    a_flooding_pair_does_not_hold_back_another(backend.bus.clone()).await;
-    backend.finish().await;
-}
 
 /// A message no version of Tandem can read is parked with the reason, not retried
 /// forever and not dropped.

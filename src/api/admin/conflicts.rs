@@ -11,9 +11,11 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::failure::{answers_failures, Failure};
+use super::parameters::{ConflictFilter, Offset, PageSize, PathText, UuidKind, Word};
 use super::{AdminState, ApiError};
 use crate::domain::{Choice, System};
-use crate::store::{Conflict, ConflictStatus, StoreError};
+use crate::store::{Conflict, StoreError};
 
 pub struct ConflictsApi {
     pub state: AdminState,
@@ -67,13 +69,17 @@ pub struct ResolveBody {
 pub enum ListAnswer {
     #[oai(status = 200)]
     Ok(Json<Vec<ConflictView>>),
-    /// A parameter out of range.
+    /// A parameter out of its range.
     #[oai(status = 400)]
     BadRequest(Json<ApiError>),
+    #[oai(status = 500)]
+    Internal(Json<ApiError>),
     /// The store did not answer.
     #[oai(status = 503)]
     Unavailable(Json<ApiError>),
 }
+
+answers_failures!(ListAnswer);
 
 #[derive(ApiResponse)]
 pub enum ResolveAnswer {
@@ -89,12 +95,13 @@ pub enum ResolveAnswer {
     /// policy, or withdrawn).
     #[oai(status = 409)]
     Conflict(Json<ApiError>),
+    #[oai(status = 500)]
+    Internal(Json<ApiError>),
     #[oai(status = 503)]
     Unavailable(Json<ApiError>),
 }
 
-/// The most conflicts one page lists.
-const MAX_PAGE: u64 = 500;
+answers_failures!(ResolveAnswer);
 
 #[OpenApi]
 impl ConflictsApi {
@@ -102,44 +109,25 @@ impl ConflictsApi {
     #[oai(path = "/conflicts", method = "get")]
     async fn list(
         &self,
-        status: Query<Option<String>>,
-        limit: Query<Option<u64>>,
-        offset: Query<Option<u64>>,
+        /// `open`, `decided`, `resolved`, `withdrawn` or `all` (when not given).
+        status: Query<Option<Word<ConflictFilter>>>,
+        /// 1 to 500; 200 when not given.
+        limit: Query<Option<PageSize<500, 200>>>,
+        /// 0 to 1,000,000.
+        offset: Query<Option<Offset>>,
     ) -> ListAnswer {
-        let status = match status.0.as_deref() {
-            None | Some("all") => None,
-            Some(text) => match text.parse::<ConflictStatus>() {
-                Ok(status) => Some(status),
-                Err(_) => {
-                    return ListAnswer::BadRequest(ApiError::new(format!(
-                        "`status` must be open, decided, resolved, withdrawn or all, not `{}`",
-                        text.escape_default()
-                    )))
-                }
-            },
-        };
-        let limit = limit.0.unwrap_or(200);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return ListAnswer::BadRequest(ApiError::new(format!(
-                "`limit` must be between 1 and {MAX_PAGE}"
-            )));
-        }
-        let offset = offset.0.unwrap_or(0);
-        if offset > i64::MAX as u64 {
-            return ListAnswer::BadRequest(ApiError::new(format!(
-                "`offset` must be between 0 and {}",
-                i64::MAX
-            )));
-        }
+        let status = status.0.and_then(|filter| filter.0 .0);
+        let limit = PageSize::or_default(limit.0);
+        let offset = offset.0.unwrap_or_default().0;
         let conflicts = match self.state.store.list_conflicts(status, limit, offset).await {
             Ok(conflicts) => conflicts,
-            Err(err) => return ListAnswer::Unavailable(unavailable(err)),
+            Err(err) => return Failure::from(err).into(),
         };
         let mut views = Vec::with_capacity(conflicts.len());
         for conflict in conflicts {
             match self.view(conflict).await {
                 Ok(view) => views.push(view),
-                Err(err) => return ListAnswer::Unavailable(unavailable(err)),
+                Err(err) => return Failure::from(err).into(),
             }
         }
         ListAnswer::Ok(Json(views))
@@ -148,12 +136,17 @@ impl ConflictsApi {
     /// A person's decision on a held conflict: keep one side's value, or write a value
     /// of their own to both. The record syncs again at once.
     #[oai(path = "/conflicts/:id/resolve", method = "post")]
-    async fn resolve(&self, id: Path<Uuid>, body: Json<ResolveBody>) -> ResolveAnswer {
-        let choice = match choice_of(body.0) {
-            Ok(choice) => choice,
+    async fn resolve(
+        &self,
+        id: Path<PathText<UuidKind>>,
+        body: Json<ResolveBody>,
+    ) -> ResolveAnswer {
+        let read = id.0.read("id").and_then(|id| Ok((id, choice_of(body.0)?)));
+        let (id, choice) = match read {
+            Ok(read) => read,
             Err(why) => return ResolveAnswer::BadRequest(ApiError::new(why)),
         };
-        let conflict = match self.state.store.resolve_conflict(id.0, &choice).await {
+        let conflict = match self.state.store.resolve_conflict(id, &choice).await {
             Ok(conflict) => conflict,
             Err(StoreError::NotFound(what)) => {
                 return ResolveAnswer::NotFound(ApiError::new(format!("no {what}")))
@@ -161,11 +154,12 @@ impl ConflictsApi {
             Err(StoreError::AlreadyDecided(why)) => {
                 return ResolveAnswer::Conflict(ApiError::new(why))
             }
-            Err(err) => return ResolveAnswer::Unavailable(unavailable(err)),
+            Err(err) => return Failure::from(err).into(),
         };
         match self.state.store.get_link(conflict.link_id).await {
             Ok(Some(link)) => {
                 if let Err(err) = self.state.sync_again(&link).await {
+                    // The decision is stored: say so, rather than the bus's words alone.
                     tracing::error!(error = %err, "the bus is unavailable");
                     return ResolveAnswer::Unavailable(ApiError::new(
                         "decided, but the record could not be queued to sync; it syncs at its next change, or retry",
@@ -178,11 +172,11 @@ impl ConflictsApi {
                     conflict.link_id
                 )))
             }
-            Err(err) => return ResolveAnswer::Unavailable(unavailable(err)),
+            Err(err) => return Failure::from(err).into(),
         }
         match self.view(conflict).await {
             Ok(view) => ResolveAnswer::Ok(Json(Box::new(view))),
-            Err(err) => ResolveAnswer::Unavailable(unavailable(err)),
+            Err(err) => Failure::from(err).into(),
         }
     }
 }
@@ -233,9 +227,4 @@ fn choice_of(body: ResolveBody) -> Result<Choice, String> {
             Err("say whose value to keep (`keep`: `crm` or `finance`) or give a `value`".into())
         }
     }
-}
-
-fn unavailable(err: StoreError) -> Json<ApiError> {
-    tracing::error!(error = %err, "the store is unavailable");
-    ApiError::new("the store is unavailable; try again")
 }

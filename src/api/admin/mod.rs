@@ -10,10 +10,13 @@ pub mod pairs;
 pub mod records;
 pub mod time_field;
 
+mod failure;
+pub mod parameters;
+
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request};
 use poem_openapi::{Object, OpenApiService};
 
 use chrono::Utc;
@@ -145,26 +148,6 @@ pub fn service(state: AdminState) -> OpenApiService<AdminApi, ()> {
     .server("/api")
 }
 
-/// Answers the requests the admin API cannot read (a body that is not the JSON the
-/// endpoint takes, a malformed query or path parameter) with the same JSON body as its
-/// other errors, `{"error": "..."}`, rather than poem's plain text: a client shows
-/// `error` and has nothing else to parse.
-pub fn errors_as_json(endpoint: impl Endpoint + 'static) -> impl Endpoint {
-    endpoint.around(|inner, request: Request| async move {
-        match inner.call(request).await {
-            Ok(response) => Ok(response.into_response()),
-            Err(err) if err.status().is_client_error() => {
-                let body = serde_json::json!({ "error": err.to_string() });
-                Ok(Response::builder()
-                    .status(err.status())
-                    .content_type("application/json")
-                    .body(body.to_string()))
-            }
-            Err(err) => Err(err),
-        }
-    })
-}
-
 /// Wraps the admin endpoints so that every call needs `Authorization: Bearer <token>`.
 pub fn require_token(endpoint: impl Endpoint + 'static, token: Secret) -> impl Endpoint {
     endpoint.around(move |inner, request: Request| {
@@ -176,11 +159,15 @@ pub fn require_token(endpoint: impl Endpoint + 'static, token: Secret) -> impl E
                 .unwrap_or_default()
                 .to_string();
             if presented.is_empty() || !token.matches(&presented) {
-                return Ok(Response::builder()
-                    .status(StatusCode::UNAUTHORIZED)
-                    .header("www-authenticate", "Bearer")
-                    .content_type("application/json")
-                    .body(r#"{"error":"a valid `Authorization: Bearer <admin token>` header is required"}"#));
+                let mut refusal = crate::api::guard::errors::json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "a valid `Authorization: Bearer <admin token>` header is required",
+                );
+                refusal.headers_mut().insert(
+                    "www-authenticate",
+                    poem::http::HeaderValue::from_static("Bearer"),
+                );
+                return Ok(refusal);
             }
             inner.call(request).await.map(IntoResponse::into_response)
         }

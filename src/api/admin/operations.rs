@@ -11,6 +11,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::connections::connection_view;
+use super::failure::{answers_failures, Failure, Unavailable};
+use super::parameters::{PathKind, PathText, UuidKind, Window, WordKind};
 use super::records::{link_views, LinkView};
 use super::{source_of, AdminState, ApiError};
 use crate::bus::{BusMessage, Lane};
@@ -88,6 +90,9 @@ pub struct InProcessView {
 pub struct PairQueueView {
     pub pair: String,
     pub lane: String,
+    /// Messages of this pair and lane waiting in the broker (each pair has its own
+    /// queue there, so one pair's backlog is never in front of another's changes).
+    pub broker_depth: u64,
     pub in_process: InProcessView,
     pub oldest_age_seconds: Option<f64>,
 }
@@ -137,57 +142,107 @@ pub struct DeleteView {
 }
 
 #[derive(ApiResponse)]
-pub enum Answer<T: poem_openapi::types::ToJSON + Send + Sync> {
+pub enum StatsAnswer {
     #[oai(status = 200)]
-    Ok(Json<T>),
+    Ok(Json<StatsView>),
+    /// `window` out of its range.
     #[oai(status = 400)]
     BadRequest(Json<ApiError>),
-    #[oai(status = 404)]
-    NotFound(Json<ApiError>),
+    #[oai(status = 500)]
+    Internal(Json<ApiError>),
     #[oai(status = 503)]
     Unavailable(Json<ApiError>),
 }
 
-fn unavailable<T: poem_openapi::types::ToJSON + Send + Sync>(
-    what: &str,
-    err: impl std::fmt::Display,
-) -> Answer<T> {
-    tracing::error!(error = %err, "{what} is unavailable");
-    Answer::Unavailable(ApiError::new(format!("{what} is unavailable; try again")))
+answers_failures!(StatsAnswer);
+
+#[derive(ApiResponse)]
+pub enum QueueAnswer {
+    #[oai(status = 200)]
+    Ok(Json<QueueView>),
+    /// The broker did not answer.
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
 }
 
-/// `24h`, `90m`, `7d`.
-fn parse_window(window: &str) -> Result<Duration, String> {
-    let (number, unit) = window.split_at(window.len().saturating_sub(1));
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("`{window}` is not a window such as 24h, 90m or 7d"))?;
-    match unit {
-        "m" if n > 0 => Ok(Duration::minutes(n)),
-        "h" if n > 0 => Ok(Duration::hours(n)),
-        "d" if (1..=90).contains(&n) => Ok(Duration::days(n)),
-        _ => Err(format!("`{window}` is not a window such as 24h, 90m or 7d")),
+answers_failures!(QueueAnswer, bus only);
+
+#[derive(ApiResponse)]
+pub enum RetryAnswer {
+    /// How many records were sent through the sync again.
+    #[oai(status = 200)]
+    Ok(Json<Count>),
+    /// A field out of its range, or a link that has not failed.
+    #[oai(status = 400)]
+    BadRequest(Json<ApiError>),
+    #[oai(status = 404)]
+    NotFound(Json<ApiError>),
+    #[oai(status = 500)]
+    Internal(Json<ApiError>),
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
+}
+
+answers_failures!(RetryAnswer);
+
+/// What an endpoint that only reads or writes the store answers.
+#[derive(ApiResponse)]
+pub enum StoreAnswer<T: poem_openapi::types::ToJSON + Send + Sync> {
+    #[oai(status = 200)]
+    Ok(Json<T>),
+    #[oai(status = 500)]
+    Internal(Json<ApiError>),
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
+}
+
+impl<T: poem_openapi::types::ToJSON + Send + Sync> From<Failure> for StoreAnswer<T> {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Unavailable(body) => Self::Unavailable(body),
+            Failure::Internal(body) => Self::Internal(body),
+        }
     }
 }
+
+#[derive(ApiResponse)]
+pub enum ApproveAnswer {
+    #[oai(status = 200)]
+    Ok(Json<DeleteView>),
+    /// The id is not a UUID.
+    #[oai(status = 400)]
+    BadRequest(Json<ApiError>),
+    #[oai(status = 404)]
+    NotFound(Json<ApiError>),
+    #[oai(status = 500)]
+    Internal(Json<ApiError>),
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
+}
+
+answers_failures!(ApproveAnswer);
 
 #[OpenApi]
 impl OperationsApi {
     /// Counts by outcome over a window (default 24h) and the success rate.
     #[oai(path = "/stats", method = "get")]
-    async fn stats(&self, window: Query<Option<String>>) -> Answer<StatsView> {
-        let window = window.0.unwrap_or_else(|| "24h".into());
-        let length = match parse_window(&window) {
-            Ok(length) => length,
-            Err(why) => return Answer::BadRequest(ApiError::new(why)),
-        };
+    async fn stats(
+        &self,
+        /// How far back: `90m`, `24h` (when not given), `7d`; 1m to 90d.
+        window: Query<Option<Window>>,
+    ) -> StatsAnswer {
+        let window = window.0.unwrap_or_else(|| Window {
+            length: Duration::hours(24),
+            text: "24h".into(),
+        });
         let counts = match self
             .state
             .store
-            .count_outcomes_since(Utc::now() - length)
+            .count_outcomes_since(Utc::now() - window.length)
             .await
         {
             Ok(counts) => counts,
-            Err(err) => return unavailable("the store", err),
+            Err(err) => return Failure::from(err).into(),
         };
         let finished: u64 = counts
             .iter()
@@ -216,8 +271,8 @@ impl OperationsApi {
                 }
             })
             .collect();
-        Answer::Ok(Json(StatsView {
-            window,
+        StatsAnswer::Ok(Json(StatsView {
+            window: window.text,
             outcomes: counts
                 .iter()
                 .map(|(o, n)| (o.as_str().to_string(), *n))
@@ -236,32 +291,58 @@ impl OperationsApi {
     /// (for a worker, a record's lock or a rate budget) or running; the oldest age over
     /// all of it; and whether this process's workers are paused.
     #[oai(path = "/queue", method = "get")]
-    async fn queue(&self) -> Answer<QueueView> {
+    async fn queue(&self) -> QueueAnswer {
         let (live, bulk) = (
             self.state.bus.depth(Lane::Live).await,
             self.state.bus.depth(Lane::Bulk).await,
         );
         let (live_depth, bulk_depth) = match (live, bulk) {
             (Ok(live), Ok(bulk)) => (live, bulk),
-            (Err(err), _) | (_, Err(err)) => return unavailable("the bus", err),
+            (Err(err), _) | (_, Err(err)) => return Unavailable::from(err).into(),
         };
+        let mut broker = BTreeMap::new();
+        for lane in Lane::ALL {
+            match self.state.bus.pair_depths(lane).await {
+                Ok(depths) => {
+                    for (pair, depth) in depths.into_iter().filter(|(_, depth)| *depth > 0) {
+                        broker.insert((pair, lane.as_str()), depth);
+                    }
+                }
+                Err(err) => return Unavailable::from(err).into(),
+            }
+        }
         let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
         let figures = self.state.backlog.figures();
         let age = |at: Option<u64>| at.map(|at| now_ms.saturating_sub(at) as f64 / 1000.0);
         let mut in_process = InProcessView::default();
-        let pairs: Vec<PairQueueView> = figures
-            .iter()
-            .map(|(place, f)| {
-                let view = InProcessView::of(f);
-                in_process.add(&view);
+        let mut places: BTreeMap<(String, &'static str), PairQueueView> = BTreeMap::new();
+        for (place, f) in &figures {
+            let view = InProcessView::of(f);
+            in_process.add(&view);
+            places.insert(
+                (place.pair.clone(), place.lane),
                 PairQueueView {
                     pair: place.pair.clone(),
                     lane: place.lane.to_string(),
+                    broker_depth: 0,
                     in_process: view,
                     oldest_age_seconds: age(f.oldest_published_ms),
-                }
-            })
-            .collect();
+                },
+            );
+        }
+        for ((pair, lane), depth) in broker {
+            places
+                .entry((pair.clone(), lane))
+                .or_insert_with(|| PairQueueView {
+                    pair,
+                    lane: lane.to_string(),
+                    broker_depth: 0,
+                    in_process: InProcessView::default(),
+                    oldest_age_seconds: None,
+                })
+                .broker_depth = depth;
+        }
+        let pairs: Vec<PairQueueView> = places.into_values().collect();
         let oldest_age_seconds = [(Lane::Live, live_depth), (Lane::Bulk, bulk_depth)]
             .into_iter()
             .flat_map(|(lane, depth)| {
@@ -272,7 +353,7 @@ impl OperationsApi {
             })
             .flatten()
             .reduce(f64::max);
-        Answer::Ok(Json(QueueView {
+        QueueAnswer::Ok(Json(QueueView {
             paused: self.state.queue.is_paused(),
             live_depth,
             bulk_depth,
@@ -284,13 +365,13 @@ impl OperationsApi {
 
     /// Stops this process's workers from taking new changes; queued ones wait.
     #[oai(path = "/queue/pause", method = "post")]
-    async fn pause(&self) -> Answer<QueueView> {
+    async fn pause(&self) -> QueueAnswer {
         self.state.queue.pause();
         self.queue().await
     }
 
     #[oai(path = "/queue/resume", method = "post")]
-    async fn resume(&self) -> Answer<QueueView> {
+    async fn resume(&self) -> QueueAnswer {
         self.state.queue.resume();
         self.queue().await
     }
@@ -298,17 +379,23 @@ impl OperationsApi {
     /// Sends failed records through the sync again: one, those of a pair or entity
     /// type, or all.
     #[oai(path = "/failures/retry", method = "post")]
-    async fn retry(&self, body: Json<RetryBody>) -> Answer<Count> {
-        let entity = match body.0.entity.as_deref().map(str::parse::<EntityType>) {
-            None => None,
-            Some(Ok(entity)) => Some(entity),
-            Some(Err(_)) => {
-                return Answer::BadRequest(ApiError::new(
-                    "`entity` must be `customer` or `invoice`",
-                ))
+    async fn retry(&self, body: Json<RetryBody>) -> RetryAnswer {
+        let entity = body
+            .0
+            .entity
+            .as_deref()
+            .map(WordKind::<EntityType>::read)
+            .transpose();
+        let pair = body.0.pair.as_deref().map(params::pair_name).transpose();
+        let (entity, pair) = match (entity, pair) {
+            (Ok(entity), Ok(pair)) => (entity, pair.map(str::to_string)),
+            (Err(refusal), _) => {
+                return RetryAnswer::BadRequest(ApiError::new(format!("`entity` {refusal}")))
+            }
+            (_, Err(refusal)) => {
+                return RetryAnswer::BadRequest(ApiError::new(format!("`pair` {refusal}")))
             }
         };
-        let pair = body.0.pair.clone();
         let links = match body.0.link_id {
             Some(id) => match self.state.store.get_link(id).await {
                 Ok(Some(link))
@@ -317,10 +404,12 @@ impl OperationsApi {
                     vec![link]
                 }
                 Ok(Some(_)) => {
-                    return Answer::BadRequest(ApiError::new(format!("link {id} has not failed")))
+                    return RetryAnswer::BadRequest(ApiError::new(format!(
+                        "link {id} has not failed"
+                    )))
                 }
-                Ok(None) => return Answer::NotFound(ApiError::new(format!("no link {id}"))),
-                Err(err) => return unavailable("the store", err),
+                Ok(None) => return RetryAnswer::NotFound(ApiError::new(format!("no link {id}"))),
+                Err(err) => return Failure::from(err).into(),
             },
             None => match self
                 .state
@@ -333,7 +422,7 @@ impl OperationsApi {
                     .filter(|l| pair.as_deref().is_none_or(|p| l.pair.as_str() == p))
                     .filter(|l| entity.is_none_or(|e| l.entity == e))
                     .collect(),
-                Err(err) => return unavailable("the store", err),
+                Err(err) => return Failure::from(err).into(),
             },
         };
         let events: Vec<_> = links
@@ -356,9 +445,9 @@ impl OperationsApi {
             })
             .collect();
         if let Err(err) = self.state.bus.publish_batch(Lane::Live, &events).await {
-            return unavailable("the bus", err);
+            return Failure::from(err).into();
         }
-        Answer::Ok(Json(Count {
+        RetryAnswer::Ok(Json(Count {
             count: events.len() as u64,
         }))
     }
@@ -366,7 +455,7 @@ impl OperationsApi {
     /// Dismisses every failure: the links go back to `pending`, and the log says a
     /// person cleared them.
     #[oai(path = "/failures", method = "delete")]
-    async fn clear(&self) -> Answer<Count> {
+    async fn clear(&self) -> StoreAnswer<Count> {
         let links = match self
             .state
             .store
@@ -374,7 +463,7 @@ impl OperationsApi {
             .await
         {
             Ok(links) => links,
-            Err(err) => return unavailable("the store", err),
+            Err(err) => return Failure::from(err).into(),
         };
         let count = links.len() as u64;
         for mut link in links {
@@ -411,10 +500,10 @@ impl OperationsApi {
                 })
                 .await
             {
-                return unavailable("the store", err);
+                return Failure::from(err).into();
             }
         }
-        Answer::Ok(Json(Count { count }))
+        StoreAnswer::Ok(Json(Count { count }))
     }
 
     /// Records whose change failed, most recent first: `retrying` from the first failed
@@ -422,7 +511,7 @@ impl OperationsApi {
     /// attempts are spent. Each names its record (a customer's name and e-mail, an
     /// invoice's number, amount and customer).
     #[oai(path = "/failures", method = "get")]
-    async fn failures(&self) -> Answer<Vec<LinkView>> {
+    async fn failures(&self) -> StoreAnswer<Vec<LinkView>> {
         let links = match self
             .state
             .store
@@ -430,39 +519,43 @@ impl OperationsApi {
             .await
         {
             Ok(links) => links,
-            Err(err) => return unavailable("the store", err),
+            Err(err) => return Failure::from(err).into(),
         };
         match link_views(self.state.store.as_ref(), links).await {
-            Ok(views) => Answer::Ok(Json(views)),
-            Err(err) => unavailable("the store", err),
+            Ok(views) => StoreAnswer::Ok(Json(views)),
+            Err(err) => Failure::from(err).into(),
         }
     }
 
     /// Approves a held delete: the other side's record is archived at once.
     #[oai(path = "/deletes/:id/approve", method = "post")]
-    async fn approve(&self, id: poem_openapi::param::Path<Uuid>) -> Answer<DeleteView> {
-        let held = match self.state.store.decide_delete(id.0, true).await {
+    async fn approve(&self, id: poem_openapi::param::Path<PathText<UuidKind>>) -> ApproveAnswer {
+        let id = match id.0.read("id") {
+            Ok(id) => id,
+            Err(why) => return ApproveAnswer::BadRequest(ApiError::new(why)),
+        };
+        let held = match self.state.store.decide_delete(id, true).await {
             Ok(held) => held,
             Err(crate::store::StoreError::NotFound(what)) => {
-                return Answer::NotFound(ApiError::new(format!("no {what}")))
+                return ApproveAnswer::NotFound(ApiError::new(format!("no {what}")))
             }
-            Err(err) => return unavailable("the store", err),
+            Err(err) => return Failure::from(err).into(),
         };
         let link = match self.state.store.get_link(held.link_id).await {
             Ok(Some(link)) => link,
             Ok(None) => {
-                return Answer::NotFound(ApiError::new(format!("no link {}", held.link_id)))
+                return ApproveAnswer::NotFound(ApiError::new(format!("no link {}", held.link_id)))
             }
-            Err(err) => return unavailable("the store", err),
+            Err(err) => return Failure::from(err).into(),
         };
         if let Err(err) = self
             .state
             .sync_again_from(&link, held.source_system, held.external_id.clone())
             .await
         {
-            return unavailable("the bus", err);
+            return Failure::from(err).into();
         }
-        Answer::Ok(Json(DeleteView {
+        ApproveAnswer::Ok(Json(DeleteView {
             id: held.id,
             link_id: held.link_id,
             pair: held.pair.to_string(),
@@ -474,9 +567,9 @@ impl OperationsApi {
 
     /// Deletes held for a person to approve.
     #[oai(path = "/deletes", method = "get")]
-    async fn deletes(&self) -> Answer<Vec<DeleteView>> {
+    async fn deletes(&self) -> StoreAnswer<Vec<DeleteView>> {
         match self.state.store.pending_deletes(200).await {
-            Ok(deletes) => Answer::Ok(Json(
+            Ok(deletes) => StoreAnswer::Ok(Json(
                 deletes
                     .into_iter()
                     .map(|d| DeleteView {
@@ -489,7 +582,7 @@ impl OperationsApi {
                     })
                     .collect(),
             )),
-            Err(err) => unavailable("the store", err),
+            Err(err) => Failure::from(err).into(),
         }
     }
 }

@@ -9,9 +9,14 @@ use uuid::Uuid;
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::failure::{answers_failures, Failure};
+use super::parameters::{
+    Offset, PageSize, PairName, PairNameKind, PathText, RecordIdKind, SearchText, Time, Word,
+    WordKind,
+};
 use super::{AdminState, ApiError};
 use crate::domain::{EntityType, PairId, System};
-use crate::store::{EntityLink, Store, StoreError, SyncLogEntry, SyncLogFilter};
+use crate::store::{EntityLink, Outcome, Store, StoreError, SyncLogEntry, SyncLogFilter};
 
 pub struct RecordsApi {
     pub state: AdminState,
@@ -82,33 +87,48 @@ pub struct RecordView {
 pub enum RecordResponse {
     #[oai(status = 200)]
     Found(Json<Box<RecordView>>),
+    /// A path parameter out of its range.
     #[oai(status = 400)]
     BadRequest(Json<ApiError>),
     #[oai(status = 404)]
     NotFound(Json<ApiError>),
     #[oai(status = 500)]
     Internal(Json<ApiError>),
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
 }
+
+answers_failures!(RecordResponse);
 
 #[derive(ApiResponse)]
 pub enum FindResponse {
     #[oai(status = 200)]
     Found(Json<Vec<LinkView>>),
+    /// A parameter out of its range.
     #[oai(status = 400)]
     BadRequest(Json<ApiError>),
+    #[oai(status = 500)]
+    Internal(Json<ApiError>),
     #[oai(status = 503)]
     Unavailable(Json<ApiError>),
 }
+
+answers_failures!(FindResponse);
 
 #[derive(ApiResponse)]
 pub enum LogsResponse {
     #[oai(status = 200)]
     Found(Json<Vec<LogView>>),
+    /// A parameter out of its range.
     #[oai(status = 400)]
     BadRequest(Json<ApiError>),
     #[oai(status = 500)]
     Internal(Json<ApiError>),
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
 }
+
+answers_failures!(LogsResponse);
 
 /// The views of `links`, each invoice naming its customer as that customer's link does.
 pub(super) async fn link_views(
@@ -247,21 +267,29 @@ impl RecordsApi {
     #[oai(path = "/records/:pair/:entity/:system/:id", method = "get")]
     async fn record(
         &self,
-        pair: Path<String>,
-        entity: Path<String>,
-        system: Path<String>,
-        id: Path<String>,
+        pair: Path<PathText<PairNameKind>>,
+        entity: Path<PathText<WordKind<EntityType>>>,
+        system: Path<PathText<WordKind<System>>>,
+        /// The record's id in `system`: no control characters, at most 255.
+        id: Path<PathText<RecordIdKind>>,
     ) -> RecordResponse {
-        let (entity, system) = match (entity.0.parse::<EntityType>(), system.0.parse::<System>()) {
-            (Ok(entity), Ok(system)) => (entity, system),
-            (Err(why), _) | (_, Err(why)) => return RecordResponse::BadRequest(ApiError::new(why)),
+        let read = (|| {
+            Ok::<_, String>((
+                pair.0.read("pair")?,
+                entity.0.read("entity")?,
+                system.0.read("system")?,
+                id.0.read("id")?,
+            ))
+        })();
+        let (pair, entity, system, id) = match read {
+            Ok(read) => read,
+            Err(why) => return RecordResponse::BadRequest(ApiError::new(why)),
         };
-        let pair = PairId::new(pair.0);
         let store = &self.state.store;
         let found = async {
-            let link = store.find_link(&pair, entity, system, &id.0).await?;
+            let link = store.find_link(&pair, entity, system, &id).await?;
             let history = store
-                .record_history(&pair, entity, system, &id.0, 500)
+                .record_history(&pair, entity, system, &id, 500)
                 .await?;
             Ok::<_, crate::store::StoreError>((link, history))
         };
@@ -269,19 +297,14 @@ impl RecordsApi {
             Ok((None, history)) if history.is_empty() => {
                 RecordResponse::NotFound(ApiError::new(format!(
                     "Tandem has never seen {entity} `{}` in {system} of pair `{pair}`",
-                    id.0
+                    params::shown(&id)
                 )))
             }
             Ok((link, history)) => {
                 let link = match link {
                     Some(link) => match link_views(store.as_ref(), vec![link]).await {
                         Ok(mut views) => views.pop(),
-                        Err(err) => {
-                            tracing::error!(error = %err, "cannot read a record's customer");
-                            return RecordResponse::Internal(ApiError::new(
-                                "the store is unavailable; try again",
-                            ));
-                        }
+                        Err(err) => return Failure::from(err).into(),
                     },
                     None => None,
                 };
@@ -290,10 +313,7 @@ impl RecordsApi {
                     history: history.into_iter().map(log_view).collect(),
                 })))
             }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot read a record's history");
-                RecordResponse::Internal(ApiError::new("the store is unavailable; try again"))
-            }
+            Err(err) => Failure::from(err).into(),
         }
     }
 
@@ -303,38 +323,21 @@ impl RecordsApi {
     #[oai(path = "/records", method = "get")]
     async fn find(
         &self,
-        /// What to look for; at least 2 characters.
-        q: Query<String>,
-        /// At most 100; 20 when not given.
-        limit: Query<Option<u64>>,
+        /// What to look for: 2 to 200 characters.
+        q: Query<SearchText>,
+        /// 1 to 100; 20 when not given.
+        limit: Query<Option<PageSize<100, 20>>>,
     ) -> FindResponse {
-        let text = q.0.trim();
-        if text.chars().count() < 2 || text.chars().count() > 200 {
-            return FindResponse::BadRequest(ApiError::new(
-                "`q` must be 2 to 200 characters: an e-mail, a name, an invoice number or an id",
-            ));
-        }
-        if text.chars().any(char::is_control) {
-            return FindResponse::BadRequest(ApiError::new("`q` must not hold control characters"));
-        }
-        let limit = match limit.0 {
-            None => 20,
-            Some(l @ 1..=100) => l,
-            Some(_) => {
-                return FindResponse::BadRequest(ApiError::new("`limit` must be between 1 and 100"))
-            }
-        };
+        let text = q.0 .0;
+        let limit = PageSize::or_default(limit.0);
         let store = self.state.store.as_ref();
-        let found = match store.find_links_matching(text, limit).await {
+        let found = match store.find_links_matching(&text, limit).await {
             Ok(found) => link_views(store, found).await,
             Err(err) => Err(err),
         };
         match found {
             Ok(views) => FindResponse::Found(Json(views)),
-            Err(err) => {
-                tracing::error!(error = %err, "cannot look records up");
-                FindResponse::Unavailable(ApiError::new("the store is unavailable; try again"))
-            }
+            Err(err) => Failure::from(err).into(),
         }
     }
 
@@ -343,38 +346,27 @@ impl RecordsApi {
     #[oai(path = "/sync-logs", method = "get")]
     async fn sync_logs(
         &self,
-        pair: Query<Option<String>>,
-        entity: Query<Option<String>>,
-        system: Query<Option<String>>,
+        pair: Query<Option<PairName>>,
+        entity: Query<Option<Word<EntityType>>>,
+        system: Query<Option<Word<System>>>,
         /// `created`, `updated`, `linked`, `archived`, `skipped`, `blocked`, `conflict`, `retrying`, `failed`, ...
-        outcome: Query<Option<String>>,
-        since: Query<Option<DateTime<Utc>>>,
-        until: Query<Option<DateTime<Utc>>>,
-        /// At most 500; 50 when not given.
-        limit: Query<Option<u64>>,
-        offset: Query<Option<u64>>,
+        outcome: Query<Option<Word<Outcome>>>,
+        since: Query<Option<Time>>,
+        until: Query<Option<Time>>,
+        /// 1 to 500; 50 when not given.
+        limit: Query<Option<PageSize<500, 50>>>,
+        /// 0 to 1,000,000.
+        offset: Query<Option<Offset>>,
     ) -> LogsResponse {
-        let parsed = (|| -> Result<SyncLogFilter, String> {
-            Ok(SyncLogFilter {
-                pair: pair.0.map(PairId::new),
-                entity: entity.0.as_deref().map(str::parse).transpose()?,
-                system: system.0.as_deref().map(str::parse).transpose()?,
-                outcome: outcome.0.as_deref().map(str::parse).transpose()?,
-                since: since.0,
-                until: until.0,
-                limit: match limit.0 {
-                    Some(l) if l == 0 || l > 500 => {
-                        return Err("`limit` must be between 1 and 500".into())
-                    }
-                    Some(l) => l,
-                    None => 50,
-                },
-                offset: offset.0.unwrap_or(0),
-            })
-        })();
-        let filter = match parsed {
-            Ok(filter) => filter,
-            Err(why) => return LogsResponse::BadRequest(ApiError::new(why)),
+        let filter = SyncLogFilter {
+            pair: pair.0.map(|p| p.0),
+            entity: entity.0.map(|w| w.0),
+            system: system.0.map(|w| w.0),
+            outcome: outcome.0.map(|w| w.0),
+            since: since.0.map(|t| t.0),
+            until: until.0.map(|t| t.0),
+            limit: PageSize::or_default(limit.0),
+            offset: offset.0.unwrap_or_default().0,
         };
         let store = self.state.store.as_ref();
         let labelled = async {
@@ -383,10 +375,7 @@ impl RecordsApi {
         };
         match labelled.await {
             Ok(logs) => LogsResponse::Found(Json(logs)),
-            Err(err) => {
-                tracing::error!(error = %err, "cannot read the sync log");
-                LogsResponse::Internal(ApiError::new("the store is unavailable; try again"))
-            }
+            Err(err) => Failure::from(err).into(),
         }
     }
 }

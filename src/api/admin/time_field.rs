@@ -15,9 +15,10 @@ use serde_json::Value;
 pub struct TimeField(pub String);
 
 impl TimeField {
-    /// The time, or a reason naming `field`.
+    /// The time, within the range every admin time is in, or a reason naming
+    /// `field` and the range.
     pub fn parse(&self, field: &str) -> Result<DateTime<Utc>, String> {
-        parse_time(&format!("`{field}`"), &self.0)
+        params::instant(&self.0).map_err(|refusal| format!("`{field}` {refusal}"))
     }
 }
 
@@ -77,7 +78,7 @@ mod tests {
         let err = TimeField("2026-13-01".into()).parse("from").unwrap_err();
         assert_eq!(
             err,
-            "`from`: `2026-13-01` is not an RFC 3339 time such as 2026-12-01T00:00:00Z"
+            "`from` must be an RFC 3339 time such as 2026-12-01T00:00:00Z, from 2000-01-01T00:00:00Z to 2100-01-01T00:00:00Z; got `2026-13-01`"
         );
     }
 
