@@ -12,7 +12,7 @@ use crate::api::admin::time_field::parse_time;
 use crate::cli::{ConflictAction, ConflictsArgs, ReplayArgs, ResyncArgs, ServerArgs};
 use crate::config::Settings;
 
-struct AdminClient {
+pub(crate) struct AdminClient {
     base: String,
     token: String,
     http: reqwest::Client,
@@ -21,7 +21,7 @@ struct AdminClient {
 impl AdminClient {
     /// The server's base URL and admin token, from the command line first, then the
     /// settings (see `crate::cli::REACHING_THE_SERVER`).
-    fn new(settings: &Settings, server: &ServerArgs) -> anyhow::Result<Self> {
+    pub(crate) fn new(settings: &Settings, server: &ServerArgs) -> anyhow::Result<Self> {
         let base = match &server.url {
             Some(url) => url.clone(),
             None if settings.listen.ends_with(":0") => bail!(
@@ -51,7 +51,7 @@ impl AdminClient {
         })
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

@@ -47,6 +47,14 @@ pub enum Command {
     /// List conflicts, or decide one held for a person (asks the running server).
     #[command(after_help = REACHING_THE_SERVER)]
     Conflicts(ConflictsArgs),
+    /// Connect a HubSpot or Xero account in the browser, list or disconnect accounts
+    /// (asks the running server).
+    #[command(after_help = REACHING_THE_SERVER)]
+    Connect(ConnectArgs),
+    /// List, create, pause, resume or remove pairs made of connected accounts (asks
+    /// the running server).
+    #[command(after_help = REACHING_THE_SERVER)]
+    Pair(PairArgs),
     /// Run the simulated HubSpot and Xero servers alone.
     Sim(SimArgs),
     /// Run the benchmark suite, print a table and write JSON to bench/results/.
@@ -255,6 +263,76 @@ pub struct ConflictsArgs {
     pub status: String,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    #[command(subcommand)]
+    pub action: ConnectAction,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConnectAction {
+    /// Start connecting a HubSpot portal: prints the URL to open in a browser.
+    Hubspot,
+    /// Start connecting a Xero organisation: prints the URL to open in a browser.
+    Xero,
+    /// Pick the organisation of a Xero grant that reaches several.
+    Choose { choice: String, tenant_id: String },
+    /// List the connected accounts.
+    List,
+    /// Forget an account's tokens (refused while a pair uses it).
+    Disconnect { id: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PairArgs {
+    #[command(subcommand)]
+    pub action: PairAction,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum PairAction {
+    /// List every pair.
+    List,
+    /// Make a pair of a HubSpot account and a Xero account; it syncs at once.
+    Create {
+        name: String,
+        /// The HubSpot account's id (`tandem connect list`).
+        #[arg(long)]
+        crm: String,
+        /// The Xero account's id.
+        #[arg(long)]
+        finance: String,
+        /// last_write_wins, crm_wins, finance_wins or manual.
+        #[arg(long)]
+        conflict_policy: Option<String>,
+        /// archive, approve or ignore.
+        #[arg(long)]
+        deletes: Option<String>,
+        /// crm or finance: who wins a tie.
+        #[arg(long)]
+        source_of_truth: Option<String>,
+        #[arg(long)]
+        poll_interval_secs: Option<u64>,
+    },
+    /// Its changes wait until it is resumed.
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    /// Stops it for good (its history is kept); needs --yes.
+    Remove {
+        name: String,
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

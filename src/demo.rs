@@ -27,6 +27,40 @@ pub const DEMO_PAIR: &str = "demo";
 
 /// A pair whose two connections point at running simulators, with OAuth credentials
 /// the simulators issue tokens for.
+/// The apps of the simulated HubSpot and Xero, whose consent pages and token endpoints
+/// play the services' own: accounts connect through them as through the real ones.
+pub fn connect_for(sims: &Simulators, callback_url: &str) -> crate::config::ConnectSettings {
+    let hubspot = sims.hubspot.settings();
+    let xero = sims.xero.settings();
+    crate::config::ConnectSettings {
+        callback_url: Some(callback_url.to_string()),
+        hubspot: Some(crate::config::AppSettings {
+            client_id: hubspot.client_id.clone(),
+            client_secret: Secret::new(hubspot.client_secret.clone()),
+            authorize_url: Some(format!("{}/oauth/authorize", sims.hubspot_url)),
+            token_url: Some(format!("{}/oauth/v3/token", sims.hubspot_url)),
+            api_base_url: Some(sims.hubspot_url.clone()),
+            connections_url: None,
+            introspect_url: Some(format!("{}/oauth/v3/token/introspect", sims.hubspot_url)),
+            revocation_url: None,
+            scopes: None,
+            webhook_key: None,
+        }),
+        xero: Some(crate::config::AppSettings {
+            client_id: xero.client_id.clone(),
+            client_secret: Secret::new(xero.client_secret.clone()),
+            authorize_url: Some(format!("{}/identity/connect/authorize", sims.xero_url)),
+            token_url: Some(sims.xero_token_url()),
+            api_base_url: Some(sims.xero_api_url()),
+            connections_url: Some(format!("{}/connections", sims.xero_url)),
+            introspect_url: None,
+            revocation_url: Some(format!("{}/connect/revocation", sims.xero_url)),
+            scopes: None,
+            webhook_key: Some(Secret::new(xero.webhook_key.clone())),
+        }),
+    }
+}
+
 pub fn pair_for(sims: &Simulators, poll_interval_secs: u64) -> PairSettings {
     let hubspot = sims.hubspot.settings();
     let xero = sims.xero.settings();
@@ -155,6 +189,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
         .webhooks
         .public_base_url
         .get_or_insert_with(|| base.clone());
+    settings.connect = connect_for(&sims, &format!("{base}/connect/callback"));
     settings.validate().context("the demo's settings")?;
     sims.people
         .seed(&sims.hubspot, &sims.xero, args.customers, args.shared);

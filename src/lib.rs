@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod connection_check;
 pub mod connectors;
 pub mod credential_store;

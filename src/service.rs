@@ -21,6 +21,9 @@ use crate::cli::ServeArgs;
 use crate::config::Settings;
 use crate::store::{self, SeaStore, Store};
 
+/// How often a process looks for pairs another process made, paused or removed.
+const FOLLOW_PAIRS_EVERY: Duration = Duration::from_secs(15);
+
 /// A token cancelled on the first SIGINT or SIGTERM.
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
@@ -177,11 +180,14 @@ pub fn redact_url(url: &str) -> String {
 /// comes from configuration, never from a request.
 fn with_bound_port(settings: &Settings, addr: SocketAddr) -> Settings {
     let mut settings = settings.clone();
-    if let Some(base) = &settings.webhooks.public_base_url {
-        if let Ok(mut url) = reqwest::Url::parse(base) {
-            if url.port() == Some(0) && url.set_port(Some(addr.port())).is_ok() {
-                settings.webhooks.public_base_url =
-                    Some(url.as_str().trim_end_matches('/').to_string());
+    for url in [
+        &mut settings.webhooks.public_base_url,
+        &mut settings.connect.callback_url,
+    ] {
+        if let Some(parsed) = url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()) {
+            let mut parsed = parsed;
+            if parsed.port() == Some(0) && parsed.set_port(Some(addr.port())).is_ok() {
+                *url = Some(parsed.as_str().trim_end_matches('/').to_string());
             }
         }
     }
@@ -356,10 +362,80 @@ pub async fn serve_with(
     // Every process probes its connections, so its `/ready` and admin API tell the
     // truth; a connection busy with calls that answer is not probed at all.
     connections.spawn_probes(&tracker, &shutdown);
+    let settings = match &http {
+        Some((_, addr)) => with_bound_port(&settings, *addr),
+        None => settings,
+    };
+    let file_pairs: Vec<String> = settings.pairs.keys().cloned().collect();
+    let table = crate::orchestrator::PairTable::new(std::mem::take(&mut wiring.pairs));
+    // With apps to connect accounts, the workers run even before a pair can sync: a
+    // settings pair without credentials then has its changes postponed, never parked.
+    let connect_configured = settings.connect.hubspot.is_some() && settings.connect.xero.is_some();
+    if connect_configured {
+        for name in settings
+            .pairs
+            .iter()
+            .filter(|(_, p)| p.enabled)
+            .map(|(n, _)| n)
+        {
+            let id = crate::domain::PairId::new(name.clone());
+            if table.get(&id).is_none() {
+                table.pause(
+                    id,
+                    format!("pair `{name}` has no credentials for both sides: its changes wait"),
+                );
+            }
+        }
+    }
+    let poller =
+        (!args.no_poller).then(|| Arc::new(crate::intake::Poller::new(store.clone(), bus.clone())));
+    let host = (!args.no_workers).then(|| {
+        Arc::new(crate::connect::PairHost::new(
+            table.clone(),
+            bus.clone(),
+            store.clone(),
+            poller.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+            options.clone(),
+        ))
+    });
+    let connect = Arc::new(crate::connect::Connect::new(
+        &settings.connect,
+        file_pairs.clone(),
+        store.clone(),
+        store.clone(),
+        host.clone(),
+    ));
+    if host.is_some() {
+        let started = connect
+            .run_stored_pairs()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the pairs made through the API: {e}"))?;
+        if started > 0 {
+            tracing::info!(pairs = started, "pairs made through the API started");
+        }
+        // Pairs made, paused or removed through another process are followed here.
+        let connect = connect.clone();
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let mut every = tokio::time::interval(FOLLOW_PAIRS_EVERY);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                if let Err(err) = connect.follow_store().await {
+                    tracing::warn!(error = %err, "cannot read the pairs made through the API");
+                }
+            }
+        });
+    }
     if let Some((acceptor, addr)) = http {
         tracing::info!(%addr, dashboard = %format!("http://{addr}/"), "listening");
         report_listening(&settings.listen, addr, &options);
-        let settings = &with_bound_port(&settings, addr);
+        let settings = &settings;
         let probes: Vec<Arc<dyn ReadinessProbe>> = vec![
             Arc::new(StoreProbe(store.clone())),
             Arc::new(BusProbe(bus.clone())),
@@ -381,6 +457,9 @@ pub async fn serve_with(
             queue: queue.clone(),
             backlog: backlog.clone(),
             connections: connections.clone(),
+            connect: Some(connect.clone()),
+            file_pairs,
+            public_base_url: settings.webhooks.public_base_url.clone(),
         };
         let state = HttpState {
             probes,
@@ -397,16 +476,17 @@ pub async fn serve_with(
         );
     }
     if !args.no_workers {
-        if wiring.pairs.is_empty() {
+        if table.is_empty() && !connect_configured {
             // Acknowledging changes that no connector can sync would lose them.
             tracing::warn!("no pair has connectors for both sides: change events stay queued");
         } else {
             let orchestrator = Arc::new(
                 crate::orchestrator::Orchestrator::new(
                     store.clone(),
-                    wiring.pairs,
+                    Default::default(),
                     settings.bus.max_attempts,
                 )
+                .with_pair_table(table.clone())
                 .with_settling(Duration::from_millis(settings.orchestrator.settle_ms))
                 .with_connections(connections.clone()),
             );
@@ -428,9 +508,10 @@ pub async fn serve_with(
             });
         }
     }
-    if !args.no_poller && !wiring.poll_targets.is_empty() {
-        let poller = Arc::new(crate::intake::Poller::new(store.clone(), bus.clone()));
-        tracker.spawn(poller.run(wiring.poll_targets, shutdown.clone()));
+    if let Some(poller) = poller {
+        if !wiring.poll_targets.is_empty() {
+            tracker.spawn(poller.run(wiring.poll_targets, shutdown.clone()));
+        }
     }
     tracker.close();
     shutdown.cancelled().await;

@@ -60,7 +60,7 @@ pub fn http_client() -> reqwest::Client {
 /// The connection's tokens: a fixed token when one is set, else OAuth2 refresh.
 /// `None` when the settings hold neither (the pair's webhooks are then only queued).
 fn token_source(
-    pair: &str,
+    owner: &str,
     system: System,
     settings: &ConnectionSettings,
     store: &Arc<dyn Store>,
@@ -91,7 +91,7 @@ fn token_source(
     };
     Some(Arc::new(OAuthTokens::new(
         OAuthSettings {
-            pair: PairId::new(pair),
+            pair: PairId::new(owner),
             system,
             token_url,
             client_id,
@@ -125,6 +125,7 @@ fn timed_fields(pair: &PairSettings, entity: EntityType) -> Vec<String> {
 /// credentials.
 fn connector(
     pair: &str,
+    owner: &str,
     system: System,
     settings: &ConnectionSettings,
     timed: &TimedFields,
@@ -132,7 +133,7 @@ fn connector(
     options: &WiringOptions,
 ) -> Option<(Arc<dyn Connector>, Arc<ConnectionHealth>)> {
     let http = http_client();
-    let Some(auth) = token_source(pair, system, settings, store, &http) else {
+    let Some(auth) = token_source(owner, system, settings, store, &http) else {
         tracing::warn!(
             pair,
             %system,
@@ -220,60 +221,82 @@ pub fn from_settings_with(
 ) -> Wiring {
     let mut wiring = Wiring::default();
     for (name, pair) in settings.pairs.iter().filter(|(_, p)| p.enabled) {
-        let id = PairId::new(name.clone());
-        let timed = TimedFields {
-            customer: timed_fields(pair, EntityType::Customer),
-            invoice: timed_fields(pair, EntityType::Invoice),
-        };
-        let mut side = |system: System, settings: Option<&ConnectionSettings>| {
-            let settings = settings?;
-            let (connector, health) = connector(name, system, settings, &timed, &store, options)?;
-            wiring.connections.add(Connection {
-                pair: id.clone(),
-                system,
-                kind: kind(settings),
-                base_url: settings.base_url.clone(),
-                auth: auth_form(settings),
-                connector: connector.clone(),
-                health,
-            });
-            Some(connector)
-        };
-        let crm = side(System::Crm, pair.crm.as_ref());
-        let finance = side(System::Finance, pair.finance.as_ref());
-        for (system, connector) in [(System::Crm, &crm), (System::Finance, &finance)] {
-            let Some(connector) = connector else { continue };
-            wiring
-                .connectors
-                .insert((id.clone(), system), connector.clone());
-            if pair.poll_interval_secs > 0 {
-                for entity in EntityType::ALL {
-                    wiring.poll_targets.push(PollTarget {
-                        pair: id.clone(),
-                        system,
-                        entity,
-                        connector: connector.clone(),
-                        interval: Duration::from_secs(pair.poll_interval_secs),
-                        overlap: Duration::from_secs(pair.poll_overlap_secs),
-                        policy: pair.policy(entity),
-                    });
-                }
-            }
-        }
-        if let (Some(crm), Some(finance)) = (crm, finance) {
-            let policies = EntityType::ALL
-                .into_iter()
-                .map(|e| (e, pair.policy(e)))
-                .collect();
-            wiring.pairs.insert(
-                id.clone(),
-                PairRuntime {
-                    crm: LinkedReferences::wrap(crm, store.clone(), id.clone()),
-                    finance: LinkedReferences::wrap(finance, store.clone(), id),
-                    policies,
-                },
-            );
-        }
+        wire_pair(&mut wiring, name, pair, &|_| name.clone(), &store, options);
     }
     wiring
+}
+
+/// Adds one pair's connectors, health, poll targets and (with both sides) its runtime
+/// to `wiring`. `owner` names, per side, whose stored credential the side uses: the
+/// pair's own for a pair from settings, the account's for a pair made through the API.
+pub fn wire_pair(
+    wiring: &mut Wiring,
+    name: &str,
+    pair: &PairSettings,
+    owner: &dyn Fn(System) -> String,
+    store: &Arc<dyn Store>,
+    options: &WiringOptions,
+) {
+    let id = PairId::new(name);
+    let timed = TimedFields {
+        customer: timed_fields(pair, EntityType::Customer),
+        invoice: timed_fields(pair, EntityType::Invoice),
+    };
+    let mut side = |system: System, settings: Option<&ConnectionSettings>| {
+        let settings = settings?;
+        let (connector, health) = connector(
+            name,
+            &owner(system),
+            system,
+            settings,
+            &timed,
+            store,
+            options,
+        )?;
+        wiring.connections.add(Connection {
+            pair: id.clone(),
+            system,
+            kind: kind(settings),
+            base_url: settings.base_url.clone(),
+            auth: auth_form(settings),
+            connector: connector.clone(),
+            health,
+        });
+        Some(connector)
+    };
+    let crm = side(System::Crm, pair.crm.as_ref());
+    let finance = side(System::Finance, pair.finance.as_ref());
+    for (system, connector) in [(System::Crm, &crm), (System::Finance, &finance)] {
+        let Some(connector) = connector else { continue };
+        wiring
+            .connectors
+            .insert((id.clone(), system), connector.clone());
+        if pair.poll_interval_secs > 0 {
+            for entity in EntityType::ALL {
+                wiring.poll_targets.push(PollTarget {
+                    pair: id.clone(),
+                    system,
+                    entity,
+                    connector: connector.clone(),
+                    interval: Duration::from_secs(pair.poll_interval_secs),
+                    overlap: Duration::from_secs(pair.poll_overlap_secs),
+                    policy: pair.policy(entity),
+                });
+            }
+        }
+    }
+    if let (Some(crm), Some(finance)) = (crm, finance) {
+        let policies = EntityType::ALL
+            .into_iter()
+            .map(|e| (e, pair.policy(e)))
+            .collect();
+        wiring.pairs.insert(
+            id.clone(),
+            PairRuntime {
+                crm: LinkedReferences::wrap(crm, store.clone(), id.clone()),
+                finance: LinkedReferences::wrap(finance, store.clone(), id),
+                policies,
+            },
+        );
+    }
 }

@@ -14,6 +14,7 @@ mod m20261204_000010_conflict_decisions;
 mod m20261204_000011_link_labels_and_attempts;
 mod m20261204_000012_sync_log_by_time;
 mod m20261204_000013_link_revision_and_echoes;
+mod m20261204_000014_create_account_and_sync_pair;
 
 /// Every table the migrations create, so a check can confirm the schema is complete.
 pub const TABLES: &[&str] = &[
@@ -26,6 +27,8 @@ pub const TABLES: &[&str] = &[
     "conflict",
     "pending_delete",
     "record_lease",
+    "account",
+    "sync_pair",
 ];
 
 pub struct Migrator;
@@ -47,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000011_link_labels_and_attempts::Migration),
             Box::new(m20261204_000012_sync_log_by_time::Migration),
             Box::new(m20261204_000013_link_revision_and_echoes::Migration),
+            Box::new(m20261204_000014_create_account_and_sync_pair::Migration),
         ]
     }
 }

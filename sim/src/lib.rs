@@ -6,6 +6,7 @@
 //! edit both sides; the inspection says whether the two sides agree, and the journal
 //! lists every edit each side applied.
 
+pub mod consent;
 pub mod hubspot;
 pub mod inspect;
 pub mod journal;

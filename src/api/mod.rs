@@ -43,6 +43,10 @@ pub fn routes(state: HttpState, limits: &guard::HttpLimits) -> impl poem::Endpoi
         .at("/ready", get(health::ready))
         .at("/metrics", get(metrics::metrics))
         .at(
+            "/connect/callback",
+            get(admin::accounts::callback).data(state.admin.connect.clone()),
+        )
+        .at(
             "/webhooks/:pair/:system",
             post(crate::intake::receiver::receive),
         )

@@ -79,6 +79,9 @@ pub async fn run(
         intake,
         admin: AdminState {
             connections: Default::default(),
+            connect: None,
+            file_pairs: Vec::new(),
+            public_base_url: None,
             store: store.clone() as Arc<dyn Store>,
             bus: bus.clone(),
             jobs,

@@ -50,6 +50,9 @@ pub struct Settings {
     pub bus: BusSettings,
     pub orchestrator: OrchestratorSettings,
     pub webhooks: WebhookSettings,
+    /// The apps through which accounts are connected in the browser (OAuth
+    /// authorization-code flow): `[connect]`, `[connect.hubspot]`, `[connect.xero]`.
+    pub connect: ConnectSettings,
     pub http: HttpSettings,
     /// The pairs that sync, by name: `[pairs.acme]`.
     pub pairs: BTreeMap<String, PairSettings>,
@@ -68,6 +71,7 @@ impl Default for Settings {
             bus: BusSettings::default(),
             orchestrator: OrchestratorSettings::default(),
             webhooks: WebhookSettings::default(),
+            connect: ConnectSettings::default(),
             http: HttpSettings::default(),
             pairs: BTreeMap::new(),
         }
@@ -184,6 +188,44 @@ impl Default for WebhookSettings {
             public_base_url: None,
         }
     }
+}
+
+/// Connecting accounts in the browser: Tandem's callback URL and the app registered
+/// with each service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectSettings {
+    /// The redirect URI registered with both apps, ending in `/connect/callback`
+    /// (`https://sync.example.com/connect/callback`). A port of 0 is replaced by the
+    /// port bound, for local runs.
+    pub callback_url: Option<String>,
+    pub hubspot: Option<AppSettings>,
+    pub xero: Option<AppSettings>,
+}
+
+/// An OAuth app registered with a service. The URLs default to the service's own;
+/// `tandem sim` and the tests point them at the simulators.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    pub client_id: String,
+    /// Also readable from a file: `TANDEM_CONNECT__XERO__CLIENT_SECRET_FILE`.
+    pub client_secret: Secret,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    /// The API's base URL.
+    pub api_base_url: Option<String>,
+    /// Xero: where the organisations a grant reaches are listed (`/connections`).
+    pub connections_url: Option<String>,
+    /// HubSpot: token metadata (`/oauth/v3/token/introspect`).
+    pub introspect_url: Option<String>,
+    /// Xero: where a disconnect revokes the grant (`/connect/revocation`).
+    pub revocation_url: Option<String>,
+    /// The scopes asked for, separated by spaces; the defaults cover what Tandem syncs.
+    pub scopes: Option<String>,
+    /// The secret that signs this app's webhooks: HubSpot signs with the client secret
+    /// (left unset), Xero with the webhook key shown in its app's Webhooks page.
+    pub webhook_key: Option<Secret>,
 }
 
 /// How the HTTP listener (webhooks, admin API, dashboard, health) protects itself from

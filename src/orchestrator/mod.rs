@@ -12,6 +12,6 @@ pub mod sync;
 pub mod workers;
 
 pub use references::LinkedReferences;
-pub use runtime::PairRuntime;
+pub use runtime::{PairRuntime, PairTable};
 pub use sync::Orchestrator;
 pub use workers::{ChangeHandler, HandleOutcome, QueueControl, WorkerPool};

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::pipeline::{self, Change};
 use super::retry::{backoff, postponement};
-use super::runtime::{PairRuntime, SyncError};
+use super::runtime::{PairRuntime, PairTable, SyncError};
 use super::settle::{Settling, Turn};
 use super::workers::{ChangeHandler, HandleOutcome};
 use crate::connectors::health::Connections;
@@ -23,9 +23,12 @@ use crate::store::{
     JobCounter, LinkStatusChange, NewSyncLogEntry, Outcome, Store, StoreError, SyncStatus,
 };
 
+/// How long a change of a paused pair waits before it is looked at again.
+const PAUSED_RETRY: Duration = Duration::from_secs(30);
+
 pub struct Orchestrator {
     store: Arc<dyn Store>,
-    pairs: HashMap<PairId, PairRuntime>,
+    pairs: PairTable,
     max_attempts: u32,
     settling: Settling,
     /// The connections' health, told which changes wait on them.
@@ -40,11 +43,17 @@ impl Orchestrator {
     ) -> Self {
         Self {
             store,
-            pairs,
+            pairs: PairTable::new(pairs),
             max_attempts: max_attempts.max(1),
             settling: Settling::new(Duration::ZERO),
             connections: Arc::default(),
         }
+    }
+
+    /// Syncs the pairs of `table`, which may change while it runs.
+    pub fn with_pair_table(mut self, table: PairTable) -> Self {
+        self.pairs = table;
+        self
     }
 
     /// Counts, on each connection's health, the changes sent back for a retry after
@@ -216,6 +225,12 @@ enum Failure {
 impl ChangeHandler for Orchestrator {
     async fn handle(&self, event: ChangeEvent, attempt: u32) -> HandleOutcome {
         let Some(pair) = self.pairs.get(&event.pair) else {
+            if let Some(reason) = self.pairs.paused(&event.pair) {
+                return HandleOutcome::Postpone {
+                    delay: PAUSED_RETRY,
+                    reason,
+                };
+            }
             return HandleOutcome::Park {
                 reason: format!("no pair named `{}` in the settings", event.pair),
             };
@@ -244,14 +259,14 @@ impl ChangeHandler for Orchestrator {
                 crate::metrics::sync_finished(Outcome::Skipped.as_str(), started.elapsed());
                 return HandleOutcome::Done;
             }
-            let mut result = self.sync(pair, &event, attempt, transaction_id).await;
+            let mut result = self.sync(&pair, &event, attempt, transaction_id).await;
             if let Some(detail) = result.as_ref().err().and_then(sync_again_because) {
                 // The other side's change of the same new person linked the two records
                 // first (until a link names both, each side locks its own record), or
                 // another change saved the link between loading and locking it. Syncing
                 // again reads the link as it is now and waits for its lock.
                 tracing::debug!(%detail, "the link changed meanwhile; syncing again");
-                result = self.sync(pair, &event, attempt, transaction_id).await;
+                result = self.sync(&pair, &event, attempt, transaction_id).await;
             }
             let wrote = matches!(&result, Ok(outcome) if *outcome != Outcome::Skipped);
             self.settling.finish(turn, wrote).await;
@@ -301,5 +316,53 @@ impl ChangeHandler for Orchestrator {
         }
         .instrument(span);
         with_priority(priority, work).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ChangeKind, EntityType};
+
+    fn event(pair: &str) -> ChangeEvent {
+        ChangeEvent {
+            event_id: format!("test:{pair}"),
+            pair: PairId::new(pair),
+            system: System::Crm,
+            entity: EntityType::Customer,
+            external_id: "1".into(),
+            kind: ChangeKind::Upsert,
+            occurred_at: chrono::Utc::now(),
+            trigger: Trigger::Webhook,
+            job_id: None,
+            transaction_id: None,
+            by_tandem: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_paused_pair_s_change_waits_and_an_unknown_pair_s_is_set_aside() {
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::connect("sqlite::memory:")
+                .await
+                .expect("store"),
+        );
+        let table = PairTable::default();
+        table.pause(PairId::new("acme"), "pair `acme` is paused".into());
+        let orchestrator =
+            Orchestrator::new(store, HashMap::new(), 3).with_pair_table(table.clone());
+        match orchestrator.handle(event("acme"), 1).await {
+            HandleOutcome::Postpone { reason, .. } => assert!(reason.contains("paused")),
+            other => panic!("a paused pair's change must wait: {other:?}"),
+        }
+        assert!(matches!(
+            orchestrator.handle(event("other"), 1).await,
+            HandleOutcome::Park { .. }
+        ));
+        table.remove(&PairId::new("acme"));
+        assert!(matches!(
+            orchestrator.handle(event("acme"), 1).await,
+            HandleOutcome::Park { .. }
+        ));
     }
 }

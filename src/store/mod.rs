@@ -2,6 +2,7 @@
 //! PostgreSQL (production) or SQLite (the embedded default, single process). No SQL
 //! lives outside this module.
 
+mod accounts;
 mod conflicts;
 mod credentials;
 mod cursors;
@@ -28,6 +29,7 @@ use uuid::Uuid;
 use crate::domain::{Choice, EntityType, PairId, System};
 use crate::seal::Keyring;
 
+pub use accounts::{Account, AccountStore, PairRecord};
 pub use credentials::{ResealReport, Unreadable};
 pub use locks::EntityLock;
 pub use migration::TABLES;

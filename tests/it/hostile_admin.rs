@@ -112,6 +112,9 @@ impl Hostile {
                 queue: Default::default(),
                 backlog: Default::default(),
                 connections: Default::default(),
+                connect: None,
+                file_pairs: Vec::new(),
+                public_base_url: None,
             },
             admin_token: Secret::new(TOKEN),
         };

@@ -7,6 +7,7 @@ mod broker_restart;
 mod bus_contract;
 mod clash_e2e;
 mod cli_settings;
+mod connect_accounts;
 mod connection_health;
 mod dashboard_browser;
 mod domain_decision;

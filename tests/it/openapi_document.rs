@@ -26,6 +26,9 @@ async fn the_committed_openapi_document_matches_the_code() {
         queue: Default::default(),
         backlog: Default::default(),
         connections: Default::default(),
+        connect: None,
+        file_pairs: Vec::new(),
+        public_base_url: None,
     })
     .spec();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
@@ -51,7 +54,7 @@ fn every_operation_documents_exactly_what_its_handler_can_answer() {
     use poem_openapi::ApiResponse;
     use serde_json::Value;
     use tandem::api::admin::operations::StoreAnswer;
-    use tandem::api::admin::{conflicts, connections, jobs, operations, records};
+    use tandem::api::admin::{accounts, conflicts, connections, jobs, operations, pairs, records};
 
     fn statuses<A: ApiResponse>() -> BTreeSet<u16> {
         A::meta()
@@ -114,6 +117,36 @@ fn every_operation_documents_exactly_what_its_handler_can_answer() {
         (
             ("get", "/api/connections"),
             statuses::<connections::ConnectionsAnswer>(),
+        ),
+        (
+            ("post", "/api/accounts/connect/{kind}"),
+            statuses::<accounts::StartAnswer>(),
+        ),
+        (
+            ("post", "/api/accounts/choices/{choice}"),
+            statuses::<accounts::AccountAnswer>(),
+        ),
+        (
+            ("get", "/api/accounts"),
+            statuses::<accounts::AccountsAnswer>(),
+        ),
+        (
+            ("get", "/api/accounts/{id}"),
+            statuses::<accounts::AccountAnswer>(),
+        ),
+        (
+            ("post", "/api/accounts/{id}/disconnect"),
+            statuses::<accounts::AccountAnswer>(),
+        ),
+        (("get", "/api/pairs"), statuses::<pairs::PairsAnswer>()),
+        (("post", "/api/pairs"), statuses::<pairs::CreateAnswer>()),
+        (
+            ("get", "/api/pairs/{name}"),
+            statuses::<pairs::PairAnswer>(),
+        ),
+        (
+            ("post", "/api/pairs/{name}/{action}"),
+            statuses::<pairs::PairAnswer>(),
         ),
     ]);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");

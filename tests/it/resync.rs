@@ -114,6 +114,9 @@ impl Running {
                 queue: control,
                 backlog: Default::default(),
                 connections: Default::default(),
+                connect: None,
+                file_pairs: Vec::new(),
+                public_base_url: None,
             },
             admin_token: Secret::new(TOKEN),
         };

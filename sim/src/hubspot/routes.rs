@@ -14,7 +14,7 @@ use poem::web::Form;
 use poem::{FromRequest, Request, Response, Route};
 use serde_json::{json, Value};
 
-use super::oauth::{refusal_body, TokenForm};
+use super::oauth::{refusal_body, IntrospectForm, TokenForm};
 use super::ops;
 use super::state::{parse_properties, ItemError, Kind, Shown, State};
 use super::webhooks::Source;
@@ -57,6 +57,9 @@ pub(crate) fn route(sim: Arc<HubSpotSim>) -> Route {
     let api = sim.clone();
     let associations = sim.clone();
     let token = sim.clone();
+    let token_v3 = sim.clone();
+    let introspect = sim.clone();
+    let authorize = sim.clone();
     let customers = sim.clone();
     let invoices = sim;
     Route::new()
@@ -79,6 +82,27 @@ pub(crate) fn route(sim: Arc<HubSpotSim>) -> Route {
             make(move |req: Request| {
                 let sim = token.clone();
                 async move { sim.logged(req, Handler::Token).await }
+            }),
+        )
+        .at(
+            "/oauth/v3/token",
+            make(move |req: Request| {
+                let sim = token_v3.clone();
+                async move { sim.logged(req, Handler::Token).await }
+            }),
+        )
+        .at(
+            "/oauth/v3/token/introspect",
+            make(move |req: Request| {
+                let sim = introspect.clone();
+                async move { sim.introspect(req).await }
+            }),
+        )
+        .at(
+            "/oauth/authorize",
+            make(move |req: Request| {
+                let sim = authorize.clone();
+                async move { sim.authorize(req).await }
             }),
         )
         .at(
@@ -165,6 +189,34 @@ impl HubSpotSim {
         let (req, mut body) = req.split();
         let (status, answer) = match Form::<TokenForm>::from_request(&req, &mut body).await {
             Ok(Form(form)) => self.tokens.grant(&form, &self.settings),
+            Err(err) => (
+                400,
+                json!({"status": "BAD_REQUEST", "message": format!("cannot read the form: {err}")}),
+            ),
+        };
+        respond(status, Some(&answer), &[])
+    }
+
+    /// `GET /oauth/authorize` shows the install (consent) form; `POST` is its answer.
+    async fn authorize(&self, mut req: Request) -> Response {
+        let client_id = self.settings.client_id.clone();
+        if req.method() == Method::POST {
+            let body = req.take_body().into_string().await.unwrap_or_default();
+            let form = crate::consent::decode_pairs(&body);
+            return self.tokens.consent.decide("HubSpot", &client_id, &form);
+        }
+        let query = crate::consent::decode_pairs(req.uri().query().unwrap_or_default());
+        self.tokens.consent.page("HubSpot", &client_id, &query)
+    }
+
+    /// `POST /oauth/v3/token/introspect`: token metadata.
+    async fn introspect(&self, req: Request) -> Response {
+        if req.method() != Method::POST {
+            return respond(405, None, &[]);
+        }
+        let (req, mut body) = req.split();
+        let (status, answer) = match Form::<IntrospectForm>::from_request(&req, &mut body).await {
+            Ok(Form(form)) => self.tokens.introspect(&form, &self.settings),
             Err(err) => (
                 400,
                 json!({"status": "BAD_REQUEST", "message": format!("cannot read the form: {err}")}),

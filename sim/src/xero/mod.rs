@@ -8,7 +8,8 @@
 //! - `GET|PUT|POST /api.xro/2.0/Invoices`, `GET|POST /api.xro/2.0/Invoices/{id}`
 //! - `PUT|POST /api.xro/2.0/Payments`
 //! - `GET /api.xro/2.0/Organisation`
-//! - `POST /connect/token`
+//! - `GET|POST /identity/connect/authorize` (the consent form), `POST /connect/token`,
+//!   `POST /connect/revocation`, `GET /connections`
 //! - `GET /sim/xero/customers`, `GET /sim/xero/invoices`
 
 mod contacts;
@@ -58,6 +59,18 @@ pub struct XeroSettings {
     pub per_minute: usize,
     pub concurrency: usize,
     pub per_day: usize,
+    /// The name `GET /connections` gives the organisation whose API this simulates.
+    pub tenant_name: String,
+    /// Organisations a grant also reaches, listed before this one by
+    /// `GET /connections` (their API is not simulated: calls naming them get 403).
+    pub other_organisations: Vec<Organisation>,
+}
+
+/// An organisation a grant reaches.
+#[derive(Debug, Clone)]
+pub struct Organisation {
+    pub tenant_id: String,
+    pub name: String,
 }
 
 impl Default for XeroSettings {
@@ -72,6 +85,11 @@ impl Default for XeroSettings {
             per_minute: 60,
             concurrency: 5,
             per_day: 5000,
+            tenant_name: "Sim Demo Company (NZ)".into(),
+            other_organisations: vec![Organisation {
+                tenant_id: "sim-other-tenant".into(),
+                name: "Sim Holdings Ltd".into(),
+            }],
         }
     }
 }
@@ -178,9 +196,33 @@ impl XeroSim {
     pub fn endpoint(self: &Arc<Self>) -> Route {
         let api = self.clone();
         let token = self.clone();
+        let revocation = self.clone();
+        let authorize = self.clone();
+        let connections = self.clone();
         let customers = self.clone();
         let invoices = self.clone();
         Route::new()
+            .at(
+                "/identity/connect/authorize",
+                make(move |req| {
+                    let sim = authorize.clone();
+                    async move { sim.serve_authorize(req).await }
+                }),
+            )
+            .at(
+                "/connect/revocation",
+                post(make(move |req| {
+                    let sim = revocation.clone();
+                    async move { sim.serve_revocation(req).await }
+                })),
+            )
+            .at(
+                "/connections",
+                get(make(move |req| {
+                    let sim = connections.clone();
+                    async move { sim.serve_connections(req) }
+                })),
+            )
             .nest(
                 "/api.xro/2.0",
                 make(move |req| {
@@ -384,6 +426,15 @@ impl XeroSim {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .refreshes()
+    }
+
+    /// The user removes Tandem's access in Xero: every refresh and access token
+    /// issued so far stops working.
+    pub fn revoke_all_grants(&self) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .revoke_all();
     }
 
     /// How long a replaced refresh token keeps working (until its successor is used):

@@ -495,6 +495,79 @@ impl XeroSim {
             .into_response()
     }
 
+    /// `GET /identity/connect/authorize` shows the consent form; `POST` is its answer.
+    pub(crate) async fn serve_authorize(self: Arc<Self>, mut req: Request) -> Response {
+        let client_id = self.settings.client_id.clone();
+        let tokens = || self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if req.method() == Method::POST {
+            let body = req.take_body().into_string().await.unwrap_or_default();
+            let form = decode_pairs(&body);
+            return tokens().consent.decide("Xero", &client_id, &form);
+        }
+        let query = decode_pairs(req.uri().query().unwrap_or_default());
+        if query
+            .iter()
+            .any(|(k, v)| k == "response_type" && v != "code")
+            || !query.iter().any(|(k, _)| k == "response_type")
+        {
+            return Answer::json(400, &json!({"error": "unsupported_response_type"}))
+                .into_response();
+        }
+        tokens().consent.page("Xero", &client_id, &query)
+    }
+
+    /// Answers `POST /connect/revocation`.
+    pub(crate) async fn serve_revocation(self: Arc<Self>, mut req: Request) -> Response {
+        let body = req.take_body().into_string().await.unwrap_or_default();
+        let form = decode_pairs(&body);
+        let authorization = header(&req, "authorization");
+        let answer = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .revoke(authorization.as_deref(), &form);
+        Answer::json(answer.status, &answer.body).into_response()
+    }
+
+    /// `GET /connections`: the organisations the bearer token's grant reaches, the
+    /// simulated one last.
+    pub(crate) fn serve_connections(&self, req: Request) -> Response {
+        let authorization = header(&req, "authorization");
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let grant = match tokens.grant_of(authorization.as_deref()) {
+            Ok(grant) => grant,
+            Err(problem_detail) => {
+                return problem(401, "Unauthorized", &problem_detail.0).into_response()
+            }
+        };
+        let now = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6f")
+            .to_string();
+        let organisations = self
+            .settings
+            .other_organisations
+            .iter()
+            .map(|o| (o.tenant_id.as_str(), o.name.as_str()))
+            .chain([(
+                self.settings.tenant_id.as_str(),
+                self.settings.tenant_name.as_str(),
+            )]);
+        let listed: Vec<Value> = organisations
+            .map(|(tenant, name)| {
+                json!({
+                    "id": tokens.connection_id(grant, tenant),
+                    "authEventId": format!("00000000-0000-0000-0000-{grant:012}"),
+                    "tenantId": tenant,
+                    "tenantType": "ORGANISATION",
+                    "tenantName": name,
+                    "createdDateUtc": now,
+                    "updatedDateUtc": now,
+                })
+            })
+            .collect();
+        Answer::json(200, &Value::Array(listed)).into_response()
+    }
+
     pub(crate) fn serve_view(&self, customers: bool) -> Response {
         let body = if customers {
             serde_json::to_value(self.customers())

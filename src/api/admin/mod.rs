@@ -1,10 +1,12 @@
 //! The admin API (poem-openapi), one file per resource, behind a bearer token compared
 //! in constant time.
 
+pub mod accounts;
 pub mod conflicts;
 pub mod connections;
 pub mod jobs;
 pub mod operations;
+pub mod pairs;
 pub mod records;
 pub mod time_field;
 
@@ -51,6 +53,12 @@ pub struct AdminState {
     pub backlog: crate::backlog::Backlog,
     /// The connections of this process and their health.
     pub connections: Arc<crate::connectors::health::Connections>,
+    /// Connecting accounts and making pairs of them (`None` where nothing runs them).
+    pub connect: Option<Arc<crate::connect::Connect>>,
+    /// The names of the pairs the settings file defines.
+    pub file_pairs: Vec<String>,
+    /// `webhooks.public_base_url`, for the webhook URLs shown for each pair.
+    pub public_base_url: Option<String>,
 }
 
 impl AdminState {
@@ -107,6 +115,8 @@ pub type AdminApi = (
     operations::OperationsApi,
     conflicts::ConflictsApi,
     connections::ConnectionsApi,
+    accounts::AccountsApi,
+    pairs::PairsApi,
 );
 
 pub fn service(state: AdminState) -> OpenApiService<AdminApi, ()> {
@@ -124,7 +134,13 @@ pub fn service(state: AdminState) -> OpenApiService<AdminApi, ()> {
             conflicts::ConflictsApi {
                 state: state.clone(),
             },
-            connections::ConnectionsApi { state },
+            connections::ConnectionsApi {
+                state: state.clone(),
+            },
+            accounts::AccountsApi {
+                state: state.clone(),
+            },
+            pairs::PairsApi { state },
         ),
         "Tandem admin API",
         env!("CARGO_PKG_VERSION"),

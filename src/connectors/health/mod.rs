@@ -154,6 +154,12 @@ impl ConnectionHealth {
         self.wake.notified().await;
     }
 
+    /// Something that may have mended it changed (new credentials): probe at once.
+    pub fn probe_soon(&self) {
+        self.tracker().ask_probe();
+        self.wake.notify_one();
+    }
+
     /// A prober keeps this connection's state from now on.
     pub(crate) fn expect_probes(&self) {
         self.probed.store(true, Ordering::SeqCst);

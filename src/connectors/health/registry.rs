@@ -85,6 +85,12 @@ impl Connection {
         report
     }
 
+    /// Probes it, each time when due, until `shutdown` (a connection added while the
+    /// process runs).
+    pub fn spawn_probing(self: &Arc<Self>, tracker: &TaskTracker, shutdown: &CancellationToken) {
+        tracker.spawn(self.clone().keep_probing(shutdown.clone()));
+    }
+
     async fn keep_probing(self: Arc<Self>, shutdown: CancellationToken) {
         self.health.expect_probes();
         loop {
@@ -136,6 +142,11 @@ pub struct Connections {
 impl Connections {
     pub fn add(&mut self, connection: Connection) {
         self.list.push(Arc::new(connection));
+    }
+
+    /// Takes every connection out (to run them elsewhere).
+    pub fn take_all(&mut self) -> Vec<Arc<Connection>> {
+        std::mem::take(&mut self.list)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Connection>> {
