@@ -48,7 +48,7 @@ impl Backend {
         Self {
             database_url: db.url.clone(),
             amqp_url: support::amqp_url(),
-            _queues: Some(support::TestQueues::new(&prefix)),
+            _queues: Some(support::TestQueues::new(&prefix, ["acme"])),
             prefix,
             secrets_key: Some(tandem::secret::Secret::new(key.to_base64().as_str())),
             _pg: Some(db),

@@ -362,7 +362,10 @@ impl Server {
         .await;
     }
 
-    async fn finish(self) {
+    async fn finish(mut self) {
+        // The engine first: a consumer whose queue is deleted under it declares the
+        // topology again, and the queues would outlive the test.
+        self.tandem.terminate();
         self.bus
             .delete_topology()
             .await
