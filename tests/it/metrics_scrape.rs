@@ -97,7 +97,7 @@ async fn serve(sims: &Simulators) -> Engine {
         ..Default::default()
     };
     settings.bus.prefix = support::unique("tandem_metrics");
-    let queues = TestQueues::new(&settings.bus.prefix, settings.pairs.keys());
+    let queues = TestQueues::new(&settings.bus.prefix, [PAIR]);
     let key = tandem::seal::SecretsKey::generate().expect("key");
     settings.secrets_key = Some(Secret::new(key.to_base64().as_str()));
     settings

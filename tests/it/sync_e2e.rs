@@ -80,10 +80,7 @@ impl World {
                 // Production keeps OAuth tokens sealed under a key the settings name.
                 let key = tandem::seal::SecretsKey::generate().expect("key");
                 settings.secrets_key = Some(Secret::new(key.to_base64().as_str()));
-                queues = Some(support::TestQueues::new(
-                    &settings.bus.prefix,
-                    settings.pairs.keys(),
-                ));
+                queues = Some(support::TestQueues::new(&settings.bus.prefix, [PAIR]));
                 (Some(db), None)
             }
             Backend::Embedded => {
@@ -192,8 +189,13 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        if let Some((stop, _)) = &self.engine {
+        if let Some((stop, engine)) = self.engine.take() {
             stop.cancel();
+            // The engine stops before its queues are deleted (the fields drop after
+            // this): a consumer still running would declare them again.
+            support::on_own_runtime(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(30), engine).await;
+            });
         }
         self.stop_sims.cancel();
     }

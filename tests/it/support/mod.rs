@@ -98,7 +98,7 @@ impl Drop for TestDatabase {
 
 /// Runs clean-up to its end from a `Drop`: on a thread and runtime of its own, since
 /// Drop cannot await and the test's runtime may be the one unwinding.
-fn on_own_runtime(work: impl Future<Output = ()> + Send + 'static) {
+pub fn on_own_runtime(work: impl Future<Output = ()> + Send + 'static) {
     let _ = std::thread::spawn(move || {
         if let Ok(runtime) = tokio::runtime::Runtime::new() {
             runtime.block_on(work);
