@@ -46,7 +46,7 @@ postgres_fingerprint() {
 }
 
 # The broker's queues: every test deletes the queues it declared.
-queues() { rabbitmqctl -q list_queues name 2>/dev/null | sort || true; }
+queues() { rabbitmqctl -q list_queues --no-table-headers name 2>/dev/null | sort || true; }
 
 # The work tree too: the tests write under target/ only.
 work_tree() { git status --porcelain 2>/dev/null || true; }

@@ -56,6 +56,8 @@ pub async fn run(
     let prefix = format!("tandem_bench_{}", uuid::Uuid::new_v4().simple());
     let config = BusConfig {
         prefix: prefix.clone(),
+        // The bench's one pair, so its queues are declared and deleted with the rest.
+        pairs: vec!["bench".into()],
         ..BusConfig::from_settings(settings)
     };
     let bus = bus::connect(&config)
