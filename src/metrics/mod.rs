@@ -34,6 +34,29 @@ use prometheus_client::registry::Registry;
 
 pub use scrape::{Gauges, CONTENT_TYPE};
 
+/// Why the HTTP listener refused a connection or a request (the `reason` label of
+/// `tandem_http_refusals_total`). A client that never finishes its headers is closed by
+/// hyper's own deadline, which reports nothing, so it is not among them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpRefusal {
+    /// More connections were open than `http.max_connections`.
+    TooManyConnections,
+    /// The declared or the read body was over its limit (413).
+    BodyTooLarge,
+    /// The body did not arrive within its deadline (408).
+    BodyTooSlow,
+}
+
+impl HttpRefusal {
+    fn label(self) -> &'static str {
+        match self {
+            Self::TooManyConnections => "too_many_connections",
+            Self::BodyTooLarge => "body_too_large",
+            Self::BodyTooSlow => "body_too_slow",
+        }
+    }
+}
+
 /// Upper bounds of the sync-duration histogram buckets, in seconds.
 pub const DURATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -70,6 +93,11 @@ struct PairSystemLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     pair: String,
     system: String,
@@ -89,6 +117,7 @@ pub struct Metrics {
     rate_limit_waits: Family<SystemLabels, Counter>,
     foreign_tenant: Family<PairSystemLabels, Counter>,
     connection_probes: Family<ProbeLabels, Counter>,
+    http_refusals: Family<ReasonLabels, Counter>,
     calls_held: Counter,
     sync_duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     /// Per lane, when the message a worker took last was first published (Unix ms).
@@ -114,6 +143,7 @@ impl Metrics {
         let rate_limit_waits = Family::default();
         let foreign_tenant = Family::default();
         let connection_probes = Family::default();
+        let http_refusals = Family::default();
         let calls_held = Counter::default();
         let sync_duration = Family::new_with_constructor(duration_histogram as fn() -> Histogram);
         let mut registry = Registry::default();
@@ -148,6 +178,11 @@ impl Metrics {
             connection_probes.clone(),
         );
         registry.register(
+            "tandem_http_refusals",
+            "Requests and connections the HTTP listener refused before a handler saw them, by reason",
+            http_refusals.clone(),
+        );
+        registry.register(
             "tandem_connection_calls_held",
             "Calls held because their connection was out of service",
             calls_held.clone(),
@@ -165,6 +200,7 @@ impl Metrics {
             rate_limit_waits,
             foreign_tenant,
             connection_probes,
+            http_refusals,
             calls_held,
             sync_duration,
             last_taken_published_ms: Mutex::default(),
@@ -229,6 +265,14 @@ impl Metrics {
         self.connection_probes.get_or_create(&labels).inc();
     }
 
+    /// The HTTP listener refused a connection or a request before any handler saw it.
+    pub fn http_refused(&self, reason: HttpRefusal) {
+        let labels = ReasonLabels {
+            reason: reason.label().into(),
+        };
+        self.http_refusals.get_or_create(&labels).inc();
+    }
+
     /// A call held because its connection was out of service.
     pub fn connection_call_held(&self) {
         self.calls_held.inc();
@@ -286,7 +330,7 @@ pub fn rate_limit_wait(system: &str) {
     PROCESS.rate_limit_wait(system);
 }
 
-/// See [`Metrics::delivered`].
+/// See [`Metrics::webhook_foreign_tenant`].
 pub fn webhook_foreign_tenant(pair: &str, system: &str) {
     process().webhook_foreign_tenant(pair, system);
 }
@@ -296,11 +340,17 @@ pub fn connection_probe(pair: &str, system: &str, state: &str) {
     process().connection_probe(pair, system, state);
 }
 
+/// See [`Metrics::http_refused`].
+pub fn http_refused(reason: HttpRefusal) {
+    process().http_refused(reason);
+}
+
 /// See [`Metrics::connection_call_held`].
 pub fn connection_call_held() {
     process().connection_call_held();
 }
 
+/// See [`Metrics::delivered`].
 pub fn delivered(lane: &'static str, published_ms: Option<u64>) {
     PROCESS.delivered(lane, published_ms);
 }

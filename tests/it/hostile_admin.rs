@@ -210,6 +210,24 @@ impl Hostile {
         self.assert_answers(what).await;
     }
 
+    /// How many refusals of `reason` the listener has counted, from `/metrics`.
+    async fn refusals(&self, reason: &str) -> u64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("an answer")
+            .text()
+            .await
+            .expect("a body");
+        let series = format!("tandem_http_refusals_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |n| n.parse().expect("a count"))
+    }
+
     /// The server still answers, on a new connection.
     async fn assert_answers(&self, what: &str) {
         let health = reqwest::Client::new()

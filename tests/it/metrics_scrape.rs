@@ -33,10 +33,11 @@ const SERIES: [(&str, &str); 12] = [
 ];
 
 /// Series that appear only once what they count has happened (a probe, a refused
-/// delivery); also in docs/metrics.md.
-const SOMETIMES: [&str; 2] = [
+/// delivery or connection); also in docs/metrics.md.
+const SOMETIMES: [&str; 3] = [
     "tandem_connection_probes_total",
     "tandem_webhooks_foreign_tenant_total",
+    "tandem_http_refusals_total",
 ];
 
 /// The metric name of a sample line: what stands before its labels or its value.

@@ -140,6 +140,48 @@ async fn links_are_unique_per_side(b: &Backend) {
     );
 }
 
+/// A person's search text is matched as written: `%`, `_` and a backslash in it are letters,
+/// not `LIKE` wildcards, so `%` does not list every record.
+async fn search_text_is_literal_not_a_pattern(b: &Backend) {
+    let s = &b.store;
+    for (id, name) in [
+        ("c1", "Ada Lovelace"),
+        ("c2", "50% Off_Ltd"),
+        ("c3", "Back\\slash"),
+    ] {
+        let mut link = EntityLink::new(acme(), EntityType::Customer, System::Crm, id);
+        link.label.name = Some(name.into());
+        s.insert_link(&link).await.expect("insert");
+    }
+    let found = |text: &'static str| async move {
+        let mut ids: Vec<String> = s
+            .find_links_matching(text, 50)
+            .await
+            .expect("search")
+            .into_iter()
+            .filter_map(|l| l.crm_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        found("lovelace").await,
+        ["c1"],
+        "a part of a name, any case"
+    );
+    assert_eq!(found("%").await, ["c2"], "`%` is a letter");
+    assert_eq!(found("_").await, ["c2"], "`_` is a letter");
+    assert!(
+        found("a_a").await.is_empty(),
+        "`_` does not stand for any one letter"
+    );
+    assert!(
+        found("a%e").await.is_empty(),
+        "`%` does not stand for any text"
+    );
+    assert_eq!(found("\\").await, ["c3"], "a backslash is a letter");
+}
+
 async fn commit_sync_is_all_or_nothing(b: &Backend) {
     let s = &b.store;
     let mut first = EntityLink::new(acme(), EntityType::Customer, System::Crm, "c1");
@@ -912,6 +954,7 @@ macro_rules! contract {
 contract!(
     migrations_create_every_table_and_rerun_changes_nothing,
     links_are_unique_per_side,
+    search_text_is_literal_not_a_pattern,
     commit_sync_is_all_or_nothing,
     history_follows_a_record_before_and_after_its_link,
     logs_filter_and_count,

@@ -11,6 +11,7 @@ use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
 use super::errors::json_error;
 use super::HttpLimits;
+use crate::metrics::HttpRefusal;
 
 #[derive(Debug, Clone)]
 pub struct BodyRules {
@@ -65,13 +66,14 @@ impl BodyRules {
                     )))
                 }
                 Err(_) => {
+                    crate::metrics::http_refused(HttpRefusal::BodyTooSlow);
                     return Ok(closing(json_error(
                         StatusCode::REQUEST_TIMEOUT,
                         &format!(
                             "the body did not arrive within {} seconds",
                             self.timeout.as_secs()
                         ),
-                    )))
+                    )));
                 }
             }
         }
@@ -99,6 +101,7 @@ fn declared_length(request: &Request) -> Result<Option<u64>, &'static str> {
 }
 
 fn too_large(limit: usize) -> Response {
+    crate::metrics::http_refused(HttpRefusal::BodyTooLarge);
     json_error(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("the body is larger than {limit} bytes"),

@@ -59,6 +59,7 @@ where
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(remote = %remote, max = limits.max_connections, "too many connections; refused one");
+            crate::metrics::http_refused(crate::metrics::HttpRefusal::TooManyConnections);
             // Telling why costs a task and a socket for a moment; under a flood, the
             // refusals are bounded too, and past them a connection is just closed.
             if let Ok(refusal) = refusals.clone().try_acquire_owned() {

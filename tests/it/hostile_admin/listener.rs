@@ -67,12 +67,14 @@ async fn a_client_that_never_finishes_its_headers_is_closed_after_the_deadline()
 #[tokio::test]
 async fn a_body_dribbled_slower_than_the_deadline_is_a_408() {
     let server = Hostile::start(test_limits()).await;
+    let slow_before = server.refusals("body_too_slow").await;
     let request = format!(
         "POST /api/replay HTTP/1.1\r\nHost: tandem\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
     );
     let (answer, took) = exchange(server.addr, request.as_bytes(), Duration::from_secs(10)).await;
     let (status, body) = status_and_body(&answer);
     assert_eq!(status, 408, "{answer}");
+    assert_eq!(server.refusals("body_too_slow").await, slow_before + 1);
     assert!(error_message("dribbled body", body).contains("within 1 seconds"));
     assert!(took >= Duration::from_millis(900), "refused after {took:?}");
     assert_eq!(server.queued_and_stored().await, (0, 0));
@@ -82,6 +84,7 @@ async fn a_body_dribbled_slower_than_the_deadline_is_a_408() {
 #[tokio::test]
 async fn a_declared_length_over_the_limit_is_a_413_before_the_body_is_sent() {
     let server = Hostile::start(test_limits()).await;
+    let large_before = server.refusals("body_too_large").await;
     for (path, limit) in [("/api/resync", 262_144), ("/webhooks/acme/finance", 65_536)] {
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: tandem\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 5000000000\r\n\r\n"
@@ -97,6 +100,7 @@ async fn a_declared_length_over_the_limit_is_a_413_before_the_body_is_sent() {
         );
         assert_nothing_internal(path, body);
     }
+    assert_eq!(server.refusals("body_too_large").await, large_before + 2);
     let conflicting = format!(
         "POST /api/resync HTTP/1.1\r\nHost: tandem\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n{{}}"
     );
@@ -115,6 +119,7 @@ async fn a_connection_over_the_cap_is_a_503_and_the_slot_comes_back() {
         ..test_limits()
     })
     .await;
+    let refused_before = server.refusals("too_many_connections").await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(TcpStream::connect(server.addr).await.expect("connect"));
@@ -137,6 +142,12 @@ async fn a_connection_over_the_cap_is_a_503_and_the_slot_comes_back() {
             .is_ok_and(|r| r.status().as_u16() == 200)
     })
     .await;
+    // Read once a slot is free again (the scrape is a connection too); waiting for the
+    // slot may itself have been refused, so at least the one above is counted.
+    assert!(
+        server.refusals("too_many_connections").await > refused_before,
+        "the refusal is counted"
+    );
 }
 
 #[handler]
