@@ -29,13 +29,18 @@ pub struct HttpState {
 /// Every route, behind the request rules of `limits` (see [`guard`]).
 pub fn routes(state: HttpState, limits: &guard::HttpLimits) -> impl poem::Endpoint {
     let admin = admin::service(state.admin.clone());
-    let spec = admin.spec_endpoint();
+    let document = admin::document::document(&admin);
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json")
+            .body(document.clone())
+    });
     // The API browser's page carries the whole Swagger UI bundle (3 MiB); built when
     // asked for rather than kept for the life of the process.
     let browser = Arc::new(admin::service(state.admin.clone()));
     let docs = poem::endpoint::make(move |_| {
         let browser = browser.clone();
-        async move { poem::web::Html(browser.swagger_ui_html()) }
+        async move { poem::web::Html(admin::document::browser_page(&browser)) }
     });
     let routes = Route::new()
         .at("/", get(dashboard::page))

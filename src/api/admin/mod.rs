@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod conflicts;
 pub mod connections;
+pub mod document;
 pub mod jobs;
 pub mod operations;
 pub mod pairs;

@@ -253,3 +253,50 @@ async fn deciding_a_conflict_twice_is_a_409() {
         "the first decision stands: {text}"
     );
 }
+
+/// Every operation the committed document lists refuses a request without the admin
+/// token with the 401 it documents, before its handler reads anything (so no
+/// parameter, however wrong, is judged first), and so does a wrong token.
+#[tokio::test]
+async fn every_documented_operation_refuses_a_request_without_the_token() {
+    let server = Hostile::start(test_limits()).await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("docs/openapi.json"))
+            .expect("JSON");
+    let mut operations = 0;
+    for (route, methods) in spec["paths"].as_object().expect("paths") {
+        // Any value stands in for a path parameter: the token is checked first.
+        let route = route
+            .split('/')
+            .map(|part| if part.starts_with('{') { "x" } else { part })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (method, operation) in methods.as_object().expect("methods") {
+            assert!(
+                operation["responses"]["401"].is_object(),
+                "{method} {route} does not document its 401"
+            );
+            let url = format!("{}/api{route}", server.base);
+            let method =
+                reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
+            for token in [None, Some("not-the-admin-token")] {
+                let mut request = server.client.request(method.clone(), &url);
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                let answer = request.send().await.expect("an answer");
+                let status = answer.status().as_u16();
+                let text = answer.text().await.expect("a body");
+                assert_eq!(status, 401, "{method} {route} with {token:?}: {text}");
+                assert!(
+                    error_message(&format!("{method} {route}"), &text).contains("Bearer"),
+                    "{text}"
+                );
+            }
+            operations += 1;
+        }
+    }
+    assert!(operations >= 25, "only {operations} operations documented");
+    assert_eq!(server.queued_and_stored().await, (0, 0));
+}
