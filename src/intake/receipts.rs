@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::connectors::http::Coalescer;
 use crate::domain::{PairId, System};
-use crate::store::Store;
+use crate::store::ReceiptStore;
 
 /// Deliveries in one statement at most (each usually carries a few keys).
 const MAX_DELIVERIES: usize = 64;
@@ -30,7 +30,7 @@ pub struct ReceiptDesk {
 
 impl ReceiptDesk {
     /// Must be called within the Tokio runtime: the batching runs as a task.
-    pub fn new(store: Arc<dyn Store>, pair: PairId, system: System) -> Self {
+    pub fn new(store: Arc<dyn ReceiptStore>, pair: PairId, system: System) -> Self {
         let batches = Coalescer::new(
             MAX_DELIVERIES,
             Duration::ZERO,
@@ -54,7 +54,7 @@ impl ReceiptDesk {
 }
 
 async fn record_together(
-    store: &dyn Store,
+    store: &dyn ReceiptStore,
     pair: &PairId,
     system: System,
     deliveries: Vec<Vec<String>>,

@@ -1,5 +1,9 @@
 //! Conflicts waiting for (or resolved by) a person, and deletes held for approval.
 
+use async_trait::async_trait;
+
+use super::reconnect::Repeat;
+use super::SeaStore;
 use chrono::Utc;
 use entity::{conflict, pending_delete};
 use sea_orm::sea_query::Expr;
@@ -329,4 +333,76 @@ fn delete_from(model: pending_delete::Model) -> StoreResult<PendingDelete> {
         created_at: model.created_at,
         decided_at: model.decided_at,
     })
+}
+
+/// Conflicts and deletes held for a person, and their decisions.
+#[async_trait]
+pub trait ConflictStore: Send + Sync {
+    /// Every conflict recorded for a link, whatever its status, oldest first.
+    async fn conflicts_of(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>>;
+    /// The conflicts of a link held for a person or decided and not yet applied.
+    async fn active_conflicts(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>>;
+    /// Conflicts newest first, of one status or all.
+    async fn list_conflicts(
+        &self,
+        status: Option<ConflictStatus>,
+        limit: u64,
+        offset: u64,
+    ) -> StoreResult<Vec<Conflict>>;
+    /// Every held delete recorded for a link, oldest first.
+    async fn deletes_of(&self, link_id: Uuid) -> StoreResult<Vec<PendingDelete>>;
+    async fn open_conflicts(&self, limit: u64) -> StoreResult<Vec<Conflict>>;
+    /// Records a person's choice for a held conflict; `AlreadyDecided` when it is not
+    /// held (any more). It is applied at the record's next sync, if the values still
+    /// are the ones it was made for.
+    async fn resolve_conflict(&self, id: Uuid, choice: &Choice) -> StoreResult<Conflict>;
+    async fn pending_deletes(&self, limit: u64) -> StoreResult<Vec<PendingDelete>>;
+    async fn decide_delete(&self, id: Uuid, approve: bool) -> StoreResult<PendingDelete>;
+}
+
+#[async_trait]
+impl ConflictStore for SeaStore {
+    async fn conflicts_of(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>> {
+        self.run(Repeat::Always, || of_link(&self.db, link_id))
+            .await
+    }
+
+    async fn active_conflicts(&self, link_id: Uuid) -> StoreResult<Vec<Conflict>> {
+        self.run(Repeat::Always, || active_of_link(&self.db, link_id))
+            .await
+    }
+
+    async fn list_conflicts(
+        &self,
+        status: Option<ConflictStatus>,
+        limit: u64,
+        offset: u64,
+    ) -> StoreResult<Vec<Conflict>> {
+        self.run(Repeat::Always, || list(&self.db, status, limit, offset))
+            .await
+    }
+
+    async fn deletes_of(&self, link_id: Uuid) -> StoreResult<Vec<PendingDelete>> {
+        self.run(Repeat::Always, || deletes_of_link(&self.db, link_id))
+            .await
+    }
+
+    async fn open_conflicts(&self, limit: u64) -> StoreResult<Vec<Conflict>> {
+        self.run(Repeat::Always, || open(&self.db, limit)).await
+    }
+
+    async fn resolve_conflict(&self, id: Uuid, choice: &Choice) -> StoreResult<Conflict> {
+        self.run(Repeat::IfNotRun, || decide(&self.db, id, choice))
+            .await
+    }
+
+    async fn pending_deletes(&self, limit: u64) -> StoreResult<Vec<PendingDelete>> {
+        self.run(Repeat::Always, || pending_deletes(&self.db, limit))
+            .await
+    }
+
+    async fn decide_delete(&self, id: Uuid, approve: bool) -> StoreResult<PendingDelete> {
+        self.run(Repeat::Always, || decide_delete(&self.db, id, approve))
+            .await
+    }
 }

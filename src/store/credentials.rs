@@ -5,6 +5,10 @@
 //! current key at once, with a compare-and-set so a token rotated meanwhile by another
 //! worker or process is never overwritten by the stale one.
 
+use async_trait::async_trait;
+
+use super::reconnect::Repeat;
+use super::SeaStore;
 use chrono::Utc;
 use entity::credential::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -234,4 +238,39 @@ async fn reseal(db: &impl ConnectionTrait, keyring: &Keyring, row: &Model) -> St
         };
     }
     Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// The OAuth tokens of each connection, sealed at rest.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    async fn credential(&self, pair: &PairId, system: System) -> StoreResult<Option<Credential>>;
+    /// Saves a connection's tokens in one statement, replacing the spent refresh token.
+    async fn save_credential(
+        &self,
+        pair: &PairId,
+        system: System,
+        credential: &Credential,
+    ) -> StoreResult<()>;
+}
+
+#[async_trait]
+impl CredentialStore for SeaStore {
+    async fn credential(&self, pair: &PairId, system: System) -> StoreResult<Option<Credential>> {
+        self.run(Repeat::Always, || {
+            get(&self.db, self.keyring.as_deref(), pair, system)
+        })
+        .await
+    }
+
+    async fn save_credential(
+        &self,
+        pair: &PairId,
+        system: System,
+        credential: &Credential,
+    ) -> StoreResult<()> {
+        self.run(Repeat::Always, || {
+            save(&self.db, self.keyring.as_deref(), pair, system, credential)
+        })
+        .await
+    }
 }

@@ -1,5 +1,9 @@
 //! Poll cursors and the leases that let one process at a time poll each of them.
 
+use async_trait::async_trait;
+
+use super::reconnect::Repeat;
+use super::SeaStore;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -123,4 +127,92 @@ pub(super) async fn release(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// Poll cursors, and the leases that let one process poll each.
+#[async_trait]
+pub trait CursorStore: Send + Sync {
+    async fn cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+    ) -> StoreResult<Option<String>>;
+    async fn set_cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        cursor: &str,
+    ) -> StoreResult<()>;
+    /// Takes (or renews) the lease to poll one cursor for `ttl`; `false` while another
+    /// owner holds an unexpired lease.
+    async fn try_lease_cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool>;
+    async fn release_cursor_lease(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        owner: &str,
+    ) -> StoreResult<()>;
+}
+
+#[async_trait]
+impl CursorStore for SeaStore {
+    async fn cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+    ) -> StoreResult<Option<String>> {
+        self.run(Repeat::Always, || get(&self.db, pair, system, entity))
+            .await
+    }
+
+    async fn set_cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        cursor: &str,
+    ) -> StoreResult<()> {
+        self.run(Repeat::Always, || {
+            set(&self.db, pair, system, entity, cursor)
+        })
+        .await
+    }
+
+    async fn try_lease_cursor(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        self.run(Repeat::Always, || {
+            try_lease(&self.db, pair, system, entity, owner, ttl)
+        })
+        .await
+    }
+
+    async fn release_cursor_lease(
+        &self,
+        pair: &PairId,
+        system: System,
+        entity: EntityType,
+        owner: &str,
+    ) -> StoreResult<()> {
+        self.run(Repeat::Always, || {
+            release(&self.db, pair, system, entity, owner)
+        })
+        .await
+    }
 }

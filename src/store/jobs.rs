@@ -1,5 +1,9 @@
 //! Resync and replay jobs and their progress counts.
 
+use async_trait::async_trait;
+
+use super::reconnect::Repeat;
+use super::SeaStore;
 use chrono::Utc;
 use entity::job::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::Expr;
@@ -108,4 +112,47 @@ fn from_model(model: Model) -> StoreResult<Job> {
         updated_at: model.updated_at,
         finished_at: model.finished_at,
     })
+}
+
+/// Resync and replay jobs and their counts.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    async fn create_job(&self, kind: JobKind, params: Value) -> StoreResult<Job>;
+    async fn job(&self, id: Uuid) -> StoreResult<Option<Job>>;
+    async fn add_to_job(&self, id: Uuid, counter: JobCounter, n: i64) -> StoreResult<()>;
+    async fn set_job_status(
+        &self,
+        id: Uuid,
+        status: JobStatus,
+        error: Option<String>,
+    ) -> StoreResult<()>;
+}
+
+#[async_trait]
+impl JobStore for SeaStore {
+    async fn create_job(&self, kind: JobKind, params: Value) -> StoreResult<Job> {
+        self.run(Repeat::IfNotRun, || create(&self.db, kind, params.clone()))
+            .await
+    }
+
+    async fn job(&self, id: Uuid) -> StoreResult<Option<Job>> {
+        self.run(Repeat::Always, || get(&self.db, id)).await
+    }
+
+    async fn add_to_job(&self, id: Uuid, counter: JobCounter, n: i64) -> StoreResult<()> {
+        self.run(Repeat::IfNotRun, || add(&self.db, id, counter, n))
+            .await
+    }
+
+    async fn set_job_status(
+        &self,
+        id: Uuid,
+        status: JobStatus,
+        error: Option<String>,
+    ) -> StoreResult<()> {
+        self.run(Repeat::Always, || {
+            set_status(&self.db, id, status, error.clone())
+        })
+        .await
+    }
 }

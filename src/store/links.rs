@@ -1,5 +1,9 @@
 //! Links between a record in the CRM and one in the finance system.
 
+use async_trait::async_trait;
+
+use super::reconnect::Repeat;
+use super::SeaStore;
 use entity::entity_link::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::{Expr, Func, LikeExpr, OnConflict};
 use sea_orm::{
@@ -8,7 +12,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{parse, EntityLink, LinkStatusChange, StoreError, StoreResult, SyncStatus};
+use super::{
+    parse, EntityLink, LinkStatusChange, RecordCounts, StoreError, StoreResult, SyncStatus,
+};
 use crate::domain::{EntityType, PairId, RecordLabel, System};
 
 pub(super) async fn find(
@@ -333,4 +339,115 @@ fn from_model(model: Model) -> StoreResult<EntityLink> {
         echo_crm: model.echo_crm,
         echo_finance: model.echo_finance,
     })
+}
+
+/// Links between a record on one side and its counterpart on the other.
+#[async_trait]
+pub trait LinkStore: Send + Sync {
+    async fn find_link(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_id: &str,
+    ) -> StoreResult<Option<EntityLink>>;
+    /// The links of several records on one side (those that have one), in no order.
+    async fn find_links(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_ids: &[String],
+    ) -> StoreResult<Vec<EntityLink>>;
+    async fn get_link(&self, id: Uuid) -> StoreResult<Option<EntityLink>>;
+    /// The links with these ids (those that exist), in no order.
+    async fn get_links(&self, ids: &[Uuid]) -> StoreResult<Vec<EntityLink>>;
+    /// Inserts a new link; `AlreadyLinked` when either side's id is linked already.
+    async fn insert_link(&self, link: &EntityLink) -> StoreResult<()>;
+    /// Links in any of `statuses`, most recently changed first.
+    async fn links_with_status(
+        &self,
+        statuses: &[SyncStatus],
+        limit: u64,
+        offset: u64,
+    ) -> StoreResult<Vec<EntityLink>>;
+    /// How many links are in each status, and how many conflicts wait for a person.
+    async fn count_records(&self) -> StoreResult<RecordCounts>;
+    /// Links a person would find by `text`: an id on either side, a customer's e-mail
+    /// or part of its name, an invoice's number; most recently changed first.
+    async fn find_links_matching(&self, text: &str, limit: u64) -> StoreResult<Vec<EntityLink>>;
+    /// Every link of a pair, whatever its status (for checks over a whole pair).
+    async fn links_of_pair(&self, pair: &PairId) -> StoreResult<Vec<EntityLink>>;
+}
+
+#[async_trait]
+impl LinkStore for SeaStore {
+    async fn find_link(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_id: &str,
+    ) -> StoreResult<Option<EntityLink>> {
+        self.run(Repeat::Always, || {
+            find(&self.db, pair, entity, system, external_id)
+        })
+        .await
+    }
+
+    async fn find_links(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_ids: &[String],
+    ) -> StoreResult<Vec<EntityLink>> {
+        self.run(Repeat::Always, || {
+            find_many(&self.db, pair, entity, system, external_ids)
+        })
+        .await
+    }
+
+    async fn get_link(&self, id: Uuid) -> StoreResult<Option<EntityLink>> {
+        self.run(Repeat::Always, || get(&self.db, id)).await
+    }
+
+    async fn get_links(&self, ids: &[Uuid]) -> StoreResult<Vec<EntityLink>> {
+        self.run(Repeat::Always, || get_many(&self.db, ids)).await
+    }
+
+    async fn insert_link(&self, link: &EntityLink) -> StoreResult<()> {
+        self.run(Repeat::IfNotRun, || insert(&self.db, link)).await
+    }
+
+    async fn links_with_status(
+        &self,
+        statuses: &[SyncStatus],
+        limit: u64,
+        offset: u64,
+    ) -> StoreResult<Vec<EntityLink>> {
+        self.run(Repeat::Always, || {
+            with_statuses(&self.db, statuses, limit, offset)
+        })
+        .await
+    }
+
+    async fn count_records(&self) -> StoreResult<RecordCounts> {
+        self.run(Repeat::Always, || async {
+            Ok(RecordCounts {
+                links: count_by_status(&self.db).await?,
+                open_conflicts: super::conflicts::count_open(&self.db).await?,
+            })
+        })
+        .await
+    }
+
+    async fn find_links_matching(&self, text: &str, limit: u64) -> StoreResult<Vec<EntityLink>> {
+        self.run(Repeat::Always, || matching(&self.db, text, limit))
+            .await
+    }
+
+    async fn links_of_pair(&self, pair: &PairId) -> StoreResult<Vec<EntityLink>> {
+        self.run(Repeat::Always, || of_pair(&self.db, pair)).await
+    }
 }

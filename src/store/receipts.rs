@@ -1,5 +1,9 @@
 //! Webhook receipts: a delivery is taken once, however often it is sent.
 
+use async_trait::async_trait;
+
+use super::reconnect::Repeat;
+use super::SeaStore;
 use chrono::Utc;
 use entity::webhook_receipt::{ActiveModel, Column, Entity};
 use sea_orm::sea_query::{OnConflict, Query};
@@ -125,4 +129,88 @@ pub(super) async fn forget_many(
             .await?;
     }
     Ok(())
+}
+
+/// Webhook deliveries taken in, so a delivery sent again is taken once.
+#[async_trait]
+pub trait ReceiptStore: Send + Sync {
+    /// Records a delivery; `true` if it is new, `false` if it was seen before.
+    async fn record_receipt(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_key: &str,
+    ) -> StoreResult<bool>;
+    /// Forgets a receipt whose delivery could not be published, so a retry is taken.
+    async fn forget_receipt(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_key: &str,
+    ) -> StoreResult<()>;
+    /// Records several deliveries in one statement; the keys that are new, each once.
+    async fn record_receipts(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_keys: &[String],
+    ) -> StoreResult<Vec<String>>;
+    /// Forgets several receipts in one statement.
+    async fn forget_receipts(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_keys: &[String],
+    ) -> StoreResult<()>;
+}
+
+#[async_trait]
+impl ReceiptStore for SeaStore {
+    async fn record_receipt(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_key: &str,
+    ) -> StoreResult<bool> {
+        self.run(Repeat::IfNotRun, || {
+            record(&self.db, pair, system, delivery_key)
+        })
+        .await
+    }
+
+    async fn forget_receipt(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_key: &str,
+    ) -> StoreResult<()> {
+        self.run(Repeat::Always, || {
+            forget(&self.db, pair, system, delivery_key)
+        })
+        .await
+    }
+
+    async fn record_receipts(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_keys: &[String],
+    ) -> StoreResult<Vec<String>> {
+        self.run(Repeat::IfNotRun, || {
+            record_many(&self.db, pair, system, delivery_keys)
+        })
+        .await
+    }
+
+    async fn forget_receipts(
+        &self,
+        pair: &PairId,
+        system: System,
+        delivery_keys: &[String],
+    ) -> StoreResult<()> {
+        self.run(Repeat::Always, || {
+            forget_many(&self.db, pair, system, delivery_keys)
+        })
+        .await
+    }
 }

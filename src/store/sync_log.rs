@@ -1,5 +1,9 @@
 //! The sync log: every decision and write, newest first when read back.
 
+use async_trait::async_trait;
+
+use super::reconnect::Repeat;
+use super::SeaStore;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -199,4 +203,79 @@ fn from_model(model: Model) -> StoreResult<SyncLogEntry> {
 fn parse_trigger(value: &str) -> StoreResult<crate::domain::Trigger> {
     serde_json::from_value(serde_json::Value::String(value.to_string()))
         .map_err(|_| super::StoreError::Corrupt(format!("unknown trigger `{value}`")))
+}
+
+/// The sync log: every decision, with its reason, newest first when read.
+#[async_trait]
+pub trait SyncLogStore: Send + Sync {
+    async fn append_log(&self, entry: NewSyncLogEntry) -> StoreResult<Uuid>;
+    /// Appends several entries, in order, in one statement.
+    async fn append_logs(&self, entries: &[NewSyncLogEntry]) -> StoreResult<()>;
+    /// Everything recorded for a record, newest first: by its link (both sides) when
+    /// it has one, else by its id on the given side.
+    async fn record_history(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_id: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<SyncLogEntry>>;
+    async fn query_logs(&self, filter: &SyncLogFilter) -> StoreResult<Vec<SyncLogEntry>>;
+    async fn count_outcomes_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<BTreeMap<Outcome, u64>>;
+}
+
+#[async_trait]
+impl SyncLogStore for SeaStore {
+    async fn append_log(&self, entry: NewSyncLogEntry) -> StoreResult<Uuid> {
+        self.run(Repeat::IfNotRun, || append(&self.db, &entry))
+            .await
+    }
+
+    async fn append_logs(&self, entries: &[NewSyncLogEntry]) -> StoreResult<()> {
+        let entries: Vec<&NewSyncLogEntry> = entries.iter().collect();
+        self.run(Repeat::IfNotRun, || async {
+            append_all(&self.db, &entries).await.map(|_| ())
+        })
+        .await
+    }
+
+    async fn record_history(
+        &self,
+        pair: &PairId,
+        entity: EntityType,
+        system: System,
+        external_id: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<SyncLogEntry>> {
+        self.run(Repeat::Always, || async {
+            let link = super::links::find(&self.db, pair, entity, system, external_id).await?;
+            history(
+                &self.db,
+                pair,
+                entity,
+                system,
+                external_id,
+                link.as_ref(),
+                limit,
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn query_logs(&self, filter: &SyncLogFilter) -> StoreResult<Vec<SyncLogEntry>> {
+        self.run(Repeat::Always, || query(&self.db, filter)).await
+    }
+
+    async fn count_outcomes_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<BTreeMap<Outcome, u64>> {
+        self.run(Repeat::Always, || count_outcomes_since(&self.db, since))
+            .await
+    }
 }

@@ -21,7 +21,7 @@ use super::profile::Profile;
 use crate::bench::engine::{ConnectorLimits, EngineChild};
 use crate::config::Settings;
 use crate::domain::PairId;
-use crate::store::{self, Store as _};
+use crate::store::{self, LinkStore as _};
 
 /// What happened during a run, beside the checker's verdict.
 #[derive(Debug, Serialize)]

@@ -3,6 +3,7 @@
 //! sharing them, and SQLite with the in-process bus.
 
 use crate::support;
+use tandem::store::{ConflictStore, LinkStore, SyncLogStore};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

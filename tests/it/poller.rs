@@ -2,6 +2,7 @@
 //! and bus: PostgreSQL and RabbitMQ, and SQLite with the in-process bus.
 
 use crate::support;
+use tandem::store::{CursorStore, LinkStore};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! orchestrator running over in-memory systems.
 
 use crate::support;
+use tandem::store::SyncLogStore;
 
 use std::collections::HashMap;
 use std::sync::Arc;

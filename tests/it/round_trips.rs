@@ -5,10 +5,11 @@
 mod harness;
 
 use crate::support::{self, pg_wire::PgWire, pg_wire::TripKind, pg_wire::WireReport};
+use tandem::store::{LinkStore, RecordWork};
 
 use harness::{person, Announced, Harness, Measured, WARM_UP_ROUNDS};
 use tandem::domain::{EntityType, PairId, System, Trigger};
-use tandem::store::{self, EntityLink, NewSyncLogEntry, Outcome, Store, SyncCommit, SyncStatus};
+use tandem::store::{self, EntityLink, NewSyncLogEntry, Outcome, SyncCommit, SyncStatus};
 
 fn acme() -> PairId {
     PairId::new("acme")

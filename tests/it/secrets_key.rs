@@ -3,6 +3,7 @@
 //! rotate-secrets` sealing the store under a new key; a malformed key named.
 
 use crate::support;
+use tandem::store::CredentialStore;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use chrono::Utc;
 use tandem::domain::{PairId, System};
 use tandem::seal::{Keyring, SecretsKey, KEY_MISSING};
 use tandem::secret::Secret;
-use tandem::store::{self, Credential, SeaStore, Store};
+use tandem::store::{self, Credential, SeaStore};
 
 const ACCESS: &str = "access-token-0c61f9d2";
 const REFRESH: &str = "refresh-token-e4b7a310";

@@ -1,6 +1,10 @@
 //! The store contract, run against PostgreSQL (a fresh database per test) and SQLite.
 
 use crate::support;
+use tandem::store::{
+    ConflictStore, CredentialStore, CursorStore, JobStore, LinkStore, ReceiptStore, RecordWork,
+    SyncLogStore,
+};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,12 +4,13 @@
 //! pings again.
 
 use crate::support::{self, pg_wire::PgWire, pg_wire::TripKind};
+use tandem::store::{LinkStore, RecordWork, SyncLogStore};
 
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Database, Statement};
 use tandem::domain::{EntityType, PairId, System, Trigger};
-use tandem::store::{self, EntityLink, NewSyncLogEntry, Outcome, Store, SyncCommit};
+use tandem::store::{self, EntityLink, NewSyncLogEntry, Outcome, SyncCommit};
 
 fn acme() -> PairId {
     PairId::new("acme")

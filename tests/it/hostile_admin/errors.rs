@@ -6,6 +6,7 @@
 use reqwest::Method;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
+use tandem::store::{ConflictStore, RecordWork};
 
 use super::{error_message, test_limits, Hostile, TOKEN};
 
@@ -189,8 +190,7 @@ async fn unreadable_data_is_a_500_without_its_detail() {
 async fn deciding_a_conflict_twice_is_a_409() {
     use tandem::domain::{EntityType, PairId, System, Trigger};
     use tandem::store::{
-        ConflictState, ConflictWrite, EntityLink, NewSyncLogEntry, Outcome, Store, SyncCommit,
-        SyncStatus,
+        ConflictState, ConflictWrite, EntityLink, NewSyncLogEntry, Outcome, SyncCommit, SyncStatus,
     };
 
     let server = Hostile::start(test_limits()).await;

@@ -1,6 +1,7 @@
 //! The orchestrator under the wire counter: what one change of a kind costs.
 
 use crate::support::{self, pg_wire::PgWire, pg_wire::WireReport};
+use tandem::store::{LinkStore, SyncLogStore};
 
 use std::collections::HashMap;
 use std::sync::Arc;

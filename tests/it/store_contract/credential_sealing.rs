@@ -6,7 +6,8 @@ use sea_orm::{ConnectionTrait, Statement};
 use tandem::domain::{PairId, System};
 use tandem::seal::{Keyring, SealError, SecretsKey, KEY_MISSING};
 use tandem::secret::Secret;
-use tandem::store::{Credential, SeaStore, Store, StoreError};
+use tandem::store::CredentialStore;
+use tandem::store::{Credential, SeaStore, StoreError};
 
 use super::{acme, Backend};
 
