@@ -98,12 +98,7 @@ pub async fn run(settings: &Settings, customers: usize) -> anyhow::Result<Backfi
     engine.resync_customers(&pair, "crm").await?;
     let deadline = started + Duration::from_secs(600);
     let created = loop {
-        let created = sims
-            .xero
-            .customers()
-            .iter()
-            .filter(|c| c.stamp.is_some())
-            .count();
+        let created = super::stamped_contacts(&sims);
         if created >= customers || Instant::now() > deadline {
             break created;
         }

@@ -478,3 +478,13 @@ async fn run_memory(
         }),
     )
 }
+
+/// Xero contacts Tandem created or linked (they carry its origin stamp): how far a
+/// backfill has come.
+fn stamped_contacts(sims: &sim::Simulators) -> usize {
+    sims.xero
+        .customers()
+        .iter()
+        .filter(|c| c.stamp.is_some())
+        .count()
+}

@@ -133,7 +133,7 @@ pub async fn run(settings: &Settings, a_customers: usize) -> anyhow::Result<Neig
     let (crm_b, finance_b) = crate::demo::webhook_urls(&engine.base, &pair_b);
     sims_b.send_webhooks_to(Some(crm_b), Some(finance_b));
     wait_for(Duration::from_secs(60), "B's customers linked", || {
-        stamped(&sims_b) >= B_CUSTOMERS
+        super::stamped_contacts(&sims_b) >= B_CUSTOMERS
     })
     .await?;
 
@@ -148,7 +148,7 @@ pub async fn run(settings: &Settings, a_customers: usize) -> anyhow::Result<Neig
         let (sims_a, done) = (sims_a.clone(), backfill_done.clone());
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(600);
-            while stamped(&sims_a) < a_customers && Instant::now() < deadline {
+            while super::stamped_contacts(&sims_a) < a_customers && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             done.cancel();
@@ -158,7 +158,7 @@ pub async fn run(settings: &Settings, a_customers: usize) -> anyhow::Result<Neig
     let during_backfill = b_edits_until(&sims_b, &b_records, &mut serial, &backfill_done).await;
     let backfill_took = watcher.await.context("the backfill watcher")?;
     anyhow::ensure!(
-        stamped(&sims_a) >= a_customers,
+        super::stamped_contacts(&sims_a) >= a_customers,
         "A's backfill did not finish within 600 s"
     );
     let b_during_backfill = phase(&sims_b, during_backfill).await;
@@ -201,15 +201,6 @@ pub async fn run(settings: &Settings, a_customers: usize) -> anyhow::Result<Neig
         b_during_backfill,
         b_during_burst,
     })
-}
-
-/// Xero contacts Tandem created or linked (they carry its origin stamp).
-fn stamped(sims: &Simulators) -> usize {
-    sims.xero
-        .customers()
-        .iter()
-        .filter(|c| c.stamp.is_some())
-        .count()
 }
 
 async fn wait_for(within: Duration, what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
