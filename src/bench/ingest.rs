@@ -36,6 +36,11 @@ pub struct IngestStep {
     pub failed: usize,
     pub per_second: f64,
     pub latency: Latency,
+    /// Bare RabbitMQ in the same run: as many publishers as senders, each waiting for
+    /// its own confirm before the next publish, as the webhook handler does.
+    pub bare_rabbitmq_per_second: f64,
+    /// Deliveries per second over the bare broker's publishes per second.
+    pub ratio_to_bare: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,7 +118,15 @@ pub async fn run(
 
     let mut steps = Vec::new();
     for &concurrency in concurrencies {
-        steps.push(step(&client, &url, concurrency, Duration::from_secs(seconds)).await);
+        let mut taken = step(&client, &url, concurrency, Duration::from_secs(seconds)).await;
+        taken.bare_rabbitmq_per_second = publishers(
+            bus.as_ref(),
+            concurrency,
+            Duration::from_secs(seconds.min(3)),
+        )
+        .await?;
+        taken.ratio_to_bare = taken.per_second / taken.bare_rabbitmq_per_second.max(1.0);
+        steps.push(taken);
     }
     let one = bare_publish(bus.as_ref(), 1, Duration::from_secs(seconds.min(3))).await?;
     let hundred = bare_publish(bus.as_ref(), 100, Duration::from_secs(seconds.min(3))).await?;
@@ -233,12 +246,42 @@ async fn step(
         failed,
         per_second: latencies.len() as f64 / elapsed,
         latency: Latency::of(&mut latencies),
+        bare_rabbitmq_per_second: 0.0,
+        ratio_to_bare: 0.0,
     }
+}
+
+/// `count` publishers at once, each publishing one message and waiting for its confirm
+/// before the next, for `length`; messages per second.
+async fn publishers(bus: &dyn Bus, count: usize, length: Duration) -> anyhow::Result<f64> {
+    let message = bare_message();
+    let started = Instant::now();
+    let sent = futures::future::try_join_all((0..count).map(|_| async {
+        let mut sent = 0usize;
+        while started.elapsed() < length {
+            bus.publish(Lane::Bulk, &message).await?;
+            sent += 1;
+        }
+        Ok::<_, crate::bus::BusError>(sent)
+    }))
+    .await?;
+    Ok(sent.iter().sum::<usize>() as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Publishes batches of `in_flight` messages with confirms for `length`; messages per second.
 async fn bare_publish(bus: &dyn Bus, in_flight: usize, length: Duration) -> anyhow::Result<f64> {
-    let message = BusMessage::ChangeV1(ChangeEvent {
+    let batch = vec![bare_message(); in_flight];
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < length {
+        bus.publish_batch(Lane::Bulk, &batch).await?;
+        sent += in_flight;
+    }
+    Ok(sent as f64 / started.elapsed().as_secs_f64())
+}
+
+fn bare_message() -> BusMessage {
+    BusMessage::ChangeV1(ChangeEvent {
         event_id: "bench".into(),
         pair: PairId::new("bench"),
         system: System::Finance,
@@ -250,13 +293,5 @@ async fn bare_publish(bus: &dyn Bus, in_flight: usize, length: Duration) -> anyh
         job_id: None,
         transaction_id: None,
         by_tandem: false,
-    });
-    let batch = vec![message; in_flight];
-    let started = Instant::now();
-    let mut sent = 0;
-    while started.elapsed() < length {
-        bus.publish_batch(Lane::Bulk, &batch).await?;
-        sent += in_flight;
-    }
-    Ok(sent as f64 / started.elapsed().as_secs_f64())
+    })
 }

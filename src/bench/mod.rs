@@ -114,20 +114,32 @@ async fn run_ingest(
     );
     let report = ingest::run(settings, &args.concurrency, args.seconds).await?;
     println!(
-        "{:>11} {:>11} {:>8} {:>13} {:>9} {:>9}",
-        "concurrency", "deliveries", "failed", "deliveries/s", "p50 ms", "p99 ms"
+        "{:>11} {:>11} {:>8} {:>13} {:>9} {:>9} {:>13} {:>8}",
+        "concurrency",
+        "deliveries",
+        "failed",
+        "deliveries/s",
+        "p50 ms",
+        "p99 ms",
+        "bare mq/s",
+        "ratio"
     );
     for step in &report.steps {
         println!(
-            "{:>11} {:>11} {:>8} {:>13.0} {:>9.2} {:>9.2}",
+            "{:>11} {:>11} {:>8} {:>13.0} {:>9.2} {:>9.2} {:>13.0} {:>8.2}",
             step.concurrency,
             step.deliveries,
             step.failed,
             step.per_second,
             step.latency.p50_ms,
-            step.latency.p99_ms
+            step.latency.p99_ms,
+            step.bare_rabbitmq_per_second,
+            step.ratio_to_bare
         );
     }
+    println!(
+        "bare mq/s: as many publishers as senders, each waiting for its confirm; ratio: deliveries/s over bare mq/s (goal >= 0.7)"
+    );
     println!(
         "bare RabbitMQ publish with confirms: {:.0}/s one at a time, {:.0}/s with 100 in flight",
         report.rabbitmq_confirm_one_at_a_time_per_second,
