@@ -59,6 +59,10 @@ pub struct EconomyReport {
     pub customers: usize,
     pub checks: Vec<Check>,
     pub all_passed: bool,
+    /// The first check's echoes on the Xero side (the writes of HubSpot edits there):
+    /// how many times Xero was read, per echo, for a record after Tandem wrote it.
+    /// Goal 0: the write's answer carries the version the echo names.
+    pub xero_reads_per_echo: f64,
 }
 
 pub async fn run(settings: &Settings, options: &EconomyOptions) -> anyhow::Result<EconomyReport> {
@@ -138,6 +142,14 @@ async fn measure(rig: &SyncRig, relay: &Relay) -> anyhow::Result<EconomyReport> 
             && writes_since(&journal, started, Some((side, id_on(n, side)))) == 0
     });
     let writes = writes_since(&journal, started, None);
+    let xero_reads_per_echo = reads_after_own_write(
+        &journal,
+        &rig.sims.xero.calls(),
+        started,
+        (0..CHANGES)
+            .filter(|&n| SyncRig::side_of(n) == Side::Crm)
+            .map(|n| id_on(n, Side::Finance)),
+    );
     checks.push(Check {
         name: "one_write_per_change",
         setup: format!(
@@ -254,7 +266,74 @@ async fn measure(rig: &SyncRig, relay: &Relay) -> anyhow::Result<EconomyReport> 
         customers: rig.records.len(),
         all_passed: checks.iter().all(|c| c.passed),
         checks,
+        xero_reads_per_echo,
     })
+}
+
+/// Reads of Xero naming each of `records` after Tandem's first write to it since
+/// `from`, per record: what the echoes of those writes cost in reads. A Xero webhook
+/// names only the resource, so an echo recognised without a read costs none.
+fn reads_after_own_write<'a>(
+    journal: &[JournalEntry],
+    calls: &[sim::xero::SimCall],
+    from: Instant,
+    records: impl Iterator<Item = &'a str>,
+) -> f64 {
+    let (mut echoes, mut reads) = (0usize, 0usize);
+    for id in records {
+        let Some(written) = journal
+            .iter()
+            .filter(|e| e.actor == Actor::Api && e.side == Side::Finance && e.id == id)
+            .filter_map(|e| e.at)
+            .find(|at| *at >= from)
+        else {
+            continue;
+        };
+        echoes += 1;
+        reads += calls
+            .iter()
+            .filter(|c| c.method == "GET" && c.at >= written)
+            .filter(|c| names(c, id))
+            .count();
+    }
+    reads as f64 / echoes.max(1) as f64
+}
+
+/// Whether a call names record `id`: in its path, or as a whole word of its decoded
+/// query (`IDs=a,b`, a `where` of `Guid("a")` terms).
+fn names(call: &sim::xero::SimCall, id: &str) -> bool {
+    let word = |text: &str| {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .any(|w| w == id)
+    };
+    word(&call.path) || word(&percent_decoded(&call.query))
+}
+
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn outbox_events(rig: &SyncRig) -> u64 {
@@ -352,5 +431,70 @@ impl Relay {
             }
         }
         answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sim::xero::SimCall;
+    use sim::Action;
+
+    use super::*;
+
+    fn write(id: &str, at: Instant) -> JournalEntry {
+        JournalEntry {
+            seq: 0,
+            side: Side::Finance,
+            entity: "customer".into(),
+            id: id.into(),
+            actor: Actor::Api,
+            action: Action::Update,
+            changed: BTreeMap::new(),
+            version_ms: 0,
+            at_ms: 0,
+            at: Some(at),
+        }
+    }
+
+    fn get(path: &str, query: &str, at: Instant) -> SimCall {
+        SimCall {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+            status: 200,
+            items: 1,
+            at,
+            finished: at,
+        }
+    }
+
+    #[test]
+    fn reads_naming_a_record_after_its_write_are_its_echo_reads() {
+        let t0 = Instant::now();
+        let t = |ms| t0 + Duration::from_millis(ms);
+        let journal = [write("a", t(10)), write("b", t(10))];
+        let calls = [
+            // Before the write: the change's own read, not the echo's.
+            get("/api.xro/2.0/Contacts", "IDs=a", t(5)),
+            // After: one batched read naming both, one by path, one listing.
+            get("/api.xro/2.0/Contacts", "IDs=a%2Cb", t(20)),
+            get("/api.xro/2.0/Contacts/b", "", t(30)),
+            get(
+                "/api.xro/2.0/Contacts",
+                "page=1&where=Name%3D%3D%22a%22",
+                t(40),
+            ),
+            get(
+                "/api.xro/2.0/Contacts",
+                "where=ContactID%3D%3DGuid%28%22b%22%29",
+                t(50),
+            ),
+        ];
+        let per_echo = reads_after_own_write(&journal, &calls, t0, ["a", "b"].into_iter());
+        assert_eq!(per_echo, 2.5, "a read twice, b three times");
+        let none = reads_after_own_write(&journal, &calls[..1], t0, ["a", "b"].into_iter());
+        assert_eq!(none, 0.0, "a read before the write is not the echo's");
     }
 }

@@ -428,6 +428,10 @@ async fn run_economy(
             c.expected
         );
     }
+    println!(
+        "reads per echo (Xero, the first check's writes there): {:.2}; goal 0",
+        r.xero_reads_per_echo
+    );
     write_json(
         args,
         "economy",
