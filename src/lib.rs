@@ -8,6 +8,7 @@ pub mod api;
 pub mod backlog;
 pub mod bench;
 pub mod bus;
+pub mod cause;
 pub mod cli;
 pub mod config;
 pub mod connect;

@@ -101,8 +101,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => tandem::admin_client::status(&settings, args).await?,
         Command::Conflicts(args) => tandem::admin_client::conflicts(&settings, args).await?,
-        Command::Connect(args) => tandem::connect::cli::connect(&settings, args).await?,
-        Command::Pair(args) => tandem::connect::cli::pair(&settings, args).await?,
+        Command::Connect(args) => tandem::admin_client::connect::connect(&settings, args).await?,
+        Command::Pair(args) => tandem::admin_client::connect::pair(&settings, args).await?,
         Command::Demo(args) => tandem::demo::run(settings, args).await?,
         Command::Sim(args) => tandem::demo::simulators(args).await?,
     }

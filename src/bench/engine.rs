@@ -90,7 +90,7 @@ pub async fn serve_with_lifted_limits(settings: Settings) -> anyhow::Result<()> 
     };
     crate::service::serve_with(
         settings,
-        crate::cli::ServeArgs::default(),
+        crate::service::ServeArgs::default(),
         crate::service::shutdown_on_signals(),
         options,
     )

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::ServeArgs;
 use crate::config::Settings;
 use crate::connectors::http::RequestRecorder;
 use crate::secret::Secret;
+use crate::service::ServeArgs;
 use crate::wiring::WiringOptions;
 
 pub struct InProcessEngine {

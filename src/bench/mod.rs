@@ -3,6 +3,7 @@
 //! and memory. The last three run the engine as a child process against the simulators
 //! over HTTP (see `engine.rs` and `rig.rs`).
 
+pub mod args;
 pub mod backfill;
 pub mod cpu;
 pub mod e2e;
@@ -17,6 +18,8 @@ pub mod rig;
 use std::time::Duration;
 
 use serde::Serialize;
+
+pub use args::BenchArgs;
 
 /// Latency percentiles of a set of samples.
 #[derive(Debug, Clone, Serialize)]
@@ -54,10 +57,7 @@ pub const SCENARIOS: [&str; 6] = [
 ];
 
 /// `tandem bench`: runs the scenarios, prints a table, writes JSON.
-pub async fn run(
-    settings: &crate::config::Settings,
-    args: &crate::cli::BenchArgs,
-) -> anyhow::Result<()> {
+pub async fn run(settings: &crate::config::Settings, args: &BenchArgs) -> anyhow::Result<()> {
     if args.engine_child {
         return engine::serve_with_lifted_limits(settings.clone()).await;
     }
@@ -85,11 +85,7 @@ pub async fn run(
     Ok(())
 }
 
-fn write_json(
-    args: &crate::cli::BenchArgs,
-    scenario: &str,
-    document: serde_json::Value,
-) -> anyhow::Result<()> {
+fn write_json(args: &BenchArgs, scenario: &str, document: serde_json::Value) -> anyhow::Result<()> {
     use anyhow::Context as _;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -103,10 +99,7 @@ fn write_json(
     Ok(())
 }
 
-async fn run_ingest(
-    settings: &crate::config::Settings,
-    args: &crate::cli::BenchArgs,
-) -> anyhow::Result<()> {
+async fn run_ingest(settings: &crate::config::Settings, args: &BenchArgs) -> anyhow::Result<()> {
     println!(
         "webhook ingest: signed Xero deliveries over HTTP into {} and {}",
         crate::service::redact_url(&settings.database_url),
@@ -159,10 +152,7 @@ async fn run_ingest(
     )
 }
 
-async fn run_backfill(
-    settings: &crate::config::Settings,
-    args: &crate::cli::BenchArgs,
-) -> anyhow::Result<()> {
+async fn run_backfill(settings: &crate::config::Settings, args: &BenchArgs) -> anyhow::Result<()> {
     println!(
         "rate-limited backfill: {} CRM customers into an empty simulated Xero (60 calls a minute, 5 at once), through {} and {}",
         args.customers,
@@ -213,10 +203,7 @@ async fn run_backfill(
     )
 }
 
-async fn run_neighbour(
-    settings: &crate::config::Settings,
-    args: &crate::cli::BenchArgs,
-) -> anyhow::Result<()> {
+async fn run_neighbour(settings: &crate::config::Settings, args: &BenchArgs) -> anyhow::Result<()> {
     println!(
         "neighbour: pair B's edit latency while pair A is quiet, backfills {} customers, and edits 50 a second; both pairs on one engine, real Xero limits, through {} and {}",
         args.customers,
@@ -334,10 +321,7 @@ fn print_steps(steps: &[&e2e::LoadStep]) {
     }
 }
 
-async fn run_e2e(
-    settings: &crate::config::Settings,
-    args: &crate::cli::BenchArgs,
-) -> anyhow::Result<()> {
+async fn run_e2e(settings: &crate::config::Settings, args: &BenchArgs) -> anyhow::Result<()> {
     println!(
         "end-to-end sync: {} customers on both sides, people editing names and phones at {}/s then rising steps, {} s each; {}",
         args.customers, args.rate, args.seconds, e2e::SIMULATORS
@@ -400,10 +384,7 @@ async fn run_e2e(
     )
 }
 
-async fn run_economy(
-    settings: &crate::config::Settings,
-    args: &crate::cli::BenchArgs,
-) -> anyhow::Result<()> {
+async fn run_economy(settings: &crate::config::Settings, args: &BenchArgs) -> anyhow::Result<()> {
     println!(
         "API economy: Tandem's writes counted in the simulators' journals; {}",
         e2e::SIMULATORS
@@ -443,10 +424,7 @@ async fn run_economy(
     )
 }
 
-async fn run_memory(
-    settings: &crate::config::Settings,
-    args: &crate::cli::BenchArgs,
-) -> anyhow::Result<()> {
+async fn run_memory(settings: &crate::config::Settings, args: &BenchArgs) -> anyhow::Result<()> {
     println!(
         "memory: the engine child's VmRSS every {} ms; {} customers, then {}/s for {} s; {}",
         engine::RssSampler::EVERY.as_millis(),

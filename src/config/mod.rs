@@ -38,7 +38,7 @@ pub struct Settings {
     /// The key that encrypts the OAuth tokens kept in the store: 32 random bytes as
     /// base64 or hex (`openssl rand -base64 32`). Required on PostgreSQL when a pair
     /// uses OAuth; on a SQLite file, a key file beside the database is made on first
-    /// start when it is not set (see `crate::seal::keyring_for`).
+    /// start when it is not set (see `crate::credential_store::keyring_for`).
     pub secrets_key: Option<Secret>,
     /// Keys that sealed credentials before `secrets_key` did, still accepted for reading
     /// while the store is sealed again under `secrets_key` (key rotation). A list, or one
@@ -473,3 +473,14 @@ pub enum CustomerObjectSetting {
 
 #[cfg(test)]
 mod tests;
+
+/// A URL with any password replaced, for logs and `tandem config`.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -10,7 +10,6 @@
 //! one place that holds them (rotated refresh tokens are written there before use).
 //! Any refusal on the way answers a clear error and stores nothing.
 
-pub mod cli;
 pub mod host;
 pub mod oauth;
 

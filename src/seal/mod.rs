@@ -5,13 +5,15 @@
 
 mod envelope;
 mod key;
-mod key_source;
 
 use std::fmt;
 
 pub use envelope::{is_sealed, Kept, Keyring, Opened};
 pub use key::{KeyFormatError, KeyId, SecretsKey, KEY_FORMAT};
-pub use key_source::{key_file_beside, keyring_for, oauth_needs_key, KEY_MISSING};
+
+/// The error when sealed credentials meet a process without a key.
+pub const KEY_MISSING: &str =
+    "credentials in the store are encrypted; set TANDEM_SECRETS_KEY (or TANDEM_SECRETS_KEY_FILE)";
 
 /// Why a credential could not be sealed or read. Messages name the row, the token and
 /// key ids, never a key or a token.

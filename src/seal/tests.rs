@@ -185,17 +185,3 @@ fn the_keyring_drops_an_older_key_equal_to_the_current_one() {
     assert_eq!(ring.ids().len(), 2);
     assert_eq!(&ring.ids()[0], current.id());
 }
-
-#[test]
-fn the_key_file_sits_beside_a_sqlite_file_only() {
-    assert_eq!(
-        key_file_beside("sqlite://tandem.db?mode=rwc"),
-        Some("tandem.db.secrets-key".into())
-    );
-    assert_eq!(
-        key_file_beside("sqlite:///var/lib/tandem/t.db"),
-        Some("/var/lib/tandem/t.db.secrets-key".into())
-    );
-    assert_eq!(key_file_beside("sqlite::memory:"), None);
-    assert_eq!(key_file_beside("postgres://localhost/tandem"), None);
-}

@@ -6,8 +6,10 @@ pub mod clash;
 pub mod profile;
 pub mod run;
 
-use crate::cli::TortureArgs;
+pub mod args;
+
 use crate::config::Settings;
+pub use args::TortureArgs;
 
 /// `tandem torture`: runs the profile, prints the checker's report, writes JSON to
 /// `bench/results/`; `Ok(false)` when a check failed.

@@ -71,9 +71,8 @@ impl Backend {
     fn key_text(&self) -> String {
         let file = match self {
             Backend::Production { key_file, .. } => key_file.clone(),
-            Backend::Embedded { db } => {
-                tandem::seal::key_file_beside(&db.url).expect("a key file beside the database")
-            }
+            Backend::Embedded { db } => tandem::credential_store::key_file_beside(&db.url)
+                .expect("a key file beside the database"),
         };
         std::fs::read_to_string(&file)
             .expect("the key file")

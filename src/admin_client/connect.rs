@@ -4,8 +4,8 @@
 use anyhow::bail;
 use serde_json::{json, Value};
 
-use crate::admin_client::AdminClient;
-use crate::cli::{ConnectAction, ConnectArgs, PairAction, PairArgs};
+use super::connect_args::{ConnectAction, ConnectArgs, PairAction, PairArgs};
+use super::AdminClient;
 use crate::config::Settings;
 
 fn account_line(account: &Value) -> String {

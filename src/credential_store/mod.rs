@@ -2,13 +2,19 @@
 //! credential is sealed under the current key before any work begins, and by
 //! `tandem rotate-secrets`, which does the same pass on demand and reports it.
 
+mod keys;
+
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::cause::innermost_cause;
+use crate::config::redact_url;
 use crate::config::Settings;
-use crate::seal::{keyring_for, oauth_needs_key, Keyring};
-use crate::store::{ResealReport, SeaStore};
+use crate::seal::Keyring;
+use crate::store::{self, ResealReport, SeaStore};
+
+pub use keys::{key_file_beside, keyring_for, oauth_needs_key};
 
 /// The store `tandem serve` works with. Credentials kept in plain text (from before
 /// encryption) or under an older key are sealed under the current key now. It refuses
@@ -19,9 +25,7 @@ use crate::store::{ResealReport, SeaStore};
 pub async fn open_engine_store(settings: &Settings) -> anyhow::Result<Arc<SeaStore>> {
     let keyring = keyring_for(settings)?;
     let key_id = keyring.as_ref().map(|k| k.current_id().clone());
-    let store = crate::service::connect_and_migrate(settings)
-        .await?
-        .with_keyring(keyring);
+    let store = connect_and_migrate(settings).await?.with_keyring(keyring);
     let report = store
         .reseal_credentials()
         .await
@@ -68,7 +72,7 @@ pub async fn rotate_secrets(settings: &Settings) -> anyhow::Result<bool> {
         "nothing to seal with: set TANDEM_SECRETS_KEY (or TANDEM_SECRETS_KEY_FILE) to the new \
          key, and TANDEM_SECRETS_OLD_KEYS to the keys it replaces",
     )?;
-    let store = crate::service::connect_and_migrate(settings)
+    let store = connect_and_migrate(settings)
         .await?
         .with_keyring(Some(keyring.clone()));
     let report = store
@@ -100,4 +104,28 @@ fn describe(keyring: &Keyring, report: &ResealReport) -> String {
         out.push_str("no stored credential needs the keys in secrets_old_keys any more\n");
     }
     out
+}
+
+/// Connects the store the settings name and applies pending migrations.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<SeaStore>> {
+    Ok(Arc::new(connect_and_migrate(settings).await?))
+}
+
+pub(crate) async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<SeaStore> {
+    let url = redact_url(&settings.database_url);
+    // The innermost cause ("Connection refused", "password authentication failed") is
+    // what a person can act on; the layers above it repeat it in other words.
+    let store = store::connect_for_workers(&settings.database_url, settings.orchestrator.workers)
+        .await
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "cannot open the database at {url} (TANDEM_DATABASE_URL): {}",
+                innermost_cause(&err)
+            )
+        })?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot apply migrations to {url}"))?;
+    Ok(store)
 }

@@ -6,12 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::{Keyring, SecretsKey};
 use crate::config::{Settings, SettingsError};
-
-/// The error when sealed credentials meet a process without a key.
-pub const KEY_MISSING: &str =
-    "credentials in the store are encrypted; set TANDEM_SECRETS_KEY (or TANDEM_SECRETS_KEY_FILE)";
+use crate::seal::{Keyring, SecretsKey};
 
 /// The keyring the engine seals credentials with, from the settings:
 ///
@@ -71,7 +67,7 @@ pub fn oauth_needs_key(settings: &Settings) -> Result<(), SettingsError> {
                 "pair `{pair}` {side} uses OAuth, and its tokens are kept encrypted in \
                  PostgreSQL: set TANDEM_SECRETS_KEY (or TANDEM_SECRETS_KEY_FILE), the same on \
                  every process, to {}",
-                super::KEY_FORMAT
+                crate::seal::KEY_FORMAT
             ),
         )),
         None => Ok(()),
@@ -214,5 +210,19 @@ access_token = "fixed"
         let _ = std::fs::remove_file(&path);
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(!err.contains("not a key\n"), "{err}");
+    }
+
+    #[test]
+    fn the_key_file_sits_beside_a_sqlite_file_only() {
+        assert_eq!(
+            key_file_beside("sqlite://tandem.db?mode=rwc"),
+            Some("tandem.db.secrets-key".into())
+        );
+        assert_eq!(
+            key_file_beside("sqlite:///var/lib/tandem/t.db"),
+            Some("/var/lib/tandem/t.db.secrets-key".into())
+        );
+        assert_eq!(key_file_beside("sqlite::memory:"), None);
+        assert_eq!(key_file_beside("postgres://localhost/tandem"), None);
     }
 }

@@ -17,9 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, HttpState, ReadinessProbe};
-use crate::cli::ServeArgs;
+pub mod args;
+
+pub use crate::cause::innermost_cause;
+pub use crate::config::redact_url;
 use crate::config::Settings;
-use crate::store::{self, SeaStore, Store};
+pub use crate::credential_store::open_store;
+use crate::store::{SeaStore, Store};
+pub use args::ServeArgs;
 
 /// How often a process looks for pairs another process made, paused or removed.
 const FOLLOW_PAIRS_EVERY: Duration = Duration::from_secs(15);
@@ -163,17 +168,6 @@ fn webhook_intake(c: &crate::config::ConnectionSettings) -> String {
     format!(", signed by {signer}, held to {account}")
 }
 
-/// A URL with any password replaced, for logs and `tandem config`.
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// The settings with the bound port in `webhooks.public_base_url` when that says port
 /// 0: a process listening on a port the OS picks (local runs, tests, the demo) can name
 /// its own address in configuration without knowing the port ahead. The URL still
@@ -277,39 +271,6 @@ pub(crate) fn spawn_http(
             stop_all.cancel();
         }
     });
-}
-
-/// Connects the store the settings name and applies pending migrations.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<SeaStore>> {
-    Ok(Arc::new(connect_and_migrate(settings).await?))
-}
-
-pub(crate) async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<SeaStore> {
-    let url = redact_url(&settings.database_url);
-    // The innermost cause ("Connection refused", "password authentication failed") is
-    // what a person can act on; the layers above it repeat it in other words.
-    let store = store::connect_for_workers(&settings.database_url, settings.orchestrator.workers)
-        .await
-        .map_err(|err| {
-            anyhow::anyhow!(
-                "cannot open the database at {url} (TANDEM_DATABASE_URL): {}",
-                innermost_cause(&err)
-            )
-        })?;
-    store
-        .migrate()
-        .await
-        .with_context(|| format!("cannot apply migrations to {url}"))?;
-    Ok(store)
-}
-
-/// The last error in `err`'s chain of sources.
-pub fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
 }
 
 /// `tandem migrate`: applies pending migrations and exits.

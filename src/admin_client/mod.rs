@@ -1,6 +1,6 @@
 //! `tandem resync`, `replay`, `status` and `conflicts`: the command line asks the running
 //! server's admin API, so a job started from a terminal is the same job the dashboard
-//! shows. How they find the server and its token: `crate::cli::REACHING_THE_SERVER`.
+//! shows. How they find the server and its token: [`args::REACHING_THE_SERVER`].
 
 use std::time::Duration;
 
@@ -9,8 +9,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::api::admin::time_field::parse_time;
-use crate::cli::{ConflictAction, ConflictsArgs, ReplayArgs, ResyncArgs, ServerArgs};
+pub mod args;
+pub mod connect;
+pub mod connect_args;
+
 use crate::config::Settings;
+use args::{ConflictAction, ConflictsArgs, ReplayArgs, ResyncArgs, ServerArgs};
 
 pub(crate) struct AdminClient {
     base: String,
@@ -20,7 +24,7 @@ pub(crate) struct AdminClient {
 
 impl AdminClient {
     /// The server's base URL and admin token, from the command line first, then the
-    /// settings (see `crate::cli::REACHING_THE_SERVER`).
+    /// settings (see [`args::REACHING_THE_SERVER`]).
     pub(crate) fn new(settings: &Settings, server: &ServerArgs) -> anyhow::Result<Self> {
         let base = match &server.url {
             Some(url) => url.clone(),
@@ -68,7 +72,7 @@ impl AdminClient {
             anyhow::anyhow!(
                 "cannot reach Tandem at {}: is `tandem serve` running there? ({})",
                 self.base,
-                crate::service::innermost_cause(&err)
+                crate::cause::innermost_cause(&err)
             )
         })?;
         let status = response.status();
@@ -127,7 +131,7 @@ impl AdminClient {
 
 /// `tandem status`: the queue, each connection's state and the last 24 hours, from the
 /// running server.
-pub async fn status(settings: &Settings, args: crate::cli::StatusArgs) -> anyhow::Result<()> {
+pub async fn status(settings: &Settings, args: args::StatusArgs) -> anyhow::Result<()> {
     let client = AdminClient::new(settings, &args.server)?;
     let queue = client
         .call(reqwest::Method::GET, "/api/queue", None)

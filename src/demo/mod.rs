@@ -14,10 +14,14 @@ use anyhow::Context as _;
 use sim::{SimConfig, Simulators};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{DemoArgs, ServeArgs, SimArgs};
+pub mod args;
+
+pub use args::{DemoArgs, SimArgs};
+
 use crate::config::{ConnectionSettings, ConnectorKind, PairSettings, Settings};
 use crate::domain::System;
 use crate::secret::Secret;
+use crate::service::ServeArgs;
 
 /// How long people wait for the first sync before they start editing anyway.
 const FIRST_SYNC_WAIT: Duration = Duration::from_secs(120);
