@@ -9,6 +9,7 @@ mod oauth;
 mod ops;
 mod routes;
 mod search;
+mod source;
 mod state;
 mod views;
 mod webhooks;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use super::webhooks::Source;
+use super::source::Source;
 
 /// The object types the simulator holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -491,7 +491,7 @@ impl State {
                     });
                     // HubSpot names the user only for a person's edit.
                     if v.source == Source::Person {
-                        entry["updatedByUserId"] = json!(super::webhooks::UI_USER_ID);
+                        entry["updatedByUserId"] = json!(super::source::UI_USER_ID);
                     }
                     entry
                 })

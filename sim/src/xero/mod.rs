@@ -12,9 +12,11 @@
 //!   `POST /connect/revocation`, `GET /connections`
 //! - `GET /sim/xero/customers`, `GET /sim/xero/invoices`
 
+mod contact_writes;
 mod contacts;
 mod dates;
 mod fields;
+mod invoice_writes;
 mod invoices;
 mod oauth;
 mod query;
@@ -371,7 +373,7 @@ impl XeroSim {
         }
         let before = RecordView::Invoice(invoice.view());
         invoice.status = Status::Authorised;
-        let change = invoices::pay(&mut state.store, index, amount)?;
+        let change = invoice_writes::pay(&mut state.store, index, amount)?;
         self.raise(&[change]);
         let after = RecordView::Invoice(state.store.invoices[index].view());
         self.note_edit(Actor::Person, Some(before), Some(after));

@@ -11,9 +11,9 @@ use poem::http::{Method, StatusCode};
 use poem::{Request, Response};
 use serde_json::{json, Map, Value};
 
-use super::contacts;
+use super::contact_writes;
 use super::dates;
-use super::invoices;
+use super::invoice_writes;
 use super::query::{decode_pairs, flag, ListQuery};
 use super::state::{Category, Change, Store, CONTACT_FIELDS, INVOICE_FIELDS};
 use super::{SimCall, State, XeroSim};
@@ -727,8 +727,8 @@ fn write(state: &mut State, kind: Kind, call: &Call, path_id: Option<&str>) -> W
     }
     batch(state, kind.collection(), items, call, |store, item| {
         let (index, change) = match kind {
-            Kind::Contacts => contacts::upsert(store, item)?,
-            Kind::Invoices => invoices::upsert(store, item)?,
+            Kind::Contacts => contact_writes::upsert(store, item)?,
+            Kind::Invoices => invoice_writes::upsert(store, item)?,
         };
         Ok((render(store, kind, index), change))
     })
@@ -760,7 +760,7 @@ fn pay(state: &mut State, call: &Call) -> Written {
                 .ok_or_else(|| vec![format!("Payment Date {text} is not a valid date.")])?,
             None => chrono::Utc::now().date_naive(),
         };
-        let change = invoices::pay(store, index, amount).map_err(|e| vec![e])?;
+        let change = invoice_writes::pay(store, index, amount).map_err(|e| vec![e])?;
         let invoice = &store.invoices[index];
         let account = item
             .pointer("/Account/Code")

@@ -117,18 +117,18 @@ mod tests {
     fn a_contact_or_invoice_over_a_limit_is_refused_and_nothing_is_written() {
         let mut store = crate::xero::state::Store::default();
         let long = json!({"Name": "n".repeat(256), "EmailAddress": "a@b.co"});
-        let errors = crate::xero::contacts::upsert(&mut store, &long).expect_err("refused");
+        let errors = crate::xero::contact_writes::upsert(&mut store, &long).expect_err("refused");
         assert_eq!(
             errors,
             vec!["Name must not be more than 255 characters long."]
         );
         let postal = json!({"Name": "Ada", "Addresses": [{"PostalCode": "9".repeat(51)}]});
-        assert!(crate::xero::contacts::upsert(&mut store, &postal).is_err());
+        assert!(crate::xero::contact_writes::upsert(&mut store, &postal).is_err());
         let currency = json!({"Name": "Ada", "DefaultCurrency": "EURO"});
-        assert!(crate::xero::contacts::upsert(&mut store, &currency).is_err());
+        assert!(crate::xero::contact_writes::upsert(&mut store, &currency).is_err());
         assert!(store.contacts.is_empty());
         let fits = json!({"Name": "n".repeat(255), "DefaultCurrency": "eur"});
-        assert!(crate::xero::contacts::upsert(&mut store, &fits).is_ok());
+        assert!(crate::xero::contact_writes::upsert(&mut store, &fits).is_ok());
     }
 
     #[test]
