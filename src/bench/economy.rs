@@ -299,41 +299,17 @@ fn reads_after_own_write<'a>(
     reads as f64 / echoes.max(1) as f64
 }
 
-/// Whether a call names record `id`: in its path, or as a whole word of its decoded
-/// query (`IDs=a,b`, a `where` of `Guid("a")` terms).
+/// Whether a call names record `id`: in its path, or as a whole word of a decoded
+/// query value (`IDs=a,b`, a `where` of `Guid("a")` terms).
 fn names(call: &sim::xero::SimCall, id: &str) -> bool {
     let word = |text: &str| {
         text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
             .any(|w| w == id)
     };
-    word(&call.path) || word(&percent_decoded(&call.query))
-}
-
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let values = reqwest::Url::parse(&format!("http://xero/?{}", call.query))
+        .map(|url| url.query_pairs().any(|(_, value)| word(&value)))
+        .unwrap_or(false);
+    word(&call.path) || values
 }
 
 fn outbox_events(rig: &SyncRig) -> u64 {

@@ -111,24 +111,7 @@ impl SeaStore {
             links::save(&txn, link).await?;
         }
         sync_log::append_all(&txn, logs).await?;
-        if let Some(change) = &commit.link_status {
-            links::set_status(&txn, change).await?;
-        }
-        conflicts::withdraw(&txn, &commit.withdrawn).await?;
-        if let Some(link) = &commit.link {
-            for conflict in &commit.conflicts {
-                conflicts::write(&txn, link, commit.log.transaction_id, conflict).await?;
-            }
-            if commit.hold_delete {
-                conflicts::hold_delete(
-                    &txn,
-                    link,
-                    commit.log.source_system,
-                    &commit.log.external_id,
-                )
-                .await?;
-            }
-        }
+        write_outcome(&txn, commit).await?;
         if let Some(delete) = lock.delete_statement(&txn) {
             txn.execute(delete).await?;
         }
@@ -146,26 +129,28 @@ impl SeaStore {
             sync_log::append(&txn, announced).await?;
         }
         let log_id = sync_log::append(&txn, &commit.log).await?;
-        if let Some(change) = &commit.link_status {
-            links::set_status(&txn, change).await?;
-        }
-        // Ended rows first: a field whose decision went stale gets a new held row.
-        conflicts::withdraw(&txn, &commit.withdrawn).await?;
-        if let Some(link) = &commit.link {
-            for conflict in &commit.conflicts {
-                conflicts::write(&txn, link, commit.log.transaction_id, conflict).await?;
-            }
-            if commit.hold_delete {
-                conflicts::hold_delete(
-                    &txn,
-                    link,
-                    commit.log.source_system,
-                    &commit.log.external_id,
-                )
-                .await?;
-            }
-        }
+        write_outcome(&txn, commit).await?;
         txn.commit().await.map_err(reconnect::commit_failed)?;
         Ok(log_id)
     }
+}
+
+/// What a commit writes after its link and log entries, inside its transaction: the
+/// link's status, the conflicts it ended, then the new ones and a held delete.
+async fn write_outcome(txn: &impl ConnectionTrait, commit: &SyncCommit) -> StoreResult<()> {
+    if let Some(change) = &commit.link_status {
+        links::set_status(txn, change).await?;
+    }
+    // Ended rows first: a field whose decision went stale gets a new held row.
+    conflicts::withdraw(txn, &commit.withdrawn).await?;
+    if let Some(link) = &commit.link {
+        for conflict in &commit.conflicts {
+            conflicts::write(txn, link, commit.log.transaction_id, conflict).await?;
+        }
+        if commit.hold_delete {
+            conflicts::hold_delete(txn, link, commit.log.source_system, &commit.log.external_id)
+                .await?;
+        }
+    }
+    Ok(())
 }

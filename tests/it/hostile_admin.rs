@@ -222,10 +222,10 @@ impl Hostile {
             .text()
             .await
             .expect("a body");
-        let series = format!("tandem_http_refusals_total{{reason=\"{reason}\"}} ");
-        text.lines()
-            .find_map(|line| line.strip_prefix(&series))
-            .map_or(0, |n| n.parse().expect("a count"))
+        support::sample(
+            &text,
+            &format!("tandem_http_refusals_total{{reason=\"{reason}\"}}"),
+        )
     }
 
     /// The server still answers, on a new connection.

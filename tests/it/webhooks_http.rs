@@ -291,9 +291,7 @@ impl Server {
     async fn metric(&self, series: &str) -> u64 {
         let (status, text) = self.get("/metrics").await;
         assert_eq!(status, 200, "{text}");
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0)
+        support::sample(&text, series)
     }
 
     /// Asserts that an answer is the refusal expected: the status, a body of exactly

@@ -19,9 +19,10 @@ pub fn document(service: &poem_openapi::OpenApiService<AdminApi, ()>) -> String 
 /// The API browser's page (Swagger UI) showing [`document`], with its "Authorize" button.
 pub fn browser_page(service: &poem_openapi::OpenApiService<AdminApi, ()>) -> String {
     // The page embeds the generator's document verbatim; swap in the complete one.
+    let spec = service.spec();
     service
         .swagger_ui_html()
-        .replacen(&service.spec(), &document(service), 1)
+        .replacen(&spec, &with_admin_token(&spec), 1)
 }
 
 /// `spec` with the bearer scheme, the requirement and a 401 on every operation. A spec

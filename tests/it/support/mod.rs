@@ -24,6 +24,15 @@ pub const START_RABBITMQ: &str =
 pub const START_POSTGRES: &str = "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` (or point TANDEM_TEST_PG_URL at one)";
 
 /// A name no other test uses.
+/// The value of one series (its name with any labels) in a `/metrics` text; 0 when the
+/// series has not appeared yet.
+pub fn sample(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
