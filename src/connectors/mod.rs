@@ -145,6 +145,18 @@ impl ConnectorError {
         )
     }
 
+    /// The system refused the credentials (after a refresh, where one was possible):
+    /// the connection needs a person to connect it again, not the change a retry.
+    pub fn credentials_refused(&self) -> bool {
+        matches!(
+            self,
+            ConnectorError::Rejected {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+
     /// The least time to wait before calling again, as the system asked.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -276,10 +276,16 @@ impl ChangeHandler for Orchestrator {
                     HandleOutcome::Done
                 }
                 Err(err) => {
-                    // Not called, so not counted as a call: the change waits for the
-                    // connection without using up an attempt.
-                    if let SyncError::Connector(ConnectorError::OutOfService { out_for, .. }) = &err {
-                        let delay = postponement(*out_for);
+                    // Not called, or refused the credentials (the connection is now
+                    // held as unauthorised): the change waits for the connection
+                    // without using up an attempt, and lands once it is reconnected.
+                    let waits_for = match &err {
+                        SyncError::Connector(ConnectorError::OutOfService { out_for, .. }) => Some(*out_for),
+                        SyncError::Connector(e) if e.credentials_refused() => Some(Duration::ZERO),
+                        _ => None,
+                    };
+                    if let Some(out_for) = waits_for {
+                        let delay = postponement(out_for);
                         tracing::info!(error = %err, delay_ms = delay.as_millis() as u64, "waiting for the connection");
                         self.record_failure(&event, attempt, transaction_id, &err, Failure::Retrying { delay }, started).await;
                         self.sent_back(&event, &err);
