@@ -38,6 +38,7 @@ pub async fn run(settings: &Settings) -> Verdict {
         for (system, side) in [(System::Crm, &pair.crm), (System::Finance, &pair.finance)] {
             let built = wiring
                 .connections
+                .all()
                 .iter()
                 .any(|c| c.pair.as_str() == name.as_str() && c.system == system);
             if side.is_some() && !built {
@@ -49,7 +50,7 @@ pub async fn run(settings: &Settings) -> Verdict {
             }
         }
     }
-    let probed = join_all(wiring.connections.iter().map(|c| check(c))).await;
+    let probed = join_all(wiring.connections.all().iter().map(|c| check(c))).await;
     let checked = probed.len();
     let failed = probed.iter().filter(|v| **v != Verdict::Passed).count();
     verdict = probed.into_iter().fold(verdict, Verdict::min);

@@ -242,7 +242,7 @@ pub fn wire_pair(
         customer: timed_fields(pair, EntityType::Customer),
         invoice: timed_fields(pair, EntityType::Invoice),
     };
-    let mut side = |system: System, settings: Option<&ConnectionSettings>| {
+    let side = |system: System, settings: Option<&ConnectionSettings>| {
         let settings = settings?;
         let (connector, health) = connector(
             name,

@@ -52,7 +52,7 @@ pub async fn ready(state: Data<&HttpState>) -> Response {
     let mut checked: Vec<String> = checks.iter().map(|(name, _)| name.to_string()).collect();
     // A connection's state comes from its probes and calls, kept current in the
     // background: reading it makes no call.
-    for connection in state.admin.connections.iter() {
+    for connection in state.admin.connections.all().iter() {
         let view = connection_view(connection);
         let name = format!("{} ({} {})", view.kind, view.pair, view.side);
         if connection.health.state().out_of_service() {

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::config::PairSettings;
-use crate::connectors::health::{Connection, ConnectionState};
+use crate::connectors::health::{Connection, ConnectionState, Connections};
 use crate::domain::{PairId, System};
 use crate::intake::Poller;
 use crate::orchestrator::PairTable;
@@ -26,6 +26,8 @@ struct Running {
 
 pub struct PairHost {
     table: PairTable,
+    /// The process's connections, where a running pair's sides are shown and used.
+    connections: Arc<Connections>,
     bus: Arc<dyn crate::bus::Bus>,
     store: Arc<dyn Store>,
     poller: Option<Arc<Poller>>,
@@ -47,6 +49,7 @@ impl PairHost {
     ) -> Self {
         Self {
             table,
+            connections: Arc::default(),
             bus,
             store,
             poller,
@@ -104,6 +107,8 @@ impl PairHost {
                     .spawn(poller.clone().run(wiring.poll_targets, stop.clone()));
             }
         }
+        self.connections
+            .replace_pair(&id, sides.iter().map(|(_, c)| c.clone()).collect());
         self.table.run(id, runtime);
         self.running()
             .insert(name.to_string(), Running { stop, sides });
@@ -124,17 +129,18 @@ impl PairHost {
             .pause(PairId::new(name), format!("pair `{name}` is paused"));
     }
 
+    /// It stops for good: its connections go too.
     pub fn remove(&self, name: &str) {
         self.stop_tasks(name);
-        self.table.remove(&PairId::new(name));
+        let id = PairId::new(name);
+        self.connections.remove_pair(&id);
+        self.table.remove(&id);
     }
 
-    pub fn is_running(&self, name: &str) -> bool {
-        self.running().contains_key(name)
-    }
-
-    pub fn is_paused(&self, name: &str) -> bool {
-        self.table.paused(&PairId::new(name)).is_some()
+    /// Shows and uses each running pair's sides among the process's `connections`.
+    pub fn with_connections(mut self, connections: Arc<Connections>) -> Self {
+        self.connections = connections;
+        self
     }
 
     /// The state of each running side of `name`.

@@ -25,6 +25,7 @@ use crate::config::{
     WebhookSigning,
 };
 use crate::domain::{ConflictPolicy, DeletePolicy, System};
+use crate::intake::WebhookIntake;
 use crate::store::{Account, AccountStore, Credential, PairRecord, Store, StoreError};
 
 pub use host::PairHost;
@@ -95,6 +96,12 @@ pub struct Connect {
     pending: Mutex<HashMap<String, Pending>>,
     choices: Mutex<HashMap<String, Choice>>,
     host: Option<Arc<PairHost>>,
+    /// Where webhooks come in, when this process serves HTTP: a pair made here takes
+    /// them whether or not this process runs workers.
+    intake: Option<Arc<WebhookIntake>>,
+    /// Each pair's state as this process last put it into effect (pairs made, paused
+    /// or removed through another process are followed from the store).
+    applied: Mutex<HashMap<String, String>>,
     /// Names of the pairs in the settings file: taken.
     file_pairs: Vec<String>,
 }
@@ -139,8 +146,16 @@ impl Connect {
             pending: Mutex::new(HashMap::new()),
             choices: Mutex::new(HashMap::new()),
             host,
+            intake: None,
+            applied: Mutex::new(HashMap::new()),
             file_pairs,
         }
+    }
+
+    /// Opens the webhook endpoints of the pairs made here on `intake`.
+    pub fn with_intake(mut self, intake: Option<Arc<WebhookIntake>>) -> Self {
+        self.intake = intake;
+        self
     }
 
     fn app(&self, service: Service) -> Result<&App, ConnectError> {
@@ -307,6 +322,18 @@ impl Connect {
             (waiting.grant, org)
         };
         self.keep_organisation(&grant, &org).await
+    }
+
+    /// The organisations offered to a grant that waits for its pick.
+    pub fn organisations_of(&self, choice: &str) -> Result<Vec<Organisation>, ConnectError> {
+        let choices = self.choices.lock().unwrap_or_else(|p| p.into_inner());
+        choices
+            .get(choice)
+            .filter(|c| c.at.elapsed() < PENDING_FOR)
+            .map(|c| c.organisations.clone())
+            .ok_or_else(|| {
+                ConnectError::NotFound("unknown or expired choice: connect Xero again".into())
+            })
     }
 
     async fn keep_organisation(
@@ -500,21 +527,51 @@ impl Connect {
         Ok(record)
     }
 
+    /// Runs the pair here: its webhooks are taken (where this process serves HTTP)
+    /// and, where it runs workers, its changes synced.
     async fn run(&self, record: &PairRecord, crm: &Account, finance: &Account) {
-        let Some(host) = &self.host else { return };
-        let started = match self.pair_settings(record, crm, finance) {
-            Some(settings) => {
-                host.start(&record.name, &settings, (crm.id, finance.id))
-                    .await
-            }
-            None => false,
-        };
-        if !started {
+        let Some(settings) = self.pair_settings(record, crm, finance) else {
             tracing::warn!(
                 pair = %record.name,
                 "the pair cannot run: both apps must be set ([connect.hubspot] and [connect.xero])"
             );
+            return;
+        };
+        if let Some(intake) = &self.intake {
+            intake.open_pair(&record.name, &settings);
         }
+        if let Some(host) = &self.host {
+            host.start(&record.name, &settings, (crm.id, finance.id))
+                .await;
+        }
+        self.applied(&record.name, "active");
+    }
+
+    /// A paused pair keeps taking webhooks: their changes wait with the rest.
+    async fn hold(&self, record: &PairRecord) -> Result<(), ConnectError> {
+        if let Some(intake) = &self.intake {
+            let crm = self.account(record.crm_account).await?;
+            let finance = self.account(record.finance_account).await?;
+            if let Some(settings) = self.pair_settings(record, &crm, &finance) {
+                intake.open_pair(&record.name, &settings);
+            }
+        }
+        if let Some(host) = &self.host {
+            host.pause(&record.name);
+        }
+        self.applied(&record.name, "paused");
+        Ok(())
+    }
+
+    /// A removed pair stops for good; its webhooks are answered 404.
+    fn stop(&self, name: &str) {
+        if let Some(intake) = &self.intake {
+            intake.close_pair(&crate::domain::PairId::new(name));
+        }
+        if let Some(host) = &self.host {
+            host.remove(name);
+        }
+        self.applied(name, "removed");
     }
 
     /// Starts every active pair of the store (at start).
@@ -527,9 +584,7 @@ impl Connect {
             let crm = self.account(record.crm_account).await?;
             let finance = self.account(record.finance_account).await?;
             if record.state == "paused" {
-                if let Some(host) = &self.host {
-                    host.pause(&record.name);
-                }
+                self.hold(&record).await?;
                 continue;
             }
             self.run(&record, &crm, &finance).await;
@@ -541,23 +596,37 @@ impl Connect {
     /// Brings this process in line with the pairs of the store, which another process
     /// may have made, paused or removed since.
     pub async fn follow_store(&self) -> Result<(), ConnectError> {
-        let Some(host) = &self.host else {
-            return Ok(());
-        };
         for record in self.accounts.pair_records().await? {
-            let name = record.name.as_str();
+            if self.applied_state(&record.name).as_deref() == Some(record.state.as_str()) {
+                continue;
+            }
             match record.state.as_str() {
-                "active" if !host.is_running(name) => {
+                "active" => {
                     let crm = self.account(record.crm_account).await?;
                     let finance = self.account(record.finance_account).await?;
                     self.run(&record, &crm, &finance).await;
                 }
-                "paused" if !host.is_paused(name) => host.pause(name),
-                "removed" if host.is_running(name) || host.is_paused(name) => host.remove(name),
-                _ => {}
+                "paused" => self.hold(&record).await?,
+                _ => self.stop(&record.name),
             }
         }
         Ok(())
+    }
+
+    /// The state of the pair as this process last put it into effect.
+    fn applied_state(&self, name: &str) -> Option<String> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn applied(&self, name: &str, state: &str) {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), state.to_string());
     }
 
     pub async fn pairs(&self) -> Result<Vec<PairRecord>, ConnectError> {
@@ -607,16 +676,8 @@ impl Connect {
                 let finance = self.account(record.finance_account).await?;
                 self.run(&record, &crm, &finance).await;
             }
-            "paused" => {
-                if let Some(host) = &self.host {
-                    host.pause(name);
-                }
-            }
-            _ => {
-                if let Some(host) = &self.host {
-                    host.remove(name);
-                }
-            }
+            "paused" => self.hold(&record).await?,
+            _ => self.stop(name),
         }
         self.pair(name).await
     }
@@ -658,7 +719,12 @@ impl Connect {
             client_secret: Some(app.client_secret.clone()),
             refresh_token: None,
             tenant_id: (kind == ConnectorKind::Xero).then(|| account.external_id.clone()),
-            webhook_secrets: Vec::new(),
+            // HubSpot signs an app's deliveries with its client secret; Xero with the
+            // app's webhook key (without one, Xero's deliveries are refused).
+            webhook_secrets: match kind {
+                ConnectorKind::Hubspot => vec![app.client_secret.clone()],
+                _ => app.webhook_key.iter().cloned().collect(),
+            },
             webhook_signing: WebhookSigning::Native,
             signature_versions: None,
             portal_id: (kind == ConnectorKind::Hubspot)

@@ -11,6 +11,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::bus::{Bus, BusMessage, Lane};
+use crate::connectors::health::Connections;
 use crate::connectors::Connector;
 use crate::domain::{ChangeEvent, ChangeKind, EntityType, PairId, System, Trigger};
 use crate::store::{Job, JobCounter, JobKind, JobStatus, Store, StoreError, SyncLogFilter};
@@ -78,6 +79,8 @@ pub struct JobRunner {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     connectors: HashMap<(PairId, System), Arc<dyn Connector>>,
+    /// The process's connections, with those of the pairs made through the admin API.
+    connections: Option<Arc<Connections>>,
 }
 
 impl JobRunner {
@@ -90,12 +93,35 @@ impl JobRunner {
             store,
             bus,
             connectors,
+            connections: None,
         }
+    }
+
+    /// Also resyncs and replays the pairs whose connections are added here while the
+    /// process runs (those made through the admin API).
+    pub fn with_connections(mut self, connections: Arc<Connections>) -> Self {
+        self.connections = Some(connections);
+        self
+    }
+
+    fn connector(&self, pair: &PairId, system: System) -> Option<Arc<dyn Connector>> {
+        self.connectors
+            .get(&(pair.clone(), system))
+            .cloned()
+            .or_else(|| {
+                let connections = self.connections.as_ref()?;
+                Some(connections.find(pair, system)?.connector.clone())
+            })
+    }
+
+    fn knows(&self, pair: &PairId) -> bool {
+        self.connectors.keys().any(|(p, _)| p == pair)
+            || self.connections.as_ref().is_some_and(|c| c.has_pair(pair))
     }
 
     /// Records the job and starts it in the background; returns its id at once.
     pub async fn start_resync(self: &Arc<Self>, request: ResyncRequest) -> Result<Uuid, JobError> {
-        let Some(connector) = self.connectors.get(&(request.pair.clone(), request.system)) else {
+        let Some(connector) = self.connector(&request.pair, request.system) else {
             return Err(JobError::UnknownPair(request.pair));
         };
         if let ResyncScope::Ids(ids) = &request.scope {
@@ -160,8 +186,7 @@ impl JobRunner {
         };
         self.set_status(job, JobStatus::Listing).await?;
         let connector = self
-            .connectors
-            .get(&(request.pair.clone(), request.system))
+            .connector(&request.pair, request.system)
             .ok_or_else(|| format!("no connector for {} {}", request.pair, request.system))?;
         // A record changed while the listing runs can appear on two pages.
         let mut seen = BTreeSet::new();
@@ -246,7 +271,7 @@ impl JobRunner {
             return Err(JobError::Invalid("`from` must be before `to`".into()));
         }
         if let Some(pair) = &pair {
-            if !self.connectors.keys().any(|(p, _)| p == pair) {
+            if !self.knows(pair) {
                 return Err(JobError::UnknownPair(pair.clone()));
             }
         }

@@ -10,7 +10,7 @@
 //! unknown pair) is answered `{"error": "..."}` and publishes and stores nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
@@ -26,7 +26,7 @@ use webhooks::xero::XeroDelivery;
 use webhooks::{hubspot, xero, ChangeKind as WebhookKind, Tenant, WebhookChange, WebhookSecret};
 
 use crate::bus::{Bus, BusMessage, Lane};
-use crate::config::{ConnectionSettings, Settings, WebhookSigning};
+use crate::config::{ConnectionSettings, PairSettings, Settings, WebhookSigning};
 use crate::domain::{ChangeEvent, ChangeKind, EntityType, PairId, System, Trigger};
 use crate::store::Store;
 
@@ -48,38 +48,25 @@ struct Endpoint {
     receipts: ReceiptDesk,
 }
 
-/// Everything the receiver needs, built once from settings.
+/// Everything the receiver needs: the endpoints of the settings file's pairs, built
+/// at start, and those of the pairs made through the admin API, opened and closed
+/// while the process runs.
 pub struct WebhookIntake {
-    endpoints: HashMap<(PairId, System), Endpoint>,
+    endpoints: RwLock<HashMap<(PairId, System), Arc<Endpoint>>>,
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
     /// Deliveries already taken, in front of the store's receipts.
     seen: Cache<String, ()>,
     max_body_bytes: usize,
+    /// `webhooks.public_base_url`: HubSpot's v3 signature covers the URL it called.
+    public_base_url: Option<String>,
 }
 
 impl WebhookIntake {
     /// Must be called within the Tokio runtime (receipts are batched by a task).
     pub fn new(settings: &Settings, bus: Arc<dyn Bus>, store: Arc<dyn Store>) -> Self {
-        let base = settings.webhooks.public_base_url.as_deref();
-        let mut endpoints = HashMap::new();
-        for (name, pair) in &settings.pairs {
-            for (system, connection) in [(System::Crm, &pair.crm), (System::Finance, &pair.finance)]
-            {
-                let pair = PairId::new(name.clone());
-                let receipts = ReceiptDesk::new(store.clone(), pair.clone(), system);
-                endpoints.insert(
-                    (pair, system),
-                    Endpoint {
-                        signing: signing(system, connection.as_ref(), base),
-                        tenant: connection.as_ref().and_then(|c| tenant(system, c)),
-                        receipts,
-                    },
-                );
-            }
-        }
-        Self {
-            endpoints,
+        let intake = Self {
+            endpoints: RwLock::new(HashMap::new()),
             bus,
             store,
             seen: Cache::builder()
@@ -87,7 +74,47 @@ impl WebhookIntake {
                 .time_to_live(SEEN_FOR)
                 .build(),
             max_body_bytes: settings.webhooks.max_body_bytes,
+            public_base_url: settings.webhooks.public_base_url.clone(),
+        };
+        for (name, pair) in &settings.pairs {
+            intake.open_pair(name, pair);
         }
+        intake
+    }
+
+    /// Takes the pair's webhooks from now on (in place of its endpoints, if it had
+    /// some). Must be called within the Tokio runtime.
+    pub fn open_pair(&self, name: &str, pair: &PairSettings) {
+        let base = self.public_base_url.as_deref();
+        let mut endpoints = self.endpoints.write().unwrap_or_else(|p| p.into_inner());
+        for (system, connection) in [(System::Crm, &pair.crm), (System::Finance, &pair.finance)] {
+            let pair = PairId::new(name);
+            let receipts = ReceiptDesk::new(self.store.clone(), pair.clone(), system);
+            endpoints.insert(
+                (pair, system),
+                Arc::new(Endpoint {
+                    signing: signing(system, connection.as_ref(), base),
+                    tenant: connection.as_ref().and_then(|c| tenant(system, c)),
+                    receipts,
+                }),
+            );
+        }
+    }
+
+    /// A removed pair's deliveries are answered 404 from now on.
+    pub fn close_pair(&self, pair: &PairId) {
+        self.endpoints
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(p, _), _| p != pair);
+    }
+
+    fn endpoint(&self, pair: &PairId, system: System) -> Option<Arc<Endpoint>> {
+        self.endpoints
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(pair.clone(), system))
+            .cloned()
     }
 }
 
@@ -189,7 +216,7 @@ async fn take_delivery(
         ));
     };
     let pair = PairId::new(pair);
-    let Some(endpoint) = intake.endpoints.get(&(pair.clone(), system)) else {
+    let Some(endpoint) = intake.endpoint(&pair, system) else {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
             format!("no pair named {:?}", pair.as_str()),

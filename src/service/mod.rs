@@ -350,25 +350,40 @@ pub async fn serve_with(
     }
     let poller =
         (!args.no_poller).then(|| Arc::new(crate::intake::Poller::new(store.clone(), bus.clone())));
-    let host = (!args.no_workers).then(|| {
-        Arc::new(crate::connect::PairHost::new(
-            table.clone(),
+    // Webhooks come in where HTTP is served; pairs made while it runs open their
+    // endpoints here too.
+    let intake = http.is_some().then(|| {
+        Arc::new(crate::intake::WebhookIntake::new(
+            &settings,
             bus.clone(),
             store.clone(),
-            poller.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-            options.clone(),
         ))
     });
-    let connect = Arc::new(crate::connect::Connect::new(
-        &settings.connect,
-        file_pairs.clone(),
-        store.clone(),
-        store.clone(),
-        host.clone(),
-    ));
-    if host.is_some() {
+    let host = (!args.no_workers).then(|| {
+        Arc::new(
+            crate::connect::PairHost::new(
+                table.clone(),
+                bus.clone(),
+                store.clone(),
+                poller.clone(),
+                tracker.clone(),
+                shutdown.clone(),
+                options.clone(),
+            )
+            .with_connections(connections.clone()),
+        )
+    });
+    let connect = Arc::new(
+        crate::connect::Connect::new(
+            &settings.connect,
+            file_pairs.clone(),
+            store.clone(),
+            store.clone(),
+            host.clone(),
+        )
+        .with_intake(intake.clone()),
+    );
+    if host.is_some() || intake.is_some() {
         let started = connect
             .run_stored_pairs()
             .await
@@ -393,7 +408,7 @@ pub async fn serve_with(
             }
         });
     }
-    if let Some((acceptor, addr)) = http {
+    if let (Some((acceptor, addr)), Some(intake)) = (http, intake) {
         tracing::info!(%addr, dashboard = %format!("http://{addr}/"), "listening");
         report_listening(&settings.listen, addr, &options);
         let settings = &settings;
@@ -401,16 +416,14 @@ pub async fn serve_with(
             Arc::new(StoreProbe(store.clone())),
             Arc::new(BusProbe(bus.clone())),
         ];
-        let intake = Arc::new(crate::intake::WebhookIntake::new(
-            settings,
-            bus.clone(),
-            store.clone(),
-        ));
-        let jobs = Arc::new(crate::intake::jobs::JobRunner::new(
-            store.clone(),
-            bus.clone(),
-            wiring.connectors.clone(),
-        ));
+        let jobs = Arc::new(
+            crate::intake::jobs::JobRunner::new(
+                store.clone(),
+                bus.clone(),
+                wiring.connectors.clone(),
+            )
+            .with_connections(connections.clone()),
+        );
         let admin = crate::api::admin::AdminState {
             store: store.clone(),
             bus: bus.clone(),

@@ -67,6 +67,8 @@ fn settings(sims: &Simulators, backend: &Backend) -> tandem::config::Settings {
     };
     settings.bus.prefix = backend.prefix.clone();
     settings.orchestrator.settle_ms = 0;
+    // The webhook URLs each pair shows; port 0 stands for the port Tandem binds.
+    settings.webhooks.public_base_url = Some("http://127.0.0.1:0".into());
     // The demo's apps: the simulators' consent pages and token endpoints.
     settings.connect = tandem::demo::connect_for(sims, "http://127.0.0.1:0/connect/callback");
     settings
@@ -177,6 +179,27 @@ impl Api {
         assert_eq!(status, 200, "{account}");
         account
     }
+}
+
+/// Registers the pair's webhook URLs in the simulated apps, as its user would in
+/// HubSpot's and Xero's: each must be one of Tandem's own.
+fn register_webhooks(sims: &Simulators, pair: &Value, base: &str) {
+    let url = |side: &str| {
+        pair["webhooks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["side"] == side)
+            .and_then(|w| w["url"].as_str())
+            .unwrap_or_else(|| panic!("no {side} webhook URL shown: {pair}"))
+            .to_string()
+    };
+    let (crm, finance) = (url("crm"), url("finance"));
+    assert!(
+        crm.starts_with(base) && finance.starts_with(base),
+        "{crm} {finance}"
+    );
+    sims.send_webhooks_to(Some(crm), Some(finance));
 }
 
 /// `tandem <args>` against the server at `base`: exit code, stdout and stderr.
@@ -411,7 +434,8 @@ async fn scenario(backend: Backend) {
     let (_, pairs) = api.get("/api/pairs").await;
     assert_eq!(pairs, json!([]), "no pair made by the bad requests");
 
-    // A pair from the two; it syncs without a restart.
+    // A pair from the two; it syncs without a restart. Polled once a day, so the
+    // changes below come in through the webhooks it shows, as registered in each app.
     let (status, pair) = api
         .post(
             "/api/pairs",
@@ -419,13 +443,14 @@ async fn scenario(backend: Backend) {
                 "name": "acme",
                 "crm_account": crm_account,
                 "finance_account": finance_account,
-                "poll_interval_secs": 1,
+                "poll_interval_secs": 86_400,
             }),
         )
         .await;
     assert_eq!(status, 201, "{pair}");
     assert_eq!(pair["defined_by"], "api");
     assert_eq!(pair["conflict_policy"], "last_write_wins");
+    register_webhooks(&sims, &pair, &base);
     let (status, again) = api
         .post(
             "/api/pairs",
@@ -434,7 +459,7 @@ async fn scenario(backend: Backend) {
         .await;
     assert_eq!(status, 409, "{again}");
 
-    sims.hubspot.person_creates_customer(&CustomerSeed {
+    let ada_id = sims.hubspot.person_creates_customer(&CustomerSeed {
         name: "Ada Lovelace".into(),
         email: "ada@example.com".into(),
         phone: None,
@@ -445,6 +470,43 @@ async fn scenario(backend: Backend) {
         || async { in_xero(&sims, "ada@example.com") },
     )
     .await;
+
+    // Where webhooks are taken by a process of their own (`--no-workers`, on the same
+    // database and broker), a pair made through the API is taken there too.
+    if backend._queues.is_some() {
+        let stop_web = CancellationToken::new();
+        let web_only = tandem::cli::ServeArgs {
+            no_workers: true,
+            no_poller: true,
+            ..Default::default()
+        };
+        let (web, web_base) = support::serve_in_process_as(
+            settings(&sims, &backend),
+            Default::default(),
+            web_only,
+            stop_web.clone(),
+        )
+        .await;
+        let (_, pair) = Api::new(web_base.clone()).get("/api/pairs/acme").await;
+        register_webhooks(&sims, &pair, &web_base);
+        sims.hubspot.person_creates_customer(&CustomerSeed {
+            name: "Mary Jackson".into(),
+            email: "mary@example.com".into(),
+            phone: None,
+        });
+        support::eventually(
+            Duration::from_secs(60),
+            "a change taken by the webhook-only process reaches Xero",
+            || async { in_xero(&sims, "mary@example.com") },
+        )
+        .await;
+        let (_, pair) = api.get("/api/pairs/acme").await;
+        register_webhooks(&sims, &pair, &base);
+        stop_web.cancel();
+        web.await
+            .expect("join")
+            .expect("the web process stopped cleanly");
+    }
 
     // The user removes Tandem's access in Xero: the pair waits for a reconnect.
     sims.xero.revoke_all_grants();
@@ -481,6 +543,32 @@ async fn scenario(backend: Backend) {
     let (_, pair) = api.get("/api/pairs/acme").await;
     assert_eq!(pair["status"], "syncing", "{pair}");
 
+    // Its sides are the process's connections like any other: health, resync.
+    let (status, connections) = api.get("/api/connections").await;
+    assert_eq!(status, 200, "{connections}");
+    let sides: Vec<&str> = connections
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["pair"] == "acme")
+        .filter_map(|c| c["side"].as_str())
+        .collect();
+    assert_eq!(sides.len(), 2, "both sides of the API pair: {connections}");
+    let (status, job) = api
+        .post(
+            "/api/resync",
+            json!({"pair": "acme", "system": "crm", "entity": "customer", "ids": [ada_id]}),
+        )
+        .await;
+    assert_eq!(status, 202, "a resync of the API pair: {job}");
+    let job_id = job["job_id"].as_str().expect("job id").to_string();
+    support::eventually(
+        Duration::from_secs(60),
+        "the resync job is done",
+        || async { api.get(&format!("/api/jobs/{job_id}")).await.1["status"] == "done" },
+    )
+    .await;
+
     // Paused, its changes wait; removed, it is gone from the engine but listed.
     let (status, paused) = api.post("/api/pairs/acme/pause", json!({})).await;
     assert_eq!((status, paused["status"].clone()), (200, json!("paused")));
@@ -510,9 +598,10 @@ async fn scenario(backend: Backend) {
     let (server, base) =
         support::serve_in_process(settings(&sims, &backend), Default::default(), stop.clone())
             .await;
-    let api = Api::new(base);
+    let api = Api::new(base.clone());
     let (_, pairs) = api.get("/api/pairs").await;
     assert_eq!(pairs[0]["name"], "acme", "{pairs}");
+    register_webhooks(&sims, &pairs[0], &base);
     assert_eq!(pairs[0]["state"], "paused", "{pairs}");
     let (status, resumed) = api.post("/api/pairs/acme/resume", json!({})).await;
     assert_eq!(
@@ -535,6 +624,14 @@ async fn scenario(backend: Backend) {
     assert_eq!((status, removed["state"].clone()), (200, json!("removed")));
     let (status, _) = api.post("/api/pairs/acme/resume", json!({})).await;
     assert_eq!(status, 409);
+    let refused = api
+        .http
+        .post(format!("{base}/webhooks/acme/crm"))
+        .body("[]")
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(refused.status(), 404, "a removed pair takes no webhook");
 
     // With its pair removed, the Xero account disconnects: the grant is revoked at
     // Xero and the tokens are forgotten.

@@ -156,6 +156,7 @@ impl ConnectionsApi {
         ConnectionsAnswer::Ok(Json(
             self.state
                 .connections
+                .all()
                 .iter()
                 .map(|c| connection_view(c))
                 .collect(),

@@ -257,6 +257,7 @@ impl OperationsApi {
         let connections = self
             .state
             .connections
+            .all()
             .iter()
             .map(|c| {
                 let view = connection_view(c);

@@ -5,7 +5,7 @@
 //! is down; and at once when a call was refused its credentials or a first call
 //! failed).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -133,40 +133,71 @@ impl Connection {
     }
 }
 
-/// The connections of a process.
+/// The connections of a process: those of the settings file, built at start, and
+/// those of the pairs made through the admin API, added and taken out while it runs.
+/// Everything that shows or uses a connection (the admin API, `/ready`, resync and
+/// replay, the orchestrator's retry counts) reads them here, so both kinds of pair
+/// are seen the same way.
 #[derive(Default)]
 pub struct Connections {
-    list: Vec<Arc<Connection>>,
+    list: RwLock<Vec<Arc<Connection>>>,
 }
 
 impl Connections {
-    pub fn add(&mut self, connection: Connection) {
-        self.list.push(Arc::new(connection));
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Connection>>> {
+        self.list.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Connection>>> {
+        self.list.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add(&self, connection: Connection) {
+        self.write().push(Arc::new(connection));
     }
 
     /// Takes every connection out (to run them elsewhere).
-    pub fn take_all(&mut self) -> Vec<Arc<Connection>> {
-        std::mem::take(&mut self.list)
+    pub fn take_all(&self) -> Vec<Arc<Connection>> {
+        std::mem::take(&mut *self.write())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Connection>> {
-        self.list.iter()
+    /// A pair's connections, in place of those it had.
+    pub fn replace_pair(&self, pair: &PairId, connections: Vec<Arc<Connection>>) {
+        let mut list = self.write();
+        list.retain(|c| &c.pair != pair);
+        list.extend(connections);
     }
 
-    pub fn find(&self, pair: &PairId, system: System) -> Option<&Arc<Connection>> {
-        self.list
+    /// A removed pair's connections go.
+    pub fn remove_pair(&self, pair: &PairId) {
+        self.write().retain(|c| &c.pair != pair);
+    }
+
+    /// Every connection, now.
+    pub fn all(&self) -> Vec<Arc<Connection>> {
+        self.read().clone()
+    }
+
+    pub fn find(&self, pair: &PairId, system: System) -> Option<Arc<Connection>> {
+        self.read()
             .iter()
             .find(|c| &c.pair == pair && c.system == system)
+            .cloned()
+    }
+
+    /// Whether a pair has a connection here.
+    pub fn has_pair(&self, pair: &PairId) -> bool {
+        self.read().iter().any(|c| &c.pair == pair)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.read().is_empty()
     }
 
     /// Probes every connection, each when due, until `shutdown`.
     pub fn spawn_probes(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
-        for connection in &self.list {
-            tracker.spawn(connection.clone().keep_probing(shutdown.clone()));
+        for connection in self.all() {
+            tracker.spawn(connection.keep_probing(shutdown.clone()));
         }
     }
 }
@@ -223,12 +254,12 @@ mod tests {
     async fn the_prober_finds_a_down_connection_back_within_its_longest_wait() {
         let system = Arc::new(InMemorySystem::new(System::Finance));
         system.set_probe_failure(Some(failure(ConnectionState::Down)));
-        let mut connections = Connections::default();
+        let connections = Connections::default();
         connections.add(connection(&system));
         let tracker = TaskTracker::new();
         let stop = CancellationToken::new();
         connections.spawn_probes(&tracker, &stop);
-        let health = connections.iter().next().expect("one").health.clone();
+        let health = connections.all()[0].health.clone();
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(health.state(), ConnectionState::Down);
         let probes_while_down = system.probes();

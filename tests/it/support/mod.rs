@@ -2,6 +2,7 @@
 //! fresh database or queue prefix per test so tests run in parallel without meeting.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod pg_wire;
 pub mod private_rabbitmq;
 pub mod xero_spec;
@@ -266,19 +267,24 @@ pub async fn line_from_stdout<T: Send + 'static>(
 /// Runs `tandem::service::serve_with` in this process on a port the OS picks, and
 /// returns the task and the server's base URL once it is bound.
 pub async fn serve_in_process(
+    settings: tandem::config::Settings,
+    options: tandem::wiring::WiringOptions,
+    stop: tokio_util::sync::CancellationToken,
+) -> (tokio::task::JoinHandle<anyhow::Result<()>>, String) {
+    serve_in_process_as(settings, options, tandem::cli::ServeArgs::default(), stop).await
+}
+
+/// [`serve_in_process`] with the command line's choices (`--no-workers`, ...).
+pub async fn serve_in_process_as(
     mut settings: tandem::config::Settings,
     mut options: tandem::wiring::WiringOptions,
+    args: tandem::cli::ServeArgs,
     stop: tokio_util::sync::CancellationToken,
 ) -> (tokio::task::JoinHandle<anyhow::Result<()>>, String) {
     settings.listen = "127.0.0.1:0".into();
     let (listening, mut bound) = tokio::sync::mpsc::unbounded_channel();
     options.listening = Some(listening);
-    let mut task = tokio::spawn(tandem::service::serve_with(
-        settings,
-        tandem::cli::ServeArgs::default(),
-        stop,
-        options,
-    ));
+    let mut task = tokio::spawn(tandem::service::serve_with(settings, args, stop, options));
     tokio::select! {
         addr = bound.recv() => match addr {
             Some(addr) => (task, format!("http://{addr}")),
