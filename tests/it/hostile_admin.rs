@@ -112,7 +112,14 @@ impl Hostile {
                 queue: Default::default(),
                 backlog: Default::default(),
                 connections: Default::default(),
-                connect: None,
+                // Accounts and pairs answer from the store like every other resource.
+                connect: Some(Arc::new(tandem::connect::Connect::new(
+                    &Default::default(),
+                    Vec::new(),
+                    store.clone() as Arc<dyn Store>,
+                    store.clone() as Arc<dyn tandem::store::AccountStore>,
+                    None,
+                ))),
                 file_pairs: Vec::new(),
                 public_base_url: None,
             },

@@ -8,6 +8,7 @@ mod bus_contract;
 mod clash_e2e;
 mod cli_settings;
 mod connect_accounts;
+mod connect_browser;
 mod connection_health;
 mod dashboard_browser;
 mod domain_decision;

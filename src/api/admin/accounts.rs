@@ -8,13 +8,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use poem::http::{header, HeaderMap};
 use poem::web::{Data, Query};
-use poem::IntoResponse;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
+use super::failure::Failure;
 use super::{AdminState, ApiError};
 use crate::connect::{Completed, Connect, ConnectError, Organisation, Service};
 use crate::store::Account;
@@ -65,9 +66,20 @@ pub enum StartAnswer {
     Started(Json<ConnectStarted>),
     #[oai(status = 400)]
     BadRequest(Json<ApiError>),
-    /// The app or the callback URL is not set.
+    /// The app or the callback URL is not set, or the store does not answer.
     #[oai(status = 503)]
-    NotConfigured(Json<ApiError>),
+    Unavailable(Json<ApiError>),
+}
+
+#[derive(ApiResponse)]
+pub enum OfferedAnswer {
+    #[oai(status = 200)]
+    Found(Json<Vec<OrganisationView>>),
+    /// The choice is unknown, taken already or older than ten minutes.
+    #[oai(status = 404)]
+    NotFound(Json<ApiError>),
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
 }
 
 #[derive(ApiResponse)]
@@ -77,7 +89,7 @@ pub enum AccountsAnswer {
     #[oai(status = 500)]
     Internal(Json<ApiError>),
     #[oai(status = 503)]
-    NotConfigured(Json<ApiError>),
+    Unavailable(Json<ApiError>),
 }
 
 #[derive(ApiResponse)]
@@ -95,7 +107,7 @@ pub enum AccountAnswer {
     #[oai(status = 502)]
     Refused(Json<ApiError>),
     #[oai(status = 503)]
-    NotConfigured(Json<ApiError>),
+    Unavailable(Json<ApiError>),
 }
 
 pub(crate) fn view(connect: &Connect, account: Account) -> AccountView {
@@ -120,18 +132,20 @@ pub(crate) fn view(connect: &Connect, account: Account) -> AccountView {
     }
 }
 
-/// Status and message of a failed step: one mapping for every account endpoint.
-pub(crate) fn failure(err: &ConnectError) -> (u16, String) {
+/// Status and message of a failed step: one mapping for every account and pair
+/// endpoint. A store failure takes the admin API's one mapping (503 when the store
+/// does not answer, 500 when what it holds is wrong).
+pub(crate) fn failure(err: ConnectError) -> (u16, String) {
     match err {
-        ConnectError::NotConfigured(m) => (503, m.clone()),
-        ConnectError::BadInput(m) => (400, m.clone()),
-        ConnectError::Refused(m) => (502, m.clone()),
-        ConnectError::NotFound(m) => (404, m.clone()),
-        ConnectError::Conflict(m) => (409, m.clone()),
-        ConnectError::Store(e) => {
-            tracing::error!(error = %e, "accounts: the store failed");
-            (500, "the store is unavailable; try again".into())
-        }
+        ConnectError::NotConfigured(m) => (503, m),
+        ConnectError::BadInput(m) => (400, m),
+        ConnectError::Refused(m) => (502, m),
+        ConnectError::NotFound(m) => (404, m),
+        ConnectError::Conflict(m) => (409, m),
+        ConnectError::Store(e) => match Failure::from(e) {
+            Failure::Unavailable(body) => (503, body.0.error),
+            Failure::Internal(body) => (500, body.0.error),
+        },
     }
 }
 
@@ -139,14 +153,14 @@ fn account_answer(connect: &Connect, result: Result<Account, ConnectError>) -> A
     match result {
         Ok(account) => AccountAnswer::Found(Json(view(connect, account))),
         Err(err) => {
-            let (status, message) = failure(&err);
+            let (status, message) = failure(err);
             let body = ApiError::new(message);
             match status {
                 400 => AccountAnswer::BadRequest(body),
                 404 => AccountAnswer::NotFound(body),
                 409 => AccountAnswer::Conflict(body),
                 502 => AccountAnswer::Refused(body),
-                503 => AccountAnswer::NotConfigured(body),
+                503 => AccountAnswer::Unavailable(body),
                 _ => AccountAnswer::Internal(body),
             }
         }
@@ -175,7 +189,7 @@ impl AccountsApi {
     #[oai(path = "/accounts/connect/:kind", method = "post")]
     async fn start(&self, kind: Path<String>) -> StartAnswer {
         let Some(connect) = &self.state.connect else {
-            return StartAnswer::NotConfigured(ApiError::new(NO_CONNECT));
+            return StartAnswer::Unavailable(ApiError::new(NO_CONNECT));
         };
         let Some(service) = Service::parse(&kind.0) else {
             return StartAnswer::BadRequest(ApiError::new("the kind must be `hubspot` or `xero`"));
@@ -186,9 +200,9 @@ impl AccountsApi {
                 state,
             })),
             Err(err) => {
-                let (status, message) = failure(&err);
+                let (status, message) = failure(err);
                 if status == 503 {
-                    StartAnswer::NotConfigured(ApiError::new(message))
+                    StartAnswer::Unavailable(ApiError::new(message))
                 } else {
                     StartAnswer::BadRequest(ApiError::new(message))
                 }
@@ -200,29 +214,44 @@ impl AccountsApi {
     #[oai(path = "/accounts/choices/:choice", method = "post")]
     async fn choose(&self, choice: Path<String>, body: Json<ChoiceBody>) -> AccountAnswer {
         let Some(connect) = &self.state.connect else {
-            return AccountAnswer::NotConfigured(ApiError::new(NO_CONNECT));
+            return AccountAnswer::Unavailable(ApiError::new(NO_CONNECT));
         };
         account_answer(connect, connect.choose(&choice.0, &body.0.tenant_id).await)
+    }
+
+    /// The organisations a Xero grant reaches, while it waits for one to be picked.
+    #[oai(path = "/accounts/choices/:choice", method = "get")]
+    async fn offered(&self, choice: Path<String>) -> OfferedAnswer {
+        let Some(connect) = &self.state.connect else {
+            return OfferedAnswer::Unavailable(ApiError::new(NO_CONNECT));
+        };
+        match connect.organisations_of(&choice.0) {
+            Ok(organisations) => OfferedAnswer::Found(Json(organisation_views(organisations))),
+            Err(err) => OfferedAnswer::NotFound(ApiError::new(failure(err).1)),
+        }
     }
 
     /// Every connected (or disconnected) account.
     #[oai(path = "/accounts", method = "get")]
     async fn list(&self) -> AccountsAnswer {
         let Some(connect) = &self.state.connect else {
-            return AccountsAnswer::NotConfigured(ApiError::new(NO_CONNECT));
+            return AccountsAnswer::Unavailable(ApiError::new(NO_CONNECT));
         };
         match connect.accounts().await {
             Ok(accounts) => AccountsAnswer::Found(Json(
                 accounts.into_iter().map(|a| view(connect, a)).collect(),
             )),
-            Err(err) => AccountsAnswer::Internal(ApiError::new(failure(&err).1)),
+            Err(err) => match failure(err) {
+                (503, message) => AccountsAnswer::Unavailable(ApiError::new(message)),
+                (_, message) => AccountsAnswer::Internal(ApiError::new(message)),
+            },
         }
     }
 
     #[oai(path = "/accounts/:id", method = "get")]
     async fn show(&self, id: Path<Uuid>) -> AccountAnswer {
         let Some(connect) = &self.state.connect else {
-            return AccountAnswer::NotConfigured(ApiError::new(NO_CONNECT));
+            return AccountAnswer::Unavailable(ApiError::new(NO_CONNECT));
         };
         account_answer(connect, connect.account(id.0).await)
     }
@@ -232,7 +261,7 @@ impl AccountsApi {
     #[oai(path = "/accounts/:id/disconnect", method = "post")]
     async fn disconnect(&self, id: Path<Uuid>) -> AccountAnswer {
         let Some(connect) = &self.state.connect else {
-            return AccountAnswer::NotConfigured(ApiError::new(NO_CONNECT));
+            return AccountAnswer::Unavailable(ApiError::new(NO_CONNECT));
         };
         account_answer(connect, connect.disconnect(id.0).await)
     }
@@ -253,60 +282,132 @@ fn json(status: u16, body: serde_json::Value) -> poem::Response {
         .body(body.to_string())
 }
 
-/// `GET /connect/callback`: where HubSpot and Xero send the browser back.
+/// Whether the request is a browser's navigation (it asks for a page), rather than a
+/// program's call (which gets the JSON answer).
+fn from_a_browser(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// Back to the dashboard with what the callback led to in its query: `connected`
+/// (the account's id), `choose` (a Xero grant waiting for its organisation) or
+/// `connect_error` (what went wrong, in words).
+fn to_dashboard(outcome: (&str, &str)) -> poem::Response {
+    let query = reqwest::Url::parse_with_params("http://dashboard.invalid/", [outcome])
+        .ok()
+        .and_then(|url| url.query().map(str::to_string))
+        .unwrap_or_default();
+    poem::Response::builder()
+        .status(poem::http::StatusCode::SEE_OTHER)
+        .header(header::LOCATION, format!("/?{query}"))
+        .header(header::CACHE_CONTROL, "no-store")
+        .finish()
+}
+
+/// `GET /connect/callback`: where HubSpot and Xero send the browser back. A browser
+/// is sent on to the dashboard; a program gets JSON.
 #[poem::handler]
 pub async fn callback(
     query: Query<CallbackQuery>,
+    headers: &HeaderMap,
     connect: Data<&Option<Arc<Connect>>>,
 ) -> poem::Response {
-    let Some(connect) = connect.0 else {
-        return json(503, serde_json::json!({ "error": NO_CONNECT }));
+    let answer = answer_callback(query.0, connect.0).await;
+    if !from_a_browser(headers) {
+        return answer.into_json();
+    }
+    match answer {
+        Callback::Connected(view) => to_dashboard(("connected", &view.id.to_string())),
+        Callback::Choose { choice, .. } => to_dashboard(("choose", &choice)),
+        Callback::Failed { message, .. } => to_dashboard(("connect_error", &message)),
+    }
+}
+
+/// What a callback led to, before it is put in the caller's terms.
+enum Callback {
+    Connected(AccountView),
+    Choose {
+        choice: String,
+        organisations: Vec<OrganisationView>,
+    },
+    Failed {
+        status: u16,
+        message: String,
+    },
+}
+
+impl Callback {
+    fn failed(status: u16, message: impl Into<String>) -> Self {
+        Callback::Failed {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn into_json(self) -> poem::Response {
+        match self {
+            Callback::Connected(view) => json(
+                200,
+                serde_json::json!({ "account": {
+                    "id": view.id, "kind": view.kind, "account_id": view.account_id,
+                    "name": view.name, "state": view.state, "scopes": view.scopes,
+                }}),
+            ),
+            Callback::Choose {
+                choice,
+                organisations,
+            } => {
+                let organisations: Vec<serde_json::Value> = organisations
+                    .into_iter()
+                    .map(|o| {
+                        serde_json::json!({
+                            "tenant_id": o.tenant_id, "name": o.name, "connection_id": o.connection_id,
+                        })
+                    })
+                    .collect();
+                json(
+                    200,
+                    serde_json::json!({ "choose_organisation": {
+                        "choice": choice,
+                        "organisations": organisations,
+                        "next": format!("POST /api/accounts/choices/{choice} with {{\"tenant_id\": ...}}"),
+                    }}),
+                )
+            }
+            Callback::Failed { status, message } => {
+                json(status, serde_json::json!({ "error": message }))
+            }
+        }
+    }
+}
+
+async fn answer_callback(query: CallbackQuery, connect: &Option<Arc<Connect>>) -> Callback {
+    let Some(connect) = connect else {
+        return Callback::failed(503, NO_CONNECT);
     };
     let Some(state) = query.state.as_deref().filter(|s| !s.is_empty()) else {
-        return json(
+        return Callback::failed(
             400,
-            serde_json::json!({ "error": "the callback carries no `state`: start the connection from Tandem" }),
+            "the callback carries no `state`: start the connection from Tandem",
         );
     };
     let result = connect
         .complete(state, query.code.as_deref(), query.error.as_deref())
         .await;
     match result {
-        Ok(Completed::Account(account)) => {
-            let view = view(connect, account);
-            json(
-                200,
-                serde_json::json!({ "account": {
-                    "id": view.id, "kind": view.kind, "account_id": view.account_id,
-                    "name": view.name, "state": view.state, "scopes": view.scopes,
-                }}),
-            )
-        }
+        Ok(Completed::Account(account)) => Callback::Connected(view(connect, account)),
         Ok(Completed::ChooseOrganisation {
             choice,
             organisations,
-        }) => {
-            let organisations: Vec<serde_json::Value> = organisation_views(organisations)
-                .into_iter()
-                .map(|o| {
-                    serde_json::json!({
-                        "tenant_id": o.tenant_id, "name": o.name, "connection_id": o.connection_id,
-                    })
-                })
-                .collect();
-            json(
-                200,
-                serde_json::json!({ "choose_organisation": {
-                    "choice": choice,
-                    "organisations": organisations,
-                    "next": format!("POST /api/accounts/choices/{choice} with {{\"tenant_id\": ...}}"),
-                }}),
-            )
-        }
+        }) => Callback::Choose {
+            choice,
+            organisations: organisation_views(organisations),
+        },
         Err(err) => {
-            let (status, message) = failure(&err);
-            json(status, serde_json::json!({ "error": message }))
+            let (status, message) = failure(err);
+            Callback::failed(status, message)
         }
     }
-    .into_response()
 }

@@ -87,7 +87,7 @@ pub enum PairsAnswer {
     #[oai(status = 500)]
     Internal(Json<ApiError>),
     #[oai(status = 503)]
-    NotConfigured(Json<ApiError>),
+    Unavailable(Json<ApiError>),
 }
 
 /// `POST /api/pairs`.
@@ -108,7 +108,7 @@ pub enum CreateAnswer {
     #[oai(status = 500)]
     Internal(Json<ApiError>),
     #[oai(status = 503)]
-    NotConfigured(Json<ApiError>),
+    Unavailable(Json<ApiError>),
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -125,7 +125,7 @@ pub enum PairAnswer {
     #[oai(status = 500)]
     Internal(Json<ApiError>),
     #[oai(status = 503)]
-    NotConfigured(Json<ApiError>),
+    Unavailable(Json<ApiError>),
 }
 
 fn view(state: &AdminState, connect: &Connect, record: PairRecord) -> PairView {
@@ -204,13 +204,13 @@ fn answer(
     match result {
         Ok(record) => PairAnswer::Found(Json(view(state, connect, record))),
         Err(err) => {
-            let (status, message) = failure(&err);
+            let (status, message) = failure(err);
             let body = ApiError::new(message);
             match status {
                 400 => PairAnswer::BadRequest(body),
                 404 => PairAnswer::NotFound(body),
                 409 => PairAnswer::Conflict(body),
-                503 => PairAnswer::NotConfigured(body),
+                503 => PairAnswer::Unavailable(body),
                 _ => PairAnswer::Internal(body),
             }
         }
@@ -225,13 +225,13 @@ fn created(
     match result {
         Ok(record) => CreateAnswer::Created(Json(view(state, connect, record))),
         Err(err) => {
-            let (status, message) = failure(&err);
+            let (status, message) = failure(err);
             let body = ApiError::new(message);
             match status {
                 400 => CreateAnswer::BadRequest(body),
                 404 => CreateAnswer::NotFound(body),
                 409 => CreateAnswer::Conflict(body),
-                503 => CreateAnswer::NotConfigured(body),
+                503 => CreateAnswer::Unavailable(body),
                 _ => CreateAnswer::Internal(body),
             }
         }
@@ -244,7 +244,7 @@ impl PairsApi {
     #[oai(path = "/pairs", method = "get")]
     async fn list(&self) -> PairsAnswer {
         let Some(connect) = &self.state.connect else {
-            return PairsAnswer::NotConfigured(ApiError::new(NO_CONNECT));
+            return PairsAnswer::Unavailable(ApiError::new(NO_CONNECT));
         };
         match connect.pairs().await {
             Ok(records) => {
@@ -255,7 +255,10 @@ impl PairsApi {
                 views.extend(self.state.file_pairs.iter().map(|name| file_pair(name)));
                 PairsAnswer::Found(Json(views))
             }
-            Err(err) => PairsAnswer::Internal(ApiError::new(failure(&err).1)),
+            Err(err) => match failure(err) {
+                (503, message) => PairsAnswer::Unavailable(ApiError::new(message)),
+                (_, message) => PairsAnswer::Internal(ApiError::new(message)),
+            },
         }
     }
 
@@ -264,7 +267,7 @@ impl PairsApi {
     #[oai(path = "/pairs", method = "post")]
     async fn create(&self, body: Json<NewPairBody>) -> CreateAnswer {
         let Some(connect) = &self.state.connect else {
-            return CreateAnswer::NotConfigured(ApiError::new(NO_CONNECT));
+            return CreateAnswer::Unavailable(ApiError::new(NO_CONNECT));
         };
         let body = body.0;
         let result = connect
@@ -284,7 +287,7 @@ impl PairsApi {
     #[oai(path = "/pairs/:name", method = "get")]
     async fn show(&self, name: Path<String>) -> PairAnswer {
         let Some(connect) = &self.state.connect else {
-            return PairAnswer::NotConfigured(ApiError::new(NO_CONNECT));
+            return PairAnswer::Unavailable(ApiError::new(NO_CONNECT));
         };
         if self.state.file_pairs.contains(&name.0) {
             return PairAnswer::Found(Json(file_pair(&name.0)));
@@ -297,7 +300,7 @@ impl PairsApi {
     #[oai(path = "/pairs/:name/:action", method = "post")]
     async fn act(&self, name: Path<String>, action: Path<String>) -> PairAnswer {
         let Some(connect) = &self.state.connect else {
-            return PairAnswer::NotConfigured(ApiError::new(NO_CONNECT));
+            return PairAnswer::Unavailable(ApiError::new(NO_CONNECT));
         };
         if self.state.file_pairs.contains(&name.0) {
             return PairAnswer::Conflict(ApiError::new(format!(

@@ -131,6 +131,10 @@ async fn a_store_that_does_not_answer_is_a_503_without_driver_text() {
         "/api/stats",
         "/api/records?q=acme",
         "/api/records/acme/customer/crm/42",
+        "/api/accounts",
+        "/api/accounts/6f1c2a8e-0d4b-4c1e-9a57-3b2f8d9e1c40",
+        "/api/pairs",
+        "/api/pairs/acme",
     ] {
         let (status, text) = server.call(Method::GET, path, None).await;
         assert_eq!(status, 503, "{path}: {text}");
