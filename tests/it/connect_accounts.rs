@@ -369,6 +369,16 @@ async fn scenario(backend: Backend) {
         )
         .await;
     assert_eq!(status, 400, "{wrong}");
+    let (status, offered) = api.get(&format!("/api/accounts/choices/{choice}")).await;
+    assert_eq!(status, 200, "{offered}");
+    assert_eq!(offered.as_array().map(Vec::len), Some(2), "{offered}");
+    let (status, _) = api.get("/api/accounts/choices/not%20issued").await;
+    assert_eq!(status, 400, "a choice Tandem never issues");
+    let (status, _) = api.get("/api/accounts/choices/unknown-choice").await;
+    assert_eq!(
+        status, 404,
+        "a choice of the right form that is not waiting"
+    );
     let (_, accounts) = api.get("/api/accounts").await;
     assert_eq!(accounts.as_array().map(Vec::len), Some(1), "{accounts}");
     let xero = api.connect_xero_second().await;

@@ -127,6 +127,10 @@ fn every_operation_documents_exactly_what_its_handler_can_answer() {
             statuses::<accounts::AccountAnswer>(),
         ),
         (
+            ("get", "/api/accounts/choices/{choice}"),
+            statuses::<accounts::OfferedAnswer>(),
+        ),
+        (
             ("get", "/api/accounts"),
             statuses::<accounts::AccountsAnswer>(),
         ),

@@ -75,6 +75,9 @@ pub enum StartAnswer {
 pub enum OfferedAnswer {
     #[oai(status = 200)]
     Found(Json<Vec<OrganisationView>>),
+    /// Not a choice Tandem issues (its form).
+    #[oai(status = 400)]
+    BadRequest(Json<ApiError>),
     /// The choice is unknown, taken already or older than ten minutes.
     #[oai(status = 404)]
     NotFound(Json<ApiError>),
@@ -225,6 +228,18 @@ impl AccountsApi {
         let Some(connect) = &self.state.connect else {
             return OfferedAnswer::Unavailable(ApiError::new(NO_CONNECT));
         };
+        // A choice is 43 characters of URL-safe base64; anything else was not issued.
+        let issued = choice.0.len() <= 64
+            && !choice.0.is_empty()
+            && choice
+                .0
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !issued {
+            return OfferedAnswer::BadRequest(ApiError::new(
+                "`choice` is not one Tandem issued: use the one the callback gave",
+            ));
+        }
         match connect.organisations_of(&choice.0) {
             Ok(organisations) => OfferedAnswer::Found(Json(organisation_views(organisations))),
             Err(err) => OfferedAnswer::NotFound(ApiError::new(failure(err).1)),
