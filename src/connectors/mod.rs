@@ -108,6 +108,18 @@ pub enum ConnectorError {
         /// How long the connection has been out of service.
         out_for: Duration,
     },
+    /// Not called, or refused for it: the account's budget with the service is spent
+    /// for a long while (Xero's daily limit). The change waits, without using up an
+    /// attempt, until the budget is back.
+    #[error("{system}'s API limit is spent (the {limit} limit): calls wait until {until}")]
+    OverBudget {
+        system: System,
+        /// Which limit: `daily`, as the service named it.
+        limit: String,
+        until: chrono::DateTime<chrono::Utc>,
+        /// How long from now.
+        retry_after: Duration,
+    },
 }
 
 /// When a write's record was read, and at which version: a write of a record read
@@ -160,7 +172,8 @@ impl ConnectorError {
     /// The least time to wait before calling again, as the system asked.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ConnectorError::RateLimited { retry_after, .. } => Some(*retry_after),
+            ConnectorError::RateLimited { retry_after, .. }
+            | ConnectorError::OverBudget { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -175,7 +188,8 @@ impl ConnectorError {
             | ConnectorError::NotReady { system, .. }
             | ConnectorError::Unsendable { system, .. }
             | ConnectorError::Changed { system, .. }
-            | ConnectorError::OutOfService { system, .. } => *system,
+            | ConnectorError::OutOfService { system, .. }
+            | ConnectorError::OverBudget { system, .. } => *system,
         }
     }
 

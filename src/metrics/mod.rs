@@ -115,6 +115,7 @@ pub struct Metrics {
     sync_outcomes: Family<OutcomeLabels, Counter>,
     system_calls: Family<CallLabels, Counter>,
     rate_limit_waits: Family<SystemLabels, Counter>,
+    daily_limit_refusals: Family<SystemLabels, Counter>,
     foreign_tenant: Family<PairSystemLabels, Counter>,
     connection_probes: Family<ProbeLabels, Counter>,
     http_refusals: Family<ReasonLabels, Counter>,
@@ -141,6 +142,7 @@ impl Metrics {
         let sync_outcomes = Family::default();
         let system_calls = Family::default();
         let rate_limit_waits = Family::default();
+        let daily_limit_refusals = Family::default();
         let foreign_tenant = Family::default();
         let connection_probes = Family::default();
         let http_refusals = Family::default();
@@ -166,6 +168,11 @@ impl Metrics {
             "tandem_rate_limit_waits",
             "Waits a system asked for with 429 and Retry-After",
             rate_limit_waits.clone(),
+        );
+        registry.register(
+            "tandem_daily_limit_refusals",
+            "429s for an account's daily limit: its changes wait for the budget to renew",
+            daily_limit_refusals.clone(),
         );
         registry.register(
             "tandem_webhooks_foreign_tenant",
@@ -198,6 +205,7 @@ impl Metrics {
             sync_outcomes,
             system_calls,
             rate_limit_waits,
+            daily_limit_refusals,
             foreign_tenant,
             connection_probes,
             http_refusals,
@@ -243,6 +251,13 @@ impl Metrics {
             system: system.into(),
         };
         self.rate_limit_waits.get_or_create(&labels).inc();
+    }
+
+    pub fn daily_limit_refusal(&self, system: &str) {
+        let labels = SystemLabels {
+            system: system.into(),
+        };
+        self.daily_limit_refusals.get_or_create(&labels).inc();
     }
 
     /// A signed delivery was refused for naming an organisation or portal other than
@@ -328,6 +343,11 @@ pub fn system_call(system: &str, status: u16) {
 /// See [`Metrics::rate_limit_wait`].
 pub fn rate_limit_wait(system: &str) {
     PROCESS.rate_limit_wait(system);
+}
+
+/// See [`Metrics::daily_limit_refusal`].
+pub fn daily_limit_refusal(system: &str) {
+    PROCESS.daily_limit_refusal(system);
 }
 
 /// See [`Metrics::webhook_foreign_tenant`].

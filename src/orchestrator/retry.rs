@@ -32,9 +32,34 @@ pub fn postponement(out_for: Duration) -> Duration {
     half + Duration::from_millis(rand::thread_rng().gen_range(0..=half.as_millis() as u64))
 }
 
+/// How long a change waits for a spent budget that is renewed in `retry_after`: a
+/// little past it, spread so the changes that waited do not all come back at once.
+pub fn until_renewed(retry_after: Duration) -> Duration {
+    let spread = (retry_after / 100).min(Duration::from_secs(60));
+    retry_after + Duration::from_millis(rand::thread_rng().gen_range(0..=spread.as_millis() as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spent_budget_waits_past_its_renewal_and_not_much_longer() {
+        for _ in 0..50 {
+            let hours = Duration::from_secs(5 * 3600);
+            let wait = until_renewed(hours);
+            assert!(
+                wait >= hours && wait <= hours + Duration::from_secs(60),
+                "{wait:?}"
+            );
+            let minutes = Duration::from_secs(600);
+            let wait = until_renewed(minutes);
+            assert!(
+                wait >= minutes && wait <= minutes + Duration::from_secs(6),
+                "{wait:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_longer_outage_postpones_longer_within_bounds() {

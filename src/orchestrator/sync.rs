@@ -11,7 +11,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::pipeline::{self, Change};
-use super::retry::{backoff, postponement};
+use super::retry::{backoff, postponement, until_renewed};
 use super::runtime::{PairRuntime, PairTable, SyncError};
 use super::settle::{Settling, Turn};
 use super::workers::{ChangeHandler, HandleOutcome};
@@ -279,13 +279,14 @@ impl ChangeHandler for Orchestrator {
                     // Not called, or refused the credentials (the connection is now
                     // held as unauthorised): the change waits for the connection
                     // without using up an attempt, and lands once it is reconnected.
+                    // A spent budget (the day's calls) waits for its renewal.
                     let waits_for = match &err {
-                        SyncError::Connector(ConnectorError::OutOfService { out_for, .. }) => Some(*out_for),
-                        SyncError::Connector(e) if e.credentials_refused() => Some(Duration::ZERO),
+                        SyncError::Connector(ConnectorError::OutOfService { out_for, .. }) => Some(postponement(*out_for)),
+                        SyncError::Connector(e) if e.credentials_refused() => Some(postponement(Duration::ZERO)),
+                        SyncError::Connector(ConnectorError::OverBudget { retry_after, .. }) => Some(until_renewed(*retry_after)),
                         _ => None,
                     };
-                    if let Some(out_for) = waits_for {
-                        let delay = postponement(out_for);
+                    if let Some(delay) = waits_for {
                         tracing::info!(error = %err, delay_ms = delay.as_millis() as u64, "waiting for the connection");
                         self.record_failure(&event, attempt, transaction_id, &err, Failure::Retrying { delay }, started).await;
                         self.sent_back(&event, &err);

@@ -17,18 +17,18 @@ const ADMIN: &str = "connect-test-admin-token";
 
 /// Where the engine keeps its state: the embedded default, or production's PostgreSQL
 /// and RabbitMQ.
-struct Backend {
-    database_url: String,
-    amqp_url: String,
-    prefix: String,
-    secrets_key: Option<tandem::secret::Secret>,
+pub(crate) struct Backend {
+    pub(crate) database_url: String,
+    pub(crate) amqp_url: String,
+    pub(crate) prefix: String,
+    pub(crate) secrets_key: Option<tandem::secret::Secret>,
     _pg: Option<TestDatabase>,
     _sqlite: Option<TestSqlite>,
     _queues: Option<support::TestQueues>,
 }
 
 impl Backend {
-    fn embedded() -> Self {
+    pub(crate) fn embedded() -> Self {
         let db = TestSqlite::create();
         Self {
             database_url: db.url.clone(),
@@ -41,14 +41,19 @@ impl Backend {
         }
     }
 
-    async fn production() -> Self {
+    pub(crate) async fn production() -> Self {
+        Self::production_of(&["acme"]).await
+    }
+
+    /// On PostgreSQL and RabbitMQ, with the queues of `pairs` removed afterwards.
+    pub(crate) async fn production_of(pairs: &[&str]) -> Self {
         let db = TestDatabase::create().await;
         let prefix = support::unique("connect");
         let key = tandem::seal::SecretsKey::generate().expect("key");
         Self {
             database_url: db.url.clone(),
             amqp_url: support::amqp_url(),
-            _queues: Some(support::TestQueues::new(&prefix, ["acme"])),
+            _queues: Some(support::TestQueues::new(&prefix, pairs.iter().copied())),
             prefix,
             secrets_key: Some(tandem::secret::Secret::new(key.to_base64().as_str())),
             _pg: Some(db),

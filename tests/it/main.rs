@@ -11,6 +11,7 @@ mod connect_accounts;
 mod connect_browser;
 mod connection_health;
 mod dashboard_browser;
+mod day_budget;
 mod domain_decision;
 mod domain_properties;
 mod failures_e2e;

@@ -36,6 +36,19 @@ pub struct ConnectionView {
     pub last_probe: Option<ProbeView>,
     pub recent_calls: CallCountsView,
     pub waiting: WaitingView,
+    pub budget: BudgetView,
+}
+
+/// The account's budget of calls with the service.
+#[derive(Debug, Object)]
+pub struct BudgetView {
+    /// Calls left today, as the service last reported them (Xero's
+    /// `X-DayLimit-Remaining`); absent until it has.
+    pub day_remaining: Option<u64>,
+    /// While a limit is spent (`daily`): no call goes out and changes wait until
+    /// `waits_until`, each without using up an attempt.
+    pub spent: Option<String>,
+    pub waits_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Object)]
@@ -144,6 +157,14 @@ pub fn connection_view(connection: &Connection) -> ConnectionView {
         waiting: WaitingView {
             held_calls: connection.health.held() as u64,
             changes_retrying: connection.health.changes_waiting() as u64,
+        },
+        budget: {
+            let budget = connection.health.budget();
+            BudgetView {
+                day_remaining: budget.day_remaining,
+                spent: budget.spent.map(|(limit, _)| limit.to_string()),
+                waits_until: budget.spent.map(|(_, until)| until),
+            }
         },
     }
 }

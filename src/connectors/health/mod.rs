@@ -18,7 +18,7 @@ pub mod registry;
 pub mod tracker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -76,6 +76,18 @@ pub struct ConnectionHealth {
     /// Changes this process sent back to the bus after a failure on this connection,
     /// not yet handled again: event id -> when.
     retrying: Mutex<HashMap<String, Instant>>,
+    /// Calls left today for the account, as the service last reported them
+    /// (`u64::MAX`: not reported).
+    day_remaining: AtomicU64,
+}
+
+/// The account's budget with the service, as far as this process knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    /// Calls left today, as the service last reported them.
+    pub day_remaining: Option<u64>,
+    /// A spent budget: which limit, and until when no call goes out.
+    pub spent: Option<(&'static str, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl Default for ConnectionHealth {
@@ -89,6 +101,7 @@ impl Default for ConnectionHealth {
             gate: OnceLock::new(),
             probed: AtomicBool::new(false),
             trial: AtomicU8::new(TRIAL_NONE),
+            day_remaining: AtomicU64::new(u64::MAX),
             retrying: Mutex::new(HashMap::new()),
         }
     }
@@ -229,6 +242,25 @@ impl ConnectionHealth {
     pub(crate) fn calls_under_way(&self) -> usize {
         let waiting = self.gate.get().map_or(0, |gate| gate.waiting());
         self.under_way.load(Ordering::SeqCst) + waiting
+    }
+
+    /// The service reported how many calls the account has left today.
+    pub(crate) fn day_remaining(&self, remaining: u64) {
+        self.day_remaining.store(remaining, Ordering::Relaxed);
+    }
+
+    /// The account's budget: the day's remaining calls as reported, and a spent
+    /// limit with its end.
+    pub fn budget(&self) -> Budget {
+        let reported = self.day_remaining.load(Ordering::Relaxed);
+        let spent = self.gate.get().and_then(|gate| gate.spent()).map(|spent| {
+            let left = chrono::Duration::from_std(spent.left).unwrap_or(chrono::Duration::zero());
+            (spent.limit, chrono::Utc::now() + left)
+        });
+        Budget {
+            day_remaining: (reported != u64::MAX).then_some(reported),
+            spent,
+        }
     }
 
     /// The gate this connection's calls pass, whose waiting batches are work under way.

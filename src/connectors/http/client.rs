@@ -19,7 +19,7 @@ use super::auth::TokenSource;
 use super::failure::{
     call_failure, describe_failure, describe_transport, token_failure, token_outcome, Failed,
 };
-use super::gate::{current_priority, RateGate};
+use super::gate::{current_priority, RateGate, Spent, LONG_PAUSE};
 use crate::connectors::health::{
     Admission, CallOutcome, ConnectionHealth, ConnectionState, ProbeReport, HELD_AT_MOST,
 };
@@ -129,8 +129,19 @@ impl RequestRecorder {
     }
 }
 
-/// What a service's limit headers say about the next calls.
-pub type LimitReader = fn(&HeaderMap) -> Option<Duration>;
+/// What a service's limit headers say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitReport {
+    /// How long no call should leave (a limit at zero).
+    pub pause: Option<Duration>,
+    /// Calls left today for this account, as the service counts them.
+    pub day_remaining: Option<u64>,
+    /// A 429 for the daily limit (rather than the minute's or the concurrent one).
+    pub daily_refusal: bool,
+}
+
+/// Reads a service's limit headers.
+pub type LimitReader = fn(&HeaderMap) -> LimitReport;
 
 /// Reads a person-readable message out of an error body.
 pub type ErrorReader = fn(&Value) -> Option<String>;
@@ -266,6 +277,16 @@ impl ApiClient {
         })
     }
 
+    fn over_budget(&self, spent: Spent) -> ConnectorError {
+        let left = chrono::Duration::from_std(spent.left).unwrap_or(chrono::Duration::zero());
+        ConnectorError::OverBudget {
+            system: self.system,
+            limit: spent.limit.to_string(),
+            until: chrono::Utc::now() + left,
+            retry_after: spent.left,
+        }
+    }
+
     async fn exchange(
         &self,
         request: &ApiRequest,
@@ -326,6 +347,13 @@ impl ApiClient {
                 Some(gate) => Some(gate.acquire(priority).await),
                 None => None,
             };
+            // A spent daily budget is not waited out: the change comes back when it
+            // is renewed. A probe goes anyway, to learn how things are.
+            if while_out == WhileOut::Wait {
+                if let Some(spent) = self.gate.spent() {
+                    return Err(self.over_budget(spent).into());
+                }
+            }
             // The connection may have gone out of service while this call waited for
             // its slot: it waits again rather than adding to the calls of an outage.
             if while_out == WhileOut::Wait && !trial && self.health.state().out_of_service() {
@@ -350,8 +378,12 @@ impl ApiClient {
                 }
             };
             crate::metrics::system_call(self.system.as_str(), answer.status);
-            if let Some(pause) = (self.limits)(&answer.headers) {
+            let report = (self.limits)(&answer.headers);
+            if let Some(pause) = report.pause {
                 self.gate.pause_for(pause);
+            }
+            if let Some(remaining) = report.day_remaining {
+                self.health.day_remaining(remaining);
             }
             match answer.status {
                 200..=299 => {
@@ -372,6 +404,18 @@ impl ApiClient {
                 429 => {
                     self.health.record_call(CallOutcome::Refused, None);
                     let retry_after = retry_after(&answer.headers).unwrap_or(DEFAULT_RETRY_AFTER);
+                    if report.daily_refusal && retry_after > LONG_PAUSE {
+                        self.gate.pause_for_limit(retry_after, "daily");
+                        if let Some(gate) = extra_gate {
+                            gate.pause_for(retry_after);
+                        }
+                        crate::metrics::daily_limit_refusal(self.system.as_str());
+                        let spent = self.gate.spent().unwrap_or(Spent {
+                            limit: "daily",
+                            left: retry_after,
+                        });
+                        return Err(self.over_budget(spent).into());
+                    }
                     self.gate.pause_for(retry_after);
                     if let Some(gate) = extra_gate {
                         gate.pause_for(retry_after);

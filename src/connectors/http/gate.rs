@@ -63,10 +63,24 @@ pub struct Pace {
     pub burst: f64,
 }
 
+/// A pause at least this long is a spent budget, not a breather: calls do not wait
+/// it out (a change would sit unacknowledged for hours) but fail at once, and their
+/// changes come back when it ends.
+pub const LONG_PAUSE: Duration = Duration::from_secs(5 * 60);
+
+/// A budget the service says is spent: which limit, and for how long yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spent {
+    pub limit: &'static str,
+    pub left: Duration,
+}
+
 #[derive(Debug)]
 struct State {
     sent: Vec<VecDeque<Instant>>,
     paused_until: Option<Instant>,
+    /// The limit a long pause is for (`daily`), while it lasts.
+    spent: Option<(&'static str, Instant)>,
     tokens: f64,
     refilled: Instant,
     turns: Turns,
@@ -99,6 +113,7 @@ impl RateGate {
             state: Mutex::new(State {
                 sent: windows.iter().map(|_| VecDeque::new()).collect(),
                 paused_until: None,
+                spent: None,
                 tokens: pace.map_or(0.0, |p| p.burst),
                 refilled: Instant::now(),
                 turns: Turns::default(),
@@ -151,6 +166,10 @@ impl RateGate {
     pub async fn ready(&self, priority: Priority, items: usize, since: Instant) {
         let mut claim = Claim::new(self, priority, items, since);
         loop {
+            // A spent budget is not waited out here: the batch's call fails at once.
+            if self.spent().is_some() {
+                return;
+            }
             if let Some(wait) = self.slot(false, priority) {
                 self.wait(wait).await;
                 continue;
@@ -240,6 +259,32 @@ impl RateGate {
         self.changed.notify_waiters();
     }
 
+    /// No call leaves before `delay` has passed because the service's `limit` is
+    /// spent (its daily budget); see [`RateGate::spent`].
+    pub fn pause_for_limit(&self, delay: Duration, limit: &'static str) {
+        let until = Instant::now() + delay;
+        self.lock().spent = Some((limit, until));
+        self.pause_for(delay);
+    }
+
+    /// The budget the service said is spent, while more than [`LONG_PAUSE`] of it is
+    /// left: calls fail at once rather than wait.
+    pub fn spent(&self) -> Option<Spent> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        match state.spent {
+            Some((limit, until)) if until > now + LONG_PAUSE => Some(Spent {
+                limit,
+                left: until - now,
+            }),
+            Some((_, until)) if until <= now => {
+                state.spent = None;
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// Calls and batches waiting for a slot now (live calls at `acquire`, batches at
     /// `ready`).
     pub fn waiting(&self) -> usize {
@@ -302,6 +347,27 @@ impl Drop for LiveWaiting<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_long_pause_for_a_named_limit_is_a_spent_budget() {
+        let gate = RateGate::unlimited();
+        gate.pause_for(Duration::from_secs(3600));
+        assert_eq!(
+            gate.spent(),
+            None,
+            "a breather is waited out, not a spent budget"
+        );
+        gate.pause_for_limit(Duration::from_secs(60), "daily");
+        assert_eq!(
+            gate.spent(),
+            None,
+            "a day renewed within minutes is waited out"
+        );
+        gate.pause_for_limit(Duration::from_secs(6 * 3600), "daily");
+        let spent = gate.spent().expect("spent");
+        assert_eq!(spent.limit, "daily");
+        assert!(spent.left > Duration::from_secs(6 * 3600 - 5));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn no_more_than_the_window_allows() {

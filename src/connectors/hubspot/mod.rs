@@ -28,7 +28,7 @@ use self::batch::{Batches, Term};
 use self::history::FieldHistory;
 use self::mapping::{CustomerObject, DEAL_PROPERTIES, WON};
 use super::health::{ConnectionHealth, ProbeReport};
-use super::http::client::header_number;
+use super::http::client::{header_number, LimitReport};
 use super::http::{
     ApiClient, ApiClientParts, ApiRequest, Coalescer, Pace, RateGate, RequestRecorder, Stage,
     TokenSource, Window,
@@ -90,17 +90,24 @@ pub struct HubSpotConnector {
 }
 
 /// A remaining count at zero pauses the connection until the window turns.
-fn read_limits(headers: &HeaderMap) -> Option<Duration> {
-    if header_number(headers, "x-hubspot-ratelimit-daily-remaining") == Some(0) {
-        return Some(Duration::from_secs(60));
-    }
-    if header_number(headers, "x-hubspot-ratelimit-remaining") == Some(0) {
+fn read_limits(headers: &HeaderMap) -> LimitReport {
+    let daily = header_number(headers, "x-hubspot-ratelimit-daily-remaining");
+    let pause = if daily == Some(0) {
+        Some(Duration::from_secs(60))
+    } else if header_number(headers, "x-hubspot-ratelimit-remaining") == Some(0) {
         let interval = header_number(headers, "x-hubspot-ratelimit-interval-milliseconds")
             .unwrap_or(10_000)
             .clamp(100, 10_000);
-        return Some(Duration::from_millis(interval as u64 / 10));
+        Some(Duration::from_millis(interval as u64 / 10))
+    } else {
+        None
+    };
+    LimitReport {
+        pause,
+        day_remaining: daily.and_then(|d| u64::try_from(d).ok()),
+        // A private app's daily limit; OAuth apps have none.
+        daily_refusal: daily == Some(0),
     }
-    None
 }
 
 fn read_error(body: &Value) -> Option<String> {

@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 
 use self::batch::{Batches, Term, UpdateItem};
 use super::health::{ConnectionHealth, ProbeReport};
-use super::http::client::header_number;
+use super::http::client::{header_number, LimitReport};
 use super::http::Coalescer;
 use super::http::{
     ApiClient, ApiClientParts, ApiRequest, Pace, RateGate, RequestRecorder, TokenSource, Window,
@@ -157,14 +157,28 @@ fn unsendable(message: String) -> ConnectorError {
 }
 
 /// Limit headers at zero pause the connection: another process (or app) spent the
-/// budget this process's own count does not see.
-fn read_limits(headers: &HeaderMap) -> Option<Duration> {
-    if header_number(headers, "x-daylimit-remaining") == Some(0) {
-        return Some(Duration::from_secs(60));
-    }
+/// budget this process's own count does not see. The day's remaining calls are kept
+/// for the admin API; a 429 naming the day (`X-Rate-Limit-Problem: day`; `Daily`
+/// and `DayLimit` are seen too) is a spent daily budget.
+fn read_limits(headers: &HeaderMap) -> LimitReport {
+    let day = header_number(headers, "x-daylimit-remaining");
     let minute = header_number(headers, "x-minlimit-remaining");
     let app = header_number(headers, "x-appminlimit-remaining");
-    (minute == Some(0) || app == Some(0)).then_some(Duration::from_secs(2))
+    let pause = if day == Some(0) {
+        Some(Duration::from_secs(60))
+    } else {
+        (minute == Some(0) || app == Some(0)).then_some(Duration::from_secs(2))
+    };
+    let daily_refusal = headers
+        .get("x-rate-limit-problem")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .is_some_and(|problem| problem.contains("day") || problem.contains("daily"));
+    LimitReport {
+        pause,
+        day_remaining: day.and_then(|d| u64::try_from(d).ok()),
+        daily_refusal,
+    }
 }
 
 /// The message a person should read: the validation messages, else Xero's own.
@@ -456,5 +470,40 @@ impl Connector for XeroConnector {
             live_only: true,
         };
         self.find(entity, term).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().expect("a header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn a_429_naming_the_day_is_a_spent_daily_budget_however_it_is_spelt() {
+        for problem in ["day", "Daily", "DayLimit"] {
+            let report = read_limits(&headers(&[
+                ("x-rate-limit-problem", problem),
+                ("x-daylimit-remaining", "0"),
+            ]));
+            assert!(report.daily_refusal, "{problem}");
+            assert_eq!(report.day_remaining, Some(0));
+            assert_eq!(report.pause, Some(Duration::from_secs(60)));
+        }
+        let minute = read_limits(&headers(&[
+            ("x-rate-limit-problem", "minute"),
+            ("x-daylimit-remaining", "4200"),
+            ("x-minlimit-remaining", "0"),
+        ]));
+        assert!(!minute.daily_refusal);
+        assert_eq!(minute.day_remaining, Some(4200));
+        assert_eq!(minute.pause, Some(Duration::from_secs(2)));
+        assert_eq!(read_limits(&HeaderMap::new()), LimitReport::default());
     }
 }
