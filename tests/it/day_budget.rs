@@ -200,6 +200,10 @@ async fn scenario(backend: Backend) {
             .is_some_and(|left| left > 0 && left < 5000),
         "the day's remaining calls as Xero reported them: {quiet_budget}"
     );
+    assert!(
+        quiet_budget["lasts_secs"].as_u64().is_some_and(|s| s > 0),
+        "a forecast at the recent pace: {quiet_budget}"
+    );
 
     // The dashboard says which organisation waits, and until when.
     let browser = Browser::start().await;
@@ -217,6 +221,17 @@ async fn scenario(backend: Backend) {
         "{banner}: until {waits_until}"
     );
     assert!(!banner.contains("quiet"), "{banner}");
+    let spent_row = browser.text("tr[data-connection='spent/finance']").await;
+    assert!(
+        spent_row.contains("daily limit spent until") && spent_row.contains("1 change waiting"),
+        "{spent_row}"
+    );
+    let quiet_row = browser.text("tr[data-connection='quiet/finance']").await;
+    let left = quiet_budget["day_remaining"].as_u64().unwrap_or_default();
+    assert!(
+        quiet_row.contains("healthy"),
+        "the other organisation's Xero: {quiet_row} ({left} calls left)"
+    );
     drop(browser);
 
     stop.cancel();

@@ -49,6 +49,16 @@ pub struct BudgetView {
     /// `waits_until`, each without using up an attempt.
     pub spent: Option<String>,
     pub waits_until: Option<DateTime<Utc>>,
+    /// A forecast: how long the day's remaining calls last at this process's pace
+    /// over the last five minutes, in seconds; absent while it made no call or the
+    /// service reports no daily count.
+    pub lasts_secs: Option<u64>,
+}
+
+/// How long `remaining` calls last at the pace of `recent` calls in `window`.
+fn lasts(remaining: Option<u64>, recent: u64, window: std::time::Duration) -> Option<u64> {
+    let remaining = remaining?;
+    (recent > 0).then(|| remaining.saturating_mul(window.as_secs()) / recent)
 }
 
 #[derive(Debug, Object)]
@@ -160,10 +170,12 @@ pub fn connection_view(connection: &Connection) -> ConnectionView {
         },
         budget: {
             let budget = connection.health.budget();
+            let calls = recent.ok + recent.rejected + recent.failed + recent.refused;
             BudgetView {
                 day_remaining: budget.day_remaining,
                 spent: budget.spent.map(|(limit, _)| limit.to_string()),
                 waits_until: budget.spent.map(|(_, until)| until),
+                lasts_secs: lasts(budget.day_remaining, calls, RECENT),
             }
         },
     }
@@ -182,5 +194,26 @@ impl ConnectionsApi {
                 .map(|c| connection_view(c))
                 .collect(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::lasts;
+
+    #[test]
+    fn the_day_lasts_as_long_as_its_calls_at_the_recent_pace() {
+        let five_minutes = Duration::from_secs(300);
+        // 60 calls in five minutes: 4,800 calls last 400 such windows.
+        assert_eq!(lasts(Some(4800), 60, five_minutes), Some(24_000));
+        assert_eq!(lasts(Some(0), 60, five_minutes), Some(0));
+        assert_eq!(
+            lasts(Some(4800), 0, five_minutes),
+            None,
+            "idle: no forecast"
+        );
+        assert_eq!(lasts(None, 60, five_minutes), None, "not reported");
     }
 }
