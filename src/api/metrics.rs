@@ -51,6 +51,19 @@ pub async fn metrics(state: Data<&HttpState>) -> Response {
             );
         }
     }
+    let mut day_remaining = Vec::new();
+    let mut budget_spent_seconds = Vec::new();
+    for connection in admin.connections.all() {
+        let budget = connection.health.budget();
+        let side = (connection.pair.to_string(), connection.system.as_str());
+        if let Some(left) = budget.day_remaining {
+            day_remaining.push((side.0.clone(), side.1, left));
+        }
+        if let Some((_, until)) = budget.spent {
+            let secs = (until - chrono::Utc::now()).num_seconds().max(0) as u64;
+            budget_spent_seconds.push((side.0, side.1, secs));
+        }
+    }
     let counts = admin.store.count_records().await.unwrap_or_default();
     let count = |status: SyncStatus| counts.links.get(&status).copied().unwrap_or(0);
     let in_process = in_process
@@ -77,5 +90,7 @@ pub async fn metrics(state: Data<&HttpState>) -> Response {
             retrying_records: count(SyncStatus::Retrying),
             in_process,
             pair_depth,
+            day_remaining,
+            budget_spent_seconds,
         }))
 }

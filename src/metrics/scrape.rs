@@ -26,6 +26,16 @@ pub struct Gauges {
     pub in_process: Vec<(&'static str, String, &'static str, u64)>,
     /// Messages waiting in the broker by lane and pair.
     pub pair_depth: Vec<(&'static str, String, u64)>,
+    /// Calls left today by pair and side, as each service last reported them.
+    pub day_remaining: Vec<(String, &'static str, u64)>,
+    /// Seconds until a spent budget renews, by pair and side (only while spent).
+    pub budget_spent_seconds: Vec<(String, &'static str, u64)>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SideLabels {
+    pair: String,
+    system: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,8 +91,32 @@ impl Gauges {
                 })
                 .set(*value);
         }
+        let side_gauge = |values: &[(String, &'static str, u64)]| {
+            let family = Family::<SideLabels, Gauge<u64, AtomicU64>>::default();
+            for (pair, system, value) in values {
+                family
+                    .get_or_create(&SideLabels {
+                        pair: pair.clone(),
+                        system,
+                    })
+                    .set(*value);
+            }
+            family
+        };
+        let day_remaining = side_gauge(&self.day_remaining);
+        let budget_spent = side_gauge(&self.budget_spent_seconds);
 
         let mut registry = Registry::default();
+        registry.register(
+            "tandem_connection_day_remaining",
+            "Calls left today for each side's account, as the service last reported them",
+            day_remaining,
+        );
+        registry.register(
+            "tandem_connection_budget_spent_seconds",
+            "Seconds until a spent budget (the day's calls) renews; only while spent",
+            budget_spent,
+        );
         registry.register("tandem_queue_depth", "Messages waiting in each lane", depth);
         registry.register(
             "tandem_queue_pair_depth",

@@ -14,6 +14,8 @@ fn no_gauges() -> Gauges {
         retrying_records: 0,
         in_process: vec![],
         pair_depth: Vec::new(),
+        day_remaining: Vec::new(),
+        budget_spent_seconds: Vec::new(),
     }
 }
 
@@ -259,6 +261,8 @@ fn the_exposition_reads_as_the_hand_written_one_did() {
         retrying_records: 0,
         in_process: vec![],
         pair_depth: Vec::new(),
+        day_remaining: Vec::new(),
+        budget_spent_seconds: Vec::new(),
     });
     // Every family the hand-written exposition had reads the same; families added
     // since come after them.
@@ -281,6 +285,8 @@ fn a_family_without_series_yet_is_left_out_and_a_gauge_is_read_each_scrape() {
         retrying_records: 0,
         in_process: vec![],
         pair_depth: Vec::new(),
+        day_remaining: Vec::new(),
+        budget_spent_seconds: Vec::new(),
     });
     assert!(!text.contains("tandem_events_received_total"), "{text}");
     assert_eq!(

@@ -181,6 +181,19 @@ async fn scenario(backend: Backend) {
         ) >= 1,
         "the daily refusal is counted"
     );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "tandem_connection_day_remaining{pair=\"spent\",system=\"finance\"} 0"),
+        "the spent organisation's day, as Xero reported it: {metrics}"
+    );
+    assert!(
+        support::sample(
+            &metrics,
+            "tandem_connection_budget_spent_seconds{pair=\"spent\",system=\"finance\"}"
+        ) > 20 * 3600,
+        "the spent day renews in about a day"
+    );
 
     // The other organisation's changes go on as before, and its remaining day shows.
     let grace = person("Grace Hopper");

@@ -17,7 +17,7 @@ use crate::support::{self, eventually, TandemProcess, TestDatabase, TestQueues};
 const PAIR: &str = "acme";
 
 /// Every family the engine exposes, with its type: the names dashboards query.
-const SERIES: [(&str, &str); 12] = [
+const SERIES: [(&str, &str); 13] = [
     ("tandem_events_received_total", "counter"),
     ("tandem_sync_outcomes_total", "counter"),
     ("tandem_system_calls_total", "counter"),
@@ -30,14 +30,17 @@ const SERIES: [(&str, &str); 12] = [
     ("tandem_failed_records", "gauge"),
     ("tandem_retrying_records", "gauge"),
     ("tandem_connection_calls_held_total", "counter"),
+    ("tandem_connection_day_remaining", "gauge"),
 ];
 
 /// Series that appear only once what they count has happened (a probe, a refused
-/// delivery or connection); also in docs/metrics.md.
-const SOMETIMES: [&str; 3] = [
-    "tandem_connection_probes_total",
-    "tandem_webhooks_foreign_tenant_total",
-    "tandem_http_refusals_total",
+/// delivery or connection, a spent day); also in docs/metrics.md.
+const SOMETIMES: [(&str, &str); 5] = [
+    ("tandem_connection_probes_total", "counter"),
+    ("tandem_webhooks_foreign_tenant_total", "counter"),
+    ("tandem_http_refusals_total", "counter"),
+    ("tandem_daily_limit_refusals_total", "counter"),
+    ("tandem_connection_budget_spent_seconds", "gauge"),
 ];
 
 /// The metric name of a sample line: what stands before its labels or its value.
@@ -222,7 +225,7 @@ async fn every_series_is_exposed_with_its_type_and_counts_what_happened() {
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let name = line.split(' ').nth(2).unwrap_or_default();
         assert!(
-            SERIES.iter().any(|(n, _)| *n == name) || SOMETIMES.contains(&name),
+            SERIES.iter().any(|(n, _)| *n == name) || SOMETIMES.iter().any(|(n, _)| *n == name),
             "`{name}` is exposed but not listed here nor in docs/metrics.md"
         );
     }
@@ -287,8 +290,8 @@ fn every_series_is_documented() {
         let row = format!("| `{name}` | {kind} |");
         assert!(doc.contains(&row), "docs/metrics.md has no row `{row}`");
     }
-    for name in SOMETIMES {
-        let row = format!("| `{name}` | counter |");
+    for (name, kind) in SOMETIMES {
+        let row = format!("| `{name}` | {kind} |");
         assert!(doc.contains(&row), "docs/metrics.md has no row `{row}`");
     }
 }
