@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TANDEM_UPDATE_SCREENSHOTS=1 cargo nextest run --locked --test it -E 'test(/^dashboard_browser::/) | test(/^connect_browser::/)'
+TANDEM_UPDATE_SCREENSHOTS=1 cargo nextest run --locked --test it -E 'test(/^dashboard_browser::/) | test(/^connect_browser::/) | test(/^day_budget::.*embedded/)'
 git status --short docs/screenshots

@@ -218,6 +218,27 @@ async fn scenario(backend: Backend) {
         "a forecast at the recent pace: {quiet_budget}"
     );
 
+    // The pairs of the settings file show their sides and the webhooks they take.
+    let pairs = get(&base, "/api/pairs").await;
+    let quiet_pair = pairs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "quiet")
+        .expect("the quiet pair is listed");
+    assert_eq!(quiet_pair["defined_by"], "settings");
+    assert_eq!(
+        quiet_pair["sides"].as_array().map(Vec::len),
+        Some(2),
+        "{quiet_pair}"
+    );
+    assert!(
+        quiet_pair["webhooks"][0]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&base) && u.ends_with("/webhooks/quiet/crm")),
+        "{quiet_pair}"
+    );
+
     // The dashboard says which organisation waits, and until when.
     let browser = Browser::start().await;
     browser.goto(&base).await;
@@ -234,6 +255,9 @@ async fn scenario(backend: Backend) {
         "{banner}: until {waits_until}"
     );
     assert!(!banner.contains("quiet"), "{banner}");
+    if backend.amqp_url == "memory" {
+        browser.screenshot("dashboard-day-spent.png").await;
+    }
     let spent_row = browser.text("tr[data-connection='spent/finance']").await;
     assert!(
         spent_row.contains("daily limit spent until") && spent_row.contains("1 change waiting"),

@@ -178,7 +178,31 @@ fn view(state: &AdminState, connect: &Connect, record: PairRecord) -> PairView {
     }
 }
 
-fn file_pair(name: &str) -> PairView {
+/// A pair of the settings file: its sides as the process's connections show them
+/// (none when the file gives it no credentials), and the webhooks it takes.
+fn file_pair(state: &AdminState, name: &str) -> PairView {
+    let id = crate::domain::PairId::new(name);
+    let sides: Vec<SideView> = [System::Crm, System::Finance]
+        .into_iter()
+        .filter_map(|side| {
+            let connection = state.connections.find(&id, side)?;
+            Some(SideView {
+                side: side.as_str().to_string(),
+                state: connection.health.state().as_str().to_string(),
+            })
+        })
+        .collect();
+    let webhooks = [System::Crm, System::Finance]
+        .into_iter()
+        .map(|side| WebhookView {
+            side: side.as_str().to_string(),
+            url: state
+                .public_base_url
+                .as_deref()
+                .map(|base| format!("{}/webhooks/{name}/{side}", base.trim_end_matches('/'))),
+            secret: format!("pairs.{name}.{side}.webhook_secrets in the settings file"),
+        })
+        .collect();
     PairView {
         name: name.to_string(),
         defined_by: "settings".into(),
@@ -190,8 +214,8 @@ fn file_pair(name: &str) -> PairView {
         poll_interval_secs: None,
         state: "settings".into(),
         status: "settings".into(),
-        sides: Vec::new(),
-        webhooks: Vec::new(),
+        sides,
+        webhooks,
         created_at: None,
     }
 }
@@ -252,7 +276,12 @@ impl PairsApi {
                     .into_iter()
                     .map(|r| view(&self.state, connect, r))
                     .collect();
-                views.extend(self.state.file_pairs.iter().map(|name| file_pair(name)));
+                views.extend(
+                    self.state
+                        .file_pairs
+                        .iter()
+                        .map(|name| file_pair(&self.state, name)),
+                );
                 PairsAnswer::Found(Json(views))
             }
             Err(err) => match failure(err) {
@@ -290,7 +319,7 @@ impl PairsApi {
             return PairAnswer::Unavailable(ApiError::new(NO_CONNECT));
         };
         if self.state.file_pairs.contains(&name.0) {
-            return PairAnswer::Found(Json(file_pair(&name.0)));
+            return PairAnswer::Found(Json(file_pair(&self.state, &name.0)));
         }
         answer(&self.state, connect, connect.pair(&name.0).await)
     }
