@@ -25,6 +25,9 @@ if [ ! -x /usr/bin/chromium ] || ! command -v chromedriver >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 fi
 
+# Modules that import each other in a circle fail the run before anything builds.
+python3 scripts/import_circles.py src sim/src
+
 pg_url=${TANDEM_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 
 # Changes when the VM restarts (a new OS process) and when only the broker application

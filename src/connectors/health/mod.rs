@@ -32,7 +32,6 @@ pub use tracker::{
     ProbeStep, Snapshot,
 };
 
-use super::http::RateGate;
 use tracker::Tracker;
 
 /// How long a call waits for its connection to come back before it fails without
@@ -58,6 +57,23 @@ pub enum Admission {
     Trial,
 }
 
+/// A budget the service says is spent: which limit, and for how long yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spent {
+    pub limit: &'static str,
+    pub left: std::time::Duration,
+}
+
+/// What a connection's health reads of the rate gate its calls pass. The gate
+/// belongs to the HTTP client, which builds on this module; it reports through this
+/// trait so that the dependency points one way.
+pub trait GateWatch: Send + Sync {
+    /// Calls and batches waiting at the gate now: work under way.
+    fn waiting(&self) -> usize;
+    /// The budget the service said is spent, while it lasts.
+    fn spent(&self) -> Option<Spent>;
+}
+
 pub struct ConnectionHealth {
     tracker: Mutex<Tracker>,
     state: watch::Sender<ConnectionState>,
@@ -67,7 +83,7 @@ pub struct ConnectionHealth {
     held: AtomicUsize,
     /// Real calls under way (waiting for the gate, or sent and not answered yet).
     under_way: AtomicUsize,
-    gate: OnceLock<Arc<RateGate>>,
+    gate: OnceLock<Arc<dyn GateWatch>>,
     /// Whether a prober keeps this connection's state: only then do calls wait while it
     /// is unknown (a connector used on its own, as in tests, has none).
     probed: AtomicBool,
@@ -264,7 +280,7 @@ impl ConnectionHealth {
     }
 
     /// The gate this connection's calls pass, whose waiting batches are work under way.
-    pub(crate) fn watch_gate(&self, gate: Arc<RateGate>) {
+    pub(crate) fn watch_gate(&self, gate: Arc<dyn GateWatch>) {
         let _ = self.gate.set(gate);
     }
 

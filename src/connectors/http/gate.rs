@@ -15,6 +15,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::connectors::health::GateWatch;
+pub use crate::connectors::health::Spent;
+
 use super::turns::{Turn, Turns};
 
 /// Which work a call serves. Live changes (webhooks, polls) go before bulk work
@@ -67,13 +70,6 @@ pub struct Pace {
 /// it out (a change would sit unacknowledged for hours) but fail at once, and their
 /// changes come back when it ends.
 pub const LONG_PAUSE: Duration = Duration::from_secs(5 * 60);
-
-/// A budget the service says is spent: which limit, and for how long yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Spent {
-    pub limit: &'static str,
-    pub left: Duration,
-}
 
 #[derive(Debug)]
 struct State {
@@ -341,6 +337,18 @@ impl Drop for LiveWaiting<'_> {
     fn drop(&mut self) {
         self.0.live_waiting.fetch_sub(1, Ordering::SeqCst);
         self.0.changed.notify_waiters();
+    }
+}
+
+/// The connection's health reads the gate through the trait it declares, so health
+/// sits below the HTTP client and knows nothing of it.
+impl GateWatch for RateGate {
+    fn waiting(&self) -> usize {
+        RateGate::waiting(self)
+    }
+
+    fn spent(&self) -> Option<Spent> {
+        RateGate::spent(self)
     }
 }
 
