@@ -92,6 +92,15 @@ async fn listen(addr: &str) -> anyhow::Result<(TcpAcceptor, String)> {
 impl Simulators {
     /// Starts both services (`127.0.0.1:0` picks a free port) and their outboxes; all
     /// stop when `stop` is cancelled.
+    /// Both simulators on loopback ports the OS picks (what the demo, the bench, the
+    /// torture test and the tests use).
+    pub async fn start_local(
+        config: SimConfig,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        Self::start(config, "127.0.0.1:0", "127.0.0.1:0", stop).await
+    }
+
     pub async fn start(
         config: SimConfig,
         hubspot_listen: &str,

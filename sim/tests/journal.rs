@@ -143,14 +143,9 @@ struct Trial {
 impl Trial {
     async fn start() -> Self {
         let stop = CancellationToken::new();
-        let sims = Simulators::start(
-            SimConfig::default(),
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            stop.clone(),
-        )
-        .await
-        .expect("simulators start");
+        let sims = Simulators::start_local(SimConfig::default(), stop.clone())
+            .await
+            .expect("simulators start");
         let http = reqwest::Client::new();
         let settings = sims.xero.settings();
         let grant: Value = http

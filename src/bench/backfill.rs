@@ -62,14 +62,9 @@ pub fn least_seconds(calls: usize, per_minute: usize) -> f64 {
 
 pub async fn run(settings: &Settings, customers: usize) -> anyhow::Result<BackfillReport> {
     let stop_sims = CancellationToken::new();
-    let sims = Simulators::start(
-        SimConfig::default(),
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        stop_sims.clone(),
-    )
-    .await
-    .context("cannot start the simulators")?;
+    let sims = Simulators::start_local(SimConfig::default(), stop_sims.clone())
+        .await
+        .context("cannot start the simulators")?;
     for n in 0..customers {
         sims.hubspot.person_creates_customer(&CustomerSeed {
             name: format!("Backfill Customer {n}"),

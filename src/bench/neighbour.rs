@@ -72,14 +72,9 @@ struct Edit {
 pub async fn run(settings: &Settings, a_customers: usize) -> anyhow::Result<NeighbourReport> {
     let stop_sims = CancellationToken::new();
     let start_sims = || async {
-        Simulators::start(
-            SimConfig::default(),
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            stop_sims.clone(),
-        )
-        .await
-        .context("cannot start the simulators")
+        Simulators::start_local(SimConfig::default(), stop_sims.clone())
+            .await
+            .context("cannot start the simulators")
     };
     let (sims_a, sims_b) = (Arc::new(start_sims().await?), Arc::new(start_sims().await?));
     let a_records: Vec<String> = (0..a_customers)

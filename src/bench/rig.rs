@@ -130,7 +130,7 @@ impl SyncRig {
                 ..Default::default()
             },
         };
-        let sims = Simulators::start(config, "127.0.0.1:0", "127.0.0.1:0", stop_sims.clone())
+        let sims = Simulators::start_local(config, stop_sims.clone())
             .await
             .context("cannot start the simulators")?;
         let customers = options.customers.max(2).div_ceil(2) * 2;

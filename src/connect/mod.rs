@@ -689,7 +689,7 @@ impl Connect {
         pair: &str,
         system: System,
     ) -> (Option<String>, bool) {
-        let url = base.map(|b| format!("{}/webhooks/{pair}/{system}", b.trim_end_matches('/')));
+        let url = base.map(|b| crate::intake::webhook_url(b, pair, system));
         let service = match system {
             System::Crm => Service::Hubspot,
             System::Finance => Service::Xero,

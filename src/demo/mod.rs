@@ -117,10 +117,10 @@ pub fn pair_for(sims: &Simulators, poll_interval_secs: u64) -> PairSettings {
 
 /// Where Tandem takes a pair's webhooks, for the simulators' outboxes.
 pub fn webhook_urls(base: &str, pair: &str) -> (String, String) {
-    let base = base.trim_end_matches('/');
+    use crate::intake::webhook_url;
     (
-        format!("{base}/webhooks/{pair}/crm"),
-        format!("{base}/webhooks/{pair}/finance"),
+        webhook_url(base, pair, System::Crm),
+        webhook_url(base, pair, System::Finance),
     )
 }
 
@@ -177,14 +177,9 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     // The simulators outlive the engine, so in-flight syncs finish against them. They
     // take ports the OS picks, so they never collide with `--listen` or each other.
     let stop_sims = CancellationToken::new();
-    let sims = Simulators::start(
-        SimConfig::default(),
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        stop_sims.clone(),
-    )
-    .await
-    .context("cannot start the simulators")?;
+    let sims = Simulators::start_local(SimConfig::default(), stop_sims.clone())
+        .await
+        .context("cannot start the simulators")?;
     settings.pairs.clear();
     settings.pairs.insert(DEMO_PAIR.into(), pair_for(&sims, 15));
     let base = format!("http://{}", settings.listen);

@@ -86,14 +86,9 @@ pub async fn run(
     );
     let stop_sims = CancellationToken::new();
     let _stop_sims_on_exit = stop_sims.clone().drop_guard();
-    let sims = Simulators::start(
-        SimConfig::default(),
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        stop_sims.clone(),
-    )
-    .await
-    .context("cannot start the simulators")?;
+    let sims = Simulators::start_local(SimConfig::default(), stop_sims.clone())
+        .await
+        .context("cannot start the simulators")?;
     let shared = profile.customers / 10;
     let each = (profile.customers + shared) / 2;
     sims.people.seed(&sims.hubspot, &sims.xero, each, shared);

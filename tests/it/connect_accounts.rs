@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sim::{CustomerSeed, SimConfig, Simulators};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{self, TestDatabase, TestSqlite};
+use crate::support::{self, in_xero, TestDatabase, TestSqlite};
 
 const ADMIN: &str = "connect-test-admin-token";
 
@@ -231,13 +231,6 @@ async fn cli(base: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn in_xero(sims: &Simulators, email: &str) -> bool {
-    sims.xero
-        .customers()
-        .iter()
-        .any(|c| c.email.as_deref() == Some(email))
-}
-
 /// Every token the credential table holds, as stored.
 async fn stored_tokens(database_url: &str) -> Vec<String> {
     use sea_orm::ConnectionTrait as _;
@@ -273,14 +266,9 @@ async fn accounts_connect_and_a_pair_of_them_syncs_pauses_and_resumes_on_postgre
 
 async fn scenario(backend: Backend) {
     let stop_sims = CancellationToken::new();
-    let sims = Simulators::start(
-        SimConfig::default(),
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        stop_sims.clone(),
-    )
-    .await
-    .expect("simulators");
+    let sims = Simulators::start_local(SimConfig::default(), stop_sims.clone())
+        .await
+        .expect("simulators");
     let stop = CancellationToken::new();
     let (server, base) =
         support::serve_in_process(settings(&sims, &backend), Default::default(), stop.clone())

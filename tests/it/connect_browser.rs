@@ -8,35 +8,15 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sim::{CustomerSeed, SimConfig, Simulators};
+use sim::{SimConfig, Simulators};
 use tandem::config::Settings;
 use tandem::secret::Secret;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::browser::Browser;
-use crate::support::{self, unique, TestSqlite};
+use crate::support::{self, customer_named, in_xero, unique, TestSqlite};
 
 const ADMIN: &str = "connect-browser-admin-token-0123456789";
-
-fn in_xero(sims: &Simulators, email: &str) -> bool {
-    sims.xero
-        .customers()
-        .iter()
-        .any(|c| c.email.as_deref() == Some(email))
-}
-
-fn person(name: &str) -> CustomerSeed {
-    let email = format!(
-        "{}.{}@example.com",
-        name.to_lowercase().replace(' ', "."),
-        std::process::id()
-    );
-    CustomerSeed {
-        name: name.into(),
-        email,
-        phone: None,
-    }
-}
 
 /// On the consent page the simulator serves: allow access.
 async fn allow(browser: &Browser) {
@@ -74,14 +54,9 @@ async fn pick_second_organisation(browser: &Browser, expected: &str) {
 async fn a_new_user_connects_both_systems_in_the_browser_makes_a_pair_and_reconnects_after_a_revoke(
 ) {
     let stop_sims = CancellationToken::new();
-    let sims = Simulators::start(
-        SimConfig::default(),
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        stop_sims.clone(),
-    )
-    .await
-    .expect("simulators start");
+    let sims = Simulators::start_local(SimConfig::default(), stop_sims.clone())
+        .await
+        .expect("simulators start");
     let sqlite = TestSqlite::create();
     let mut settings = Settings {
         database_url: sqlite.url.clone(),
@@ -99,8 +74,7 @@ async fn a_new_user_connects_both_systems_in_the_browser_makes_a_pair_and_reconn
         support::serve_in_process(settings, Default::default(), stop.clone()).await;
 
     let browser = Browser::start().await;
-    browser.goto(&base).await;
-    browser.type_into("#token", ADMIN).await;
+    browser.open_dashboard(&base, ADMIN).await;
     browser
         .wait_for(
             "the page says no account is connected",
@@ -161,7 +135,7 @@ async fn a_new_user_connects_both_systems_in_the_browser_makes_a_pair_and_reconn
             |text| text.contains("acme") && text.contains("syncing"),
         )
         .await;
-    let ada = person("Ada Lovelace");
+    let ada = customer_named("Ada Lovelace");
     sims.hubspot.person_creates_customer(&ada);
     browser
         .wait_for(
@@ -177,7 +151,7 @@ async fn a_new_user_connects_both_systems_in_the_browser_makes_a_pair_and_reconn
     // The user removes Tandem's access in Xero: the pair waits, and the page asks for
     // a reconnect.
     sims.xero.revoke_all_grants();
-    let grace = person("Grace Hopper");
+    let grace = customer_named("Grace Hopper");
     sims.hubspot.person_creates_customer(&grace);
     let prompt = browser
         .wait_for(

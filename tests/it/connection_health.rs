@@ -87,14 +87,9 @@ webhook_secrets = ["{xero_webhook}"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_check_names_a_wrong_xero_base_url_and_passes_a_right_one() {
     let stop = CancellationToken::new();
-    let sims = Simulators::start(
-        SimConfig::default(),
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        stop.clone(),
-    )
-    .await
-    .expect("simulators start");
+    let sims = Simulators::start_local(SimConfig::default(), stop.clone())
+        .await
+        .expect("simulators start");
     let dir = std::env::temp_dir();
     let check = |xero_base_url: String| {
         let db = TestSqlite::create();

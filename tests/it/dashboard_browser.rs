@@ -44,14 +44,9 @@ struct World {
 impl World {
     async fn start() -> Self {
         let stop_sims = CancellationToken::new();
-        let sims = Simulators::start(
-            SimConfig::default(),
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            stop_sims.clone(),
-        )
-        .await
-        .expect("simulators start");
+        let sims = Simulators::start_local(SimConfig::default(), stop_sims.clone())
+            .await
+            .expect("simulators start");
         let sqlite = TestSqlite::create();
         let mut settings = Settings {
             database_url: sqlite.url.clone(),

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connect_accounts::Backend;
 use crate::support::browser::Browser;
-use crate::support::{self};
+use crate::support::{self, customer_named, in_xero};
 
 const ADMIN: &str = "day-budget-admin-token-0123456789";
 /// Calls the spent organisation's Xero allows a day: the connection's probe and the
@@ -24,28 +24,9 @@ const SPENT_PER_DAY: usize = 4;
 async fn simulators(per_day: usize, stop: &CancellationToken) -> std::sync::Arc<Simulators> {
     let mut config = SimConfig::default();
     config.xero.per_day = per_day;
-    Simulators::start(config, "127.0.0.1:0", "127.0.0.1:0", stop.clone())
+    Simulators::start_local(config, stop.clone())
         .await
         .expect("simulators start")
-}
-
-fn person(name: &str) -> CustomerSeed {
-    CustomerSeed {
-        name: name.into(),
-        email: format!(
-            "{}.{}@example.com",
-            name.to_lowercase().replace(' ', "."),
-            std::process::id()
-        ),
-        phone: None,
-    }
-}
-
-fn in_xero(sims: &Simulators, email: &str) -> bool {
-    sims.xero
-        .customers()
-        .iter()
-        .any(|c| c.email.as_deref() == Some(email))
 }
 
 async fn get(base: &str, path: &str) -> Value {
@@ -112,7 +93,7 @@ async fn scenario(backend: Backend) {
     // reported zero asks for).
     let first: Vec<CustomerSeed> = ["Ada Byron", "Alan Turing"]
         .into_iter()
-        .map(person)
+        .map(customer_named)
         .collect();
     for someone in &first {
         spent.hubspot.person_creates_customer(someone);
@@ -128,7 +109,7 @@ async fn scenario(backend: Backend) {
         },
     )
     .await;
-    let late = person("Barbara Liskov");
+    let late = customer_named("Barbara Liskov");
     spent.hubspot.person_creates_customer(&late);
     support::eventually(
         Duration::from_secs(120),
@@ -196,7 +177,7 @@ async fn scenario(backend: Backend) {
     );
 
     // The other organisation's changes go on as before, and its remaining day shows.
-    let grace = person("Grace Hopper");
+    let grace = customer_named("Grace Hopper");
     quiet.hubspot.person_creates_customer(&grace);
     support::eventually(
         Duration::from_secs(15),
@@ -241,8 +222,7 @@ async fn scenario(backend: Backend) {
 
     // The dashboard says which organisation waits, and until when.
     let browser = Browser::start().await;
-    browser.goto(&base).await;
-    browser.type_into("#token", ADMIN).await;
+    browser.open_dashboard(&base, ADMIN).await;
     let banner = browser
         .wait_for(
             "the banner names the spent connection",

@@ -40,14 +40,9 @@ impl World {
     /// `tandem serve` wires it; `adjust` changes the pair's settings first.
     async fn start(adjust: impl FnOnce(&mut PairSettings)) -> Self {
         let stop = CancellationToken::new();
-        let sims = Simulators::start(
-            SimConfig::default(),
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            stop.clone(),
-        )
-        .await
-        .expect("simulators start");
+        let sims = Simulators::start_local(SimConfig::default(), stop.clone())
+            .await
+            .expect("simulators start");
         let mut pair = tandem::demo::pair_for(&sims, 0);
         if let Some(crm) = pair.crm.as_mut() {
             // The private-app token: no OAuth refresh, so the store is never used.

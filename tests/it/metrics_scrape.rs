@@ -150,14 +150,9 @@ async fn scrape(http: &reqwest::Client, base: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_series_is_exposed_with_its_type_and_counts_what_happened() {
     let stop_sims = CancellationToken::new();
-    let sims = Simulators::start(
-        SimConfig::default(),
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        stop_sims.clone(),
-    )
-    .await
-    .expect("simulators start");
+    let sims = Simulators::start_local(SimConfig::default(), stop_sims.clone())
+        .await
+        .expect("simulators start");
     let _stop_sims = stop_sims.drop_guard();
     let engine = serve(&sims).await;
     let base = engine.tandem.base_url.clone();

@@ -209,14 +209,9 @@ impl Drop for XeroSide {
 
 async fn xero_side() -> XeroSide {
     let stop = CancellationToken::new();
-    let sims = Simulators::start(
-        SimConfig::default(),
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        stop.clone(),
-    )
-    .await
-    .expect("simulators start");
+    let sims = Simulators::start_local(SimConfig::default(), stop.clone())
+        .await
+        .expect("simulators start");
     let mut settings = Settings::default();
     settings
         .pairs

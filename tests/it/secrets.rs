@@ -180,7 +180,7 @@ async fn no_secret_leaves(backend: Backend, prefix: &str) {
     config.xero.client_secret = "xero-client-secret-51f0e2".into();
     config.xero.refresh_token = "xero-refresh-token-0be8d7".into();
     config.xero.webhook_key = "xero-webhook-key-c3a9f6".into();
-    let sims = Simulators::start(config, "127.0.0.1:0", "127.0.0.1:0", stop.clone())
+    let sims = Simulators::start_local(config, stop.clone())
         .await
         .expect("simulators");
     sims.xero.set_refresh_grace(Duration::ZERO);

@@ -64,7 +64,7 @@ impl World {
         adjust: impl FnOnce(&mut tandem::config::PairSettings),
     ) -> Self {
         let stop_sims = CancellationToken::new();
-        let sims = Simulators::start(config, "127.0.0.1:0", "127.0.0.1:0", stop_sims.clone())
+        let sims = Simulators::start_local(config, stop_sims.clone())
             .await
             .expect("simulators start");
         // Strict rotation: a spent refresh token is refused at once.

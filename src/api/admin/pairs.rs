@@ -199,7 +199,7 @@ fn file_pair(state: &AdminState, name: &str) -> PairView {
             url: state
                 .public_base_url
                 .as_deref()
-                .map(|base| format!("{}/webhooks/{name}/{side}", base.trim_end_matches('/'))),
+                .map(|base| crate::intake::webhook_url(base, name, side)),
             secret: format!("pairs.{name}.{side}.webhook_secrets in the settings file"),
         })
         .collect();

@@ -174,6 +174,12 @@ impl Browser {
             .unwrap_or_else(|err| panic!("open {url}: {err}"));
     }
 
+    /// Opens the dashboard at `base` and pastes the admin token, as a person would.
+    pub async fn open_dashboard(&self, base: &str, token: &str) {
+        self.goto(base).await;
+        self.type_into("#token", token).await;
+    }
+
     /// The elements matching a CSS selector or XPath expression, now.
     pub async fn find_all(&self, using: &str, value: &str) -> Vec<String> {
         let found = self

@@ -264,6 +264,28 @@ pub async fn line_from_stdout<T: Send + 'static>(
     }
 }
 
+/// A person the simulated CRM creates, named `name`, with an e-mail unique to this
+/// run (`ada.lovelace.<pid>@example.com`).
+pub fn customer_named(name: &str) -> sim::CustomerSeed {
+    sim::CustomerSeed {
+        name: name.into(),
+        email: format!(
+            "{}.{}@example.com",
+            name.to_lowercase().replace(' ', "."),
+            std::process::id()
+        ),
+        phone: None,
+    }
+}
+
+/// Whether the simulated Xero holds a customer with this e-mail.
+pub fn in_xero(sims: &sim::Simulators, email: &str) -> bool {
+    sims.xero
+        .customers()
+        .iter()
+        .any(|c| c.email.as_deref() == Some(email))
+}
+
 /// Runs `tandem::service::serve_with` in this process on a port the OS picks, and
 /// returns the task and the server's base URL once it is bound.
 pub async fn serve_in_process(
